@@ -1,0 +1,402 @@
+//! Service configuration from the environment, with defaults that run on one host.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use syncguard_store::{PgConnectOptions, PoolSettings};
+
+use crate::tokens::{TokenTable, TokenTableError};
+
+/// The five services; each knows its default port and its peers' variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServiceName {
+    /// Directory ingestion.
+    Ingest,
+    /// Diff and staging.
+    Stager,
+    /// Threshold and quarantine decisions.
+    Gate,
+    /// Email notifications.
+    Notifier,
+    /// Soft-delete retention and directory reads.
+    Retention,
+}
+
+impl ServiceName {
+    /// Every service, in port order.
+    pub const ALL: [ServiceName; 5] = [
+        ServiceName::Ingest,
+        ServiceName::Stager,
+        ServiceName::Gate,
+        ServiceName::Notifier,
+        ServiceName::Retention,
+    ];
+
+    /// Short name used in logs, spans and variables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceName::Ingest => "ingest",
+            ServiceName::Stager => "stager",
+            ServiceName::Gate => "gate",
+            ServiceName::Notifier => "notifier",
+            ServiceName::Retention => "retention",
+        }
+    }
+
+    /// Where the service listens unless `SYNCGUARD_LISTEN` says otherwise.
+    pub fn default_listen(self) -> SocketAddr {
+        let port = match self {
+            ServiceName::Ingest => 50051,
+            ServiceName::Stager => 50052,
+            ServiceName::Gate => 50053,
+            ServiceName::Notifier => 50054,
+            ServiceName::Retention => 50055,
+        };
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// The variable that overrides this service's address for its peers.
+    pub fn url_variable(self) -> String {
+        format!("SYNCGUARD_{}_URL", self.as_str().to_uppercase())
+    }
+}
+
+/// How the service gets its listening socket.
+#[derive(Debug)]
+pub enum Listen {
+    /// Bind this address at start.
+    Address(SocketAddr),
+    /// Use a socket bound by the caller (tests bind `127.0.0.1:0` first to learn the ports).
+    Bound(std::net::TcpListener),
+}
+
+/// Base URLs of the peer services (`http://host:port`).
+#[derive(Debug, Clone)]
+pub struct PeerUrls {
+    /// Directory ingestion.
+    pub ingest: String,
+    /// Diff and staging.
+    pub stager: String,
+    /// Threshold and quarantine decisions.
+    pub gate: String,
+    /// Email notifications.
+    pub notifier: String,
+    /// Soft-delete retention.
+    pub retention: String,
+}
+
+impl PeerUrls {
+    /// The URL of one peer.
+    pub fn of(&self, service: ServiceName) -> &str {
+        match service {
+            ServiceName::Ingest => &self.ingest,
+            ServiceName::Stager => &self.stager,
+            ServiceName::Gate => &self.gate,
+            ServiceName::Notifier => &self.notifier,
+            ServiceName::Retention => &self.retention,
+        }
+    }
+
+    /// Every service on its default port on this host.
+    pub fn defaults() -> Self {
+        let url = |service: ServiceName| format!("http://{}", service.default_listen());
+        Self {
+            ingest: url(ServiceName::Ingest),
+            stager: url(ServiceName::Stager),
+            gate: url(ServiceName::Gate),
+            notifier: url(ServiceName::Notifier),
+            retention: url(ServiceName::Retention),
+        }
+    }
+}
+
+/// Everything a service needs to start.
+#[derive(Debug)]
+pub struct ServiceConfig {
+    /// Which service this is.
+    pub service: ServiceName,
+    /// Where it listens.
+    pub listen: Listen,
+    /// The shared Postgres database.
+    pub database: PgConnectOptions,
+    /// Pool sizing.
+    pub pool: PoolSettings,
+    /// Where the other services listen.
+    pub peers: PeerUrls,
+    /// Bearer tokens accepted from callers, with their roles.
+    pub tokens: TokenTable,
+    /// The token this service presents to its peers (role `service` in their tables).
+    pub service_token: String,
+    /// Longest a call may run on the server before it is cancelled.
+    pub request_timeout: Duration,
+    /// Largest message accepted or sent, in bytes.
+    pub max_message_bytes: usize,
+    /// Calls served at once per connection; more wait.
+    pub concurrency_limit: usize,
+    /// How long in-flight calls may finish after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+/// A configuration value that is missing or malformed; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is not set.
+    #[error("{variable} is not set: {hint}")]
+    Missing {
+        /// The variable.
+        variable: &'static str,
+        /// What to set it to.
+        hint: &'static str,
+    },
+    /// A variable's value cannot be used.
+    #[error("{variable}={value:?} is not valid: {reason}")]
+    Invalid {
+        /// The variable.
+        variable: String,
+        /// Its value (never for secrets).
+        value: String,
+        /// Why not.
+        reason: String,
+    },
+    /// The token table could not be read.
+    #[error(transparent)]
+    Tokens(#[from] TokenTableError),
+}
+
+/// Default longest call; snapshot pushes of a million objects take tens of seconds.
+const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 600;
+/// Default largest message: a batch of a few thousand objects.
+const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+const DEFAULT_CONCURRENCY_LIMIT: usize = 256;
+const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 3;
+
+impl ServiceConfig {
+    /// Reads the configuration of `service` from the environment (see README "Configuration").
+    pub fn from_env(service: ServiceName) -> Result<Self, ConfigError> {
+        Self::from_lookup(service, |name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(
+        service: ServiceName,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+
+        let database_url = get("DATABASE_URL").ok_or(ConfigError::Missing {
+            variable: "DATABASE_URL",
+            hint: "a Postgres URL such as postgres://postgres@127.0.0.1:5432/syncguard",
+        })?;
+        let database =
+            PgConnectOptions::from_str(&database_url).map_err(|error| ConfigError::Invalid {
+                variable: "DATABASE_URL".into(),
+                value: "(hidden)".into(),
+                reason: error.to_string(),
+            })?;
+
+        let listen = match get("SYNCGUARD_LISTEN") {
+            Some(value) => Listen::Address(parse_var("SYNCGUARD_LISTEN", &value)?),
+            None => Listen::Address(service.default_listen()),
+        };
+
+        let mut peers = PeerUrls::defaults();
+        for peer in ServiceName::ALL {
+            let variable = peer.url_variable();
+            if let Some(url) = get(&variable) {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError::Invalid {
+                        variable,
+                        value: url,
+                        reason: "expected an http:// or https:// URL".into(),
+                    });
+                }
+                *peer_slot(&mut peers, peer) = url;
+            }
+        }
+
+        let tokens = match (get("SYNCGUARD_TOKENS_FILE"), get("SYNCGUARD_TOKENS")) {
+            (Some(path), _) => TokenTable::from_file(&path)?,
+            (None, Some(text)) => TokenTable::parse("SYNCGUARD_TOKENS", &text)?,
+            (None, None) => {
+                return Err(ConfigError::Missing {
+                    variable: "SYNCGUARD_TOKENS_FILE",
+                    hint: "a file of `<role> <principal> <token>` lines (or SYNCGUARD_TOKENS with the same lines)",
+                });
+            }
+        };
+        let service_token = get("SYNCGUARD_SERVICE_TOKEN").ok_or(ConfigError::Missing {
+            variable: "SYNCGUARD_SERVICE_TOKEN",
+            hint: "the token this service presents to its peers; list it with role `service` in the token table",
+        })?;
+
+        let mut pool = PoolSettings::default();
+        if let Some(value) = get("SYNCGUARD_DB_MAX_CONNECTIONS") {
+            pool.max_connections = parse_var("SYNCGUARD_DB_MAX_CONNECTIONS", &value)?;
+        }
+
+        Ok(Self {
+            service,
+            listen,
+            database,
+            pool,
+            peers,
+            tokens,
+            service_token,
+            request_timeout: Duration::from_secs(parse_or(
+                &get,
+                "SYNCGUARD_REQUEST_TIMEOUT_SECS",
+                DEFAULT_REQUEST_TIMEOUT_SECS,
+            )?),
+            max_message_bytes: parse_or(
+                &get,
+                "SYNCGUARD_MAX_MESSAGE_BYTES",
+                DEFAULT_MAX_MESSAGE_BYTES,
+            )?,
+            concurrency_limit: parse_or(
+                &get,
+                "SYNCGUARD_CONCURRENCY_LIMIT",
+                DEFAULT_CONCURRENCY_LIMIT,
+            )?,
+            shutdown_grace: Duration::from_secs(parse_or(
+                &get,
+                "SYNCGUARD_SHUTDOWN_GRACE_SECS",
+                DEFAULT_SHUTDOWN_GRACE_SECS,
+            )?),
+        })
+    }
+
+    /// A configuration for tests and embedding: defaults everywhere but the given parts.
+    pub fn new(
+        service: ServiceName,
+        listen: Listen,
+        database: PgConnectOptions,
+        peers: PeerUrls,
+        tokens: TokenTable,
+        service_token: String,
+    ) -> Self {
+        Self {
+            service,
+            listen,
+            database,
+            pool: PoolSettings::default(),
+            peers,
+            tokens,
+            service_token,
+            request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            concurrency_limit: DEFAULT_CONCURRENCY_LIMIT,
+            shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
+        }
+    }
+}
+
+fn peer_slot(peers: &mut PeerUrls, service: ServiceName) -> &mut String {
+    match service {
+        ServiceName::Ingest => &mut peers.ingest,
+        ServiceName::Stager => &mut peers.stager,
+        ServiceName::Gate => &mut peers.gate,
+        ServiceName::Notifier => &mut peers.notifier,
+        ServiceName::Retention => &mut peers.retention,
+    }
+}
+
+fn parse_var<T>(variable: &str, value: &str) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|error: T::Err| ConfigError::Invalid {
+            variable: variable.to_owned(),
+            value: value.to_owned(),
+            reason: error.to_string(),
+        })
+}
+
+fn parse_or<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    get(variable).map_or(Ok(default), |value| parse_var(variable, &value))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        (
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/syncguard",
+        ),
+        ("SYNCGUARD_TOKENS", "reader alice reader-token-0123456789"),
+        ("SYNCGUARD_SERVICE_TOKEN", "service-token-0123456789"),
+    ];
+
+    #[test]
+    fn defaults_put_each_service_on_its_own_port() {
+        let config = ServiceConfig::from_lookup(ServiceName::Gate, lookup(&BASE)).unwrap();
+        let Listen::Address(address) = config.listen else {
+            panic!("expected an address");
+        };
+        assert_eq!(address.to_string(), "127.0.0.1:50053");
+        assert_eq!(config.peers.notifier, "http://127.0.0.1:50054");
+        assert_eq!(config.request_timeout, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let missing =
+            ServiceConfig::from_lookup(ServiceName::Ingest, lookup(&BASE[1..])).unwrap_err();
+        assert!(
+            missing.to_string().starts_with("DATABASE_URL is not set"),
+            "{missing}"
+        );
+
+        let mut pairs = BASE.to_vec();
+        pairs.push(("SYNCGUARD_LISTEN", "localhost"));
+        let invalid = ServiceConfig::from_lookup(ServiceName::Ingest, lookup(&pairs)).unwrap_err();
+        assert!(
+            invalid
+                .to_string()
+                .starts_with("SYNCGUARD_LISTEN=\"localhost\" is not valid"),
+            "{invalid}"
+        );
+
+        let mut pairs = BASE.to_vec();
+        pairs.push(("SYNCGUARD_GATE_URL", "gate:50053"));
+        let invalid = ServiceConfig::from_lookup(ServiceName::Ingest, lookup(&pairs)).unwrap_err();
+        assert!(
+            invalid.to_string().contains("SYNCGUARD_GATE_URL"),
+            "{invalid}"
+        );
+    }
+
+    #[test]
+    fn peer_urls_and_limits_come_from_the_environment() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("SYNCGUARD_STAGER_URL", "http://stager:50052"));
+        pairs.push(("SYNCGUARD_MAX_MESSAGE_BYTES", "1048576"));
+        let config = ServiceConfig::from_lookup(ServiceName::Ingest, lookup(&pairs)).unwrap();
+        assert_eq!(config.peers.of(ServiceName::Stager), "http://stager:50052");
+        assert_eq!(config.max_message_bytes, 1_048_576);
+    }
+}

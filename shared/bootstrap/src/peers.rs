@@ -1,0 +1,59 @@
+//! Channels to peer services: every call carries this service's token and the current
+//! trace context.
+
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Request};
+use syncguard_telemetry::{InjectTraceContext, InjectTraceContextLayer};
+use tonic::transport::{Channel, Endpoint};
+use tower_layer::Layer as _;
+use tower_service::Service;
+
+/// A lazily connected channel to a peer, with authentication and trace propagation.
+pub type PeerChannel = InjectTraceContext<AddAuthorization<Channel>>;
+
+/// Opens a channel to `url` that presents `token`. Connects on first use, so services may
+/// start in any order.
+pub fn peer_channel(url: &str, token: &str) -> anyhow::Result<PeerChannel> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|error| anyhow::anyhow!("peer URL {url:?} is not valid: {error}"))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .tcp_nodelay(true);
+    let header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+        anyhow::anyhow!("the service token contains characters not allowed in metadata")
+    })?;
+    let channel = AddAuthorization {
+        inner: endpoint.connect_lazy(),
+        header,
+    };
+    Ok(InjectTraceContextLayer.layer(channel))
+}
+
+/// Adds `authorization: Bearer <token>` to every request.
+#[derive(Debug, Clone)]
+pub struct AddAuthorization<S> {
+    inner: S,
+    header: HeaderValue,
+}
+
+impl<S, B> Service<Request<B>> for AddAuthorization<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let mut header = self.header.clone();
+        header.set_sensitive(true);
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, header);
+        self.inner.call(request)
+    }
+}

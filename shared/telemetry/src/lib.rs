@@ -1,0 +1,12 @@
+//! Tracing for every syncguard service: one `init` that installs logging and OpenTelemetry
+//! export, and the W3C trace-context plumbing that makes one sync cycle one trace across
+//! all five services.
+
+mod init;
+mod propagation;
+
+pub use init::{TelemetryConfig, TelemetryGuard, init};
+pub use propagation::{
+    InjectTraceContext, InjectTraceContextLayer, ServerTrace, ServerTraceLayer, extract_context,
+    inject_current_context,
+};
