@@ -1,1 +1,14 @@
-fn main() {}
+//! `syncguard-ingest`: see the crate documentation of `syncguard_ingest`.
+
+use std::process::ExitCode;
+
+use syncguard_bootstrap::{ServiceName, run_main, shutdown_signal};
+
+fn main() -> ExitCode {
+    run_main(ServiceName::Ingest, |config| async move {
+        syncguard_ingest::App::build(config)
+            .await?
+            .run_until_stopped(shutdown_signal())
+            .await
+    })
+}

@@ -1,1 +1,46 @@
-//! placeholder
+//! Diff and staging: turns a complete snapshot into a cycle of staged actions, applies decided cycles, serves the provisioning log.
+//!
+//! A library with a thin `main.rs`: tests build the [`App`] in-process.
+
+mod api;
+
+use std::future::Future;
+
+pub use api::StagerApi;
+use syncguard_bootstrap::{ServiceConfig, ServiceHost};
+use syncguard_proto::v1::stager_service_server::{SERVICE_NAME, StagerServiceServer};
+use tonic::service::Routes;
+
+/// The stager service, bound and ready to run.
+pub struct App {
+    host: ServiceHost,
+}
+
+impl App {
+    /// Binds the listener; the database is awaited in the background.
+    pub async fn build(config: ServiceConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            host: ServiceHost::bind(config).await?,
+        })
+    }
+
+    /// The port the service listens on.
+    pub fn port(&self) -> u16 {
+        self.host.port()
+    }
+
+    /// Serves until `shutdown` resolves, then drains.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let limit = self.host.config().max_message_bytes;
+        let api = StagerApi::new(self.host.pool().clone());
+        let server = StagerServiceServer::new(api)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
+        self.host
+            .serve(SERVICE_NAME, Routes::new(server), shutdown)
+            .await
+    }
+}

@@ -44,9 +44,8 @@ pub fn required_access(path: &str) -> Option<Access> {
         // Settings that weaken protection or remove configuration.
         "SetProtection" | "DeleteJob" => Access::Administer,
         // Service-to-service steps of a cycle.
-        "StageCycle" | "ApplyCycle" | "DecideCycle" | "Notify" | "SoftDeleteObjects" => {
-            Access::Internal
-        }
+        "StageCycle" | "ApplyCycle" | "DecideCycle" | "InitProtection" | "Notify"
+        | "SoftDeleteObjects" => Access::Internal,
         _ => Access::Administer,
     };
     Some(access)

@@ -36,14 +36,17 @@ pub enum Access {
 impl Role {
     /// Whether a caller with this role may make a call that needs `access`.
     pub fn grants(self, access: Access) -> bool {
-        match (self, access) {
-            (_, Access::Read) => true,
-            (Role::Admin, Access::Operate | Access::Approve | Access::Administer) => true,
-            (Role::Operator, Access::Operate) => true,
-            (Role::Approver, Access::Approve) => true,
-            (Role::Service, Access::Operate | Access::Internal) => true,
-            _ => false,
-        }
+        matches!(
+            (self, access),
+            (_, Access::Read)
+                | (
+                    Role::Admin,
+                    Access::Operate | Access::Approve | Access::Administer
+                )
+                | (Role::Operator, Access::Operate)
+                | (Role::Approver, Access::Approve)
+                | (Role::Service, Access::Operate | Access::Internal)
+        )
     }
 
     /// The name used in token files and messages.

@@ -88,7 +88,11 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     let (json_layer, text_layer) = if config.json_logs {
         (Some(tracing_subscriber::fmt::layer().json()), None)
     } else {
-        (None, Some(tracing_subscriber::fmt::layer()))
+        let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        (
+            None,
+            Some(tracing_subscriber::fmt::layer().with_ansi(colour)),
+        )
     };
 
     let installed = tracing_subscriber::registry()

@@ -1,0 +1,52 @@
+//! Everything ingest can refuse or fail with, and the gRPC status for each.
+
+use syncguard_bootstrap::{field_violation, store_status};
+use syncguard_domain::{FieldError, JobId};
+use syncguard_store::StoreError;
+use tonic::Status;
+
+/// Errors of the ingest service.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A request field is invalid.
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    /// The job does not exist (or was deleted).
+    #[error("job {0} not found")]
+    JobNotFound(JobId),
+    /// The caller's role does not allow this particular request.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// A peer service refused or failed.
+    #[error("{service} answered: {status}")]
+    Peer {
+        /// Which peer.
+        service: &'static str,
+        /// What it said.
+        status: Status,
+    },
+    /// The database refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<IngestError> for Status {
+    fn from(error: IngestError) -> Self {
+        match error {
+            IngestError::Invalid(field) => field_violation(&field),
+            IngestError::JobNotFound(_) => Status::not_found(error.to_string()),
+            IngestError::NotAllowed(message) => Status::permission_denied(message),
+            // The peer's own code is the truthful one (InvalidArgument for bad rules, ...).
+            IngestError::Peer { service, status } => {
+                Status::new(status.code(), format!("{service}: {}", status.message()))
+            }
+            IngestError::Store(store) => store_status(&store),
+        }
+    }
+}
+
+impl From<sqlx::Error> for IngestError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Store(error.into())
+    }
+}

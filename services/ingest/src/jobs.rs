@@ -1,0 +1,249 @@
+//! The `jobs` table: create, read, update, list and retire job configurations.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use syncguard_domain::JobId;
+use syncguard_proto::v1::{self, JobHealth};
+use uuid::Uuid;
+
+use crate::error::IngestError;
+use crate::job_spec::{ScopeRules, ValidJobSpec, scope_to_proto, source_to_proto};
+
+const JOB_COLUMNS: &str = "job_id, name, source_kind, source_config, scope_rules, \
+    schedule_interval_secs, deprovision_mode, notification_recipients, retention_days, \
+    hold_limit_secs, required_approvals, allow_empty_source, created_by, created_at, updated_at";
+
+/// A job row as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub struct JobRow {
+    job_id: Uuid,
+    name: String,
+    source_kind: String,
+    source_config: serde_json::Value,
+    scope_rules: serde_json::Value,
+    schedule_interval_secs: i32,
+    deprovision_mode: String,
+    notification_recipients: Vec<String>,
+    retention_days: i32,
+    hold_limit_secs: i32,
+    required_approvals: i16,
+    allow_empty_source: bool,
+    created_by: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// Converts a database time to the API's timestamp.
+pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
+}
+
+fn duration(seconds: i32) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::from(seconds),
+        nanos: 0,
+    }
+}
+
+impl JobRow {
+    /// The API view, with the status computed by [`job_status`].
+    pub fn to_proto(&self, status: v1::JobStatus) -> v1::Job {
+        let scope: ScopeRules =
+            serde_json::from_value(self.scope_rules.clone()).unwrap_or_default();
+        v1::Job {
+            job_id: self.job_id.to_string(),
+            spec: Some(v1::JobSpec {
+                name: self.name.clone(),
+                source: Some(source_to_proto(&self.source_kind, &self.source_config)),
+                scope: Some(scope_to_proto(&scope)),
+                schedule_interval: Some(duration(self.schedule_interval_secs)),
+                deprovision_mode: match self.deprovision_mode.as_str() {
+                    "disable" => v1::DeprovisionMode::Disable as i32,
+                    _ => v1::DeprovisionMode::Delete as i32,
+                },
+                notification_recipients: self.notification_recipients.clone(),
+                retention_days: self.retention_days as u32,
+                hold_limit: Some(duration(self.hold_limit_secs)),
+                required_approvals: self.required_approvals as u32,
+                allow_empty_source: self.allow_empty_source,
+                ..Default::default()
+            }),
+            status: Some(status),
+            created_at: Some(timestamp(self.created_at)),
+            updated_at: Some(timestamp(self.updated_at)),
+            created_by: self.created_by.clone(),
+        }
+    }
+
+    /// The job's id.
+    pub fn job_id(&self) -> JobId {
+        JobId(self.job_id)
+    }
+}
+
+/// Inserts a new job; its first cycle is due at once.
+pub async fn insert(
+    conn: &mut PgConnection,
+    job_id: JobId,
+    spec: &ValidJobSpec,
+    created_by: &str,
+) -> Result<JobRow, IngestError> {
+    let sql = format!(
+        "INSERT INTO jobs (job_id, name, source_kind, source_config, scope_rules, \
+             schedule_interval_secs, deprovision_mode, notification_recipients, retention_days, \
+             hold_limit_secs, required_approvals, allow_empty_source, created_by, next_run_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now()) \
+         RETURNING {JOB_COLUMNS}"
+    );
+    Ok(bind_spec(
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(job_id.0),
+        spec,
+    )
+    .bind(created_by)
+    .fetch_one(conn)
+    .await?)
+}
+
+fn bind_spec<'q>(
+    query: sqlx::query::QueryAs<'q, sqlx::Postgres, JobRow, sqlx::postgres::PgArguments>,
+    spec: &'q ValidJobSpec,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, JobRow, sqlx::postgres::PgArguments> {
+    query
+        .bind(&spec.name)
+        .bind(spec.source_kind)
+        .bind(&spec.source_config)
+        .bind(serde_json::to_value(&spec.scope_rules).unwrap_or_default())
+        .bind(spec.schedule_interval_secs)
+        .bind(spec.deprovision_mode)
+        .bind(&spec.recipients)
+        .bind(spec.retention_days)
+        .bind(spec.hold_limit_secs)
+        .bind(spec.required_approvals)
+        .bind(spec.allow_empty_source)
+}
+
+/// Replaces a job's settings.
+pub async fn update(
+    pool: &PgPool,
+    job_id: JobId,
+    spec: &ValidJobSpec,
+) -> Result<JobRow, IngestError> {
+    let sql = format!(
+        "UPDATE jobs SET name = $2, source_kind = $3, source_config = $4, scope_rules = $5, \
+             schedule_interval_secs = $6, deprovision_mode = $7, notification_recipients = $8, \
+             retention_days = $9, hold_limit_secs = $10, required_approvals = $11, \
+             allow_empty_source = $12, updated_at = now() \
+         WHERE job_id = $1 AND deleted_at IS NULL RETURNING {JOB_COLUMNS}"
+    );
+    bind_spec(
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(job_id.0),
+        spec,
+    )
+    .fetch_optional(pool)
+    .await?
+    .ok_or(IngestError::JobNotFound(job_id))
+}
+
+/// One live job.
+pub async fn get(pool: &PgPool, job_id: JobId) -> Result<JobRow, IngestError> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = $1 AND deleted_at IS NULL");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(job_id.0)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(IngestError::JobNotFound(job_id))
+}
+
+/// A page of live jobs in creation order, after `after` when given.
+pub async fn list(
+    pool: &PgPool,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<JobRow>, IngestError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR job_id > $1) \
+         ORDER BY job_id LIMIT $2"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?)
+}
+
+/// Retires a job's configuration; its objects and logs stay.
+pub async fn retire(pool: &PgPool, job_id: JobId) -> Result<(), IngestError> {
+    let result = sqlx::query(
+        "UPDATE jobs SET deleted_at = now(), next_run_at = NULL WHERE job_id = $1 AND deleted_at IS NULL",
+    )
+    .bind(job_id.0)
+    .execute(pool)
+    .await?;
+    if result.rows_affected() == 0 {
+        return Err(IngestError::JobNotFound(job_id));
+    }
+    Ok(())
+}
+
+/// Removes a job that was never usable (its protection could not be recorded).
+pub async fn remove_unused(pool: &PgPool, job_id: JobId) -> Result<(), IngestError> {
+    sqlx::query("DELETE FROM jobs WHERE job_id = $1")
+        .bind(job_id.0)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The status line of a job: quarantined, failed, or healthy, from what the other services
+/// recorded.
+pub async fn job_status(pool: &PgPool, job_id: JobId) -> Result<v1::JobStatus, IngestError> {
+    let quarantine: Option<(Uuid, serde_json::Value)> = sqlx::query_as(
+        "SELECT quarantine_id, breaches FROM quarantines WHERE job_id = $1 AND state = 'open'",
+    )
+    .bind(job_id.0)
+    .fetch_optional(pool)
+    .await?;
+    let last_cycle: Option<(Uuid, String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT cycle_id, state, error, created_at FROM cycles WHERE job_id = $1 \
+         ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(job_id.0)
+    .fetch_optional(pool)
+    .await?;
+    let mut status = v1::JobStatus {
+        health: JobHealth::Healthy as i32,
+        message: "Healthy".into(),
+        ..Default::default()
+    };
+    if let Some((cycle_id, state, error, at)) = &last_cycle {
+        status.last_cycle_id = cycle_id.to_string();
+        status.last_cycle_at = Some(timestamp(*at));
+        if state == "failed" {
+            status.health = JobHealth::Failed as i32;
+            status.message = format!(
+                "Last cycle failed: {}",
+                error.as_deref().unwrap_or("no error recorded")
+            );
+        }
+    }
+    if let Some((quarantine_id, breaches)) = quarantine {
+        let explanation = breaches
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|breach| breach.get("explanation").and_then(|text| text.as_str()))
+            .collect::<Vec<_>>()
+            .join("; ");
+        status.health = JobHealth::Quarantined as i32;
+        status.open_quarantine_id = quarantine_id.to_string();
+        status.message = if explanation.is_empty() {
+            "Delete threshold exceeded".into()
+        } else {
+            format!("Delete threshold exceeded: {explanation}")
+        };
+    }
+    Ok(status)
+}
