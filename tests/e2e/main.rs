@@ -1,0 +1,8 @@
+//! End-to-end tests: the five services run in-process on loopback against a fresh database
+//! per test, and the tests talk to them only through gRPC.
+
+mod binaries;
+mod foundation;
+mod jobs;
+mod protection;
+mod trace;

@@ -1,0 +1,118 @@
+//! One trace across services: an in-process OTLP receiver speaking the real OTLP gRPC
+//! protocol collects what the services export.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use syncguard_e2e::{Suite, wait_for};
+use syncguard_proto::v1;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+
+use crate::jobs::push_job;
+
+#[derive(Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<Span>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let mut spans = self.spans.lock().expect("collector lock");
+        for resource in request.into_inner().resource_spans {
+            for scope in resource.scope_spans {
+                spans.extend(scope.spans);
+            }
+        }
+        Ok(Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|value| match &value.value {
+            Some(Value::StringValue(text)) => Some(text.as_str()),
+            _ => None,
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_id_crosses_ingest_and_gate() -> anyhow::Result<()> {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    let telemetry = syncguard_telemetry::init(&syncguard_telemetry::TelemetryConfig {
+        service_name: "syncguard-e2e".into(),
+        otlp_endpoint: Some(endpoint),
+        log_filter: Some("info".into()),
+        json_logs: false,
+    })?;
+
+    let suite = Suite::start().await?;
+    let mut spec = push_job("traced");
+    spec.protection_rules = vec![v1::ProtectionRule {
+        max_count: Some(3),
+        ..Default::default()
+    }];
+    // CreateJob in ingest calls InitProtection in the gate with the service token.
+    suite
+        .ingest(Some(&suite.tokens.operator))
+        .create_job(v1::CreateJobRequest { spec: Some(spec) })
+        .await?;
+
+    let telemetry = Arc::new(telemetry);
+    let (ingest_span, gate_span) = wait_for(
+        "both server spans to be exported",
+        Duration::from_secs(20),
+        || {
+            let telemetry = Arc::clone(&telemetry);
+            let spans = Arc::clone(&collector.spans);
+            async move {
+                tokio::task::spawn_blocking(move || telemetry.flush())
+                    .await
+                    .ok()?;
+                let spans = spans.lock().expect("collector lock");
+                let find = |name: &str| spans.iter().find(|span| span.name == name).cloned();
+                Some((
+                    find("syncguard.v1.IngestService/CreateJob")?,
+                    find("syncguard.v1.GateService/InitProtection")?,
+                ))
+            }
+        },
+    )
+    .await?;
+
+    assert_eq!(attribute(&ingest_span, "syncguard.service"), Some("ingest"));
+    assert_eq!(attribute(&gate_span, "syncguard.service"), Some("gate"));
+    assert_eq!(
+        gate_span.trace_id, ingest_span.trace_id,
+        "the gate's span continues the trace ingest started"
+    );
+    assert_eq!(
+        gate_span.parent_span_id, ingest_span.span_id,
+        "the gate's span is a child of ingest's CreateJob span"
+    );
+    suite.stop().await
+}

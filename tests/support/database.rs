@@ -1,0 +1,62 @@
+//! One empty database per test, on the server `DATABASE_URL` names.
+
+use std::str::FromStr;
+
+use sqlx::ConnectOptions as _;
+use sqlx::Connection as _;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+
+/// A database created for one test and dropped by [`TestDatabase::drop_database`].
+pub struct TestDatabase {
+    server: PgConnectOptions,
+    name: String,
+}
+
+impl TestDatabase {
+    /// Creates an empty database. Fails with a hint when `DATABASE_URL` is unset: the README's
+    /// test command sets it (or starts a throwaway server).
+    pub async fn create() -> anyhow::Result<Self> {
+        let url = std::env::var("DATABASE_URL").map_err(|_| {
+            anyhow::anyhow!(
+                "DATABASE_URL is not set: run the tests with scripts/test, which finds or starts Postgres"
+            )
+        })?;
+        let server = PgConnectOptions::from_str(&url)?;
+        let name = format!("sgtest_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = server.connect().await.map_err(|error| {
+            anyhow::anyhow!("cannot connect to the Postgres server of DATABASE_URL: {error}")
+        })?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await?;
+        admin.close().await?;
+        Ok(Self { server, name })
+    }
+
+    /// Connection options for the test's database.
+    pub fn options(&self) -> PgConnectOptions {
+        self.server.clone().database(&self.name)
+    }
+
+    /// The test database's URL, for services started as separate processes.
+    pub fn url(&self) -> String {
+        self.options().to_url_lossy().to_string()
+    }
+
+    /// A direct connection, for assertions about the schema itself.
+    pub async fn connect(&self) -> anyhow::Result<PgConnection> {
+        Ok(self.options().connect().await?)
+    }
+
+    /// Drops the database; connections still open to it are terminated.
+    pub async fn drop_database(self) -> anyhow::Result<()> {
+        let mut admin = self.server.connect().await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut admin)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,10 @@
+//! Support for the end-to-end tests: a throwaway database per test, the five services
+//! started in-process on pre-bound loopback listeners, and authenticated gRPC clients.
+
+mod database;
+mod suite;
+
+pub use database::TestDatabase;
+pub use suite::{
+    Authed, BearerToken, Suite, Tokens, loopback_channel, wait_for, wait_until_serving,
+};

@@ -1,0 +1,318 @@
+//! The five services in-process, on loopback, each with its own pre-bound listener.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use syncguard_bootstrap::{Listen, PeerUrls, ServiceConfig, ServiceName, TokenTable};
+use syncguard_domain::Role;
+use syncguard_proto::v1::gate_service_client::GateServiceClient;
+use syncguard_proto::v1::ingest_service_client::IngestServiceClient;
+use syncguard_proto::v1::notifier_service_client::NotifierServiceClient;
+use syncguard_proto::v1::retention_service_client::RetentionServiceClient;
+use syncguard_proto::v1::stager_service_client::StagerServiceClient;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::TestDatabase;
+
+/// One fresh token per role, so a test can call as anyone.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    /// Role reader.
+    pub reader: String,
+    /// Role operator.
+    pub operator: String,
+    /// Role approver.
+    pub approver: String,
+    /// A second approver, for jobs that need two.
+    pub approver2: String,
+    /// Role admin.
+    pub admin: String,
+    /// Role service, presented by every service to its peers.
+    pub service: String,
+}
+
+impl Tokens {
+    /// Fresh tokens, for services started as separate processes.
+    pub fn generate_for_processes() -> Self {
+        Self::generate()
+    }
+
+    fn generate() -> Self {
+        let token = |role: &str| format!("{role}-{}", uuid::Uuid::new_v4().simple());
+        Self {
+            reader: token("reader"),
+            operator: token("operator"),
+            approver: token("approver"),
+            approver2: token("approver2"),
+            admin: token("admin"),
+            service: token("service"),
+        }
+    }
+
+    /// The token table every service of the suite accepts.
+    pub fn table(&self) -> TokenTable {
+        let mut table = TokenTable::default();
+        table.insert("rita", Role::Reader, &self.reader);
+        table.insert("otto", Role::Operator, &self.operator);
+        table.insert("alice", Role::Approver, &self.approver);
+        table.insert("bob", Role::Approver, &self.approver2);
+        table.insert("ada", Role::Admin, &self.admin);
+        table.insert("syncguard", Role::Service, &self.service);
+        table
+    }
+
+    /// The same table in the file format the binaries read.
+    pub fn file_text(&self) -> String {
+        format!(
+            "reader rita {}\noperator otto {}\napprover alice {}\napprover bob {}\nadmin ada {}\nservice syncguard {}\n",
+            self.reader, self.operator, self.approver, self.approver2, self.admin, self.service
+        )
+    }
+}
+
+/// Adds a bearer token to every call of a client.
+#[derive(Clone)]
+pub struct BearerToken(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel whose calls carry a bearer token.
+pub type Authed = InterceptedService<Channel, BearerToken>;
+
+/// All five services running against one fresh database.
+pub struct Suite {
+    /// The tokens the services accept.
+    pub tokens: Tokens,
+    database: Option<TestDatabase>,
+    addresses: Vec<(ServiceName, SocketAddr)>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<(ServiceName, JoinHandle<anyhow::Result<()>>)>,
+}
+
+impl Suite {
+    /// Starts the suite on a new empty database and waits until every service is SERVING.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_on(TestDatabase::create().await?).await
+    }
+
+    /// Starts the suite on `database`; all five services migrate it at once.
+    pub async fn start_on(database: TestDatabase) -> anyhow::Result<Self> {
+        let tokens = Tokens::generate();
+        let mut listeners = Vec::new();
+        for service in ServiceName::ALL {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            listeners.push((service, listener.local_addr()?, listener));
+        }
+        let url = |service: ServiceName| {
+            let address = listeners
+                .iter()
+                .find(|(name, _, _)| *name == service)
+                .map(|(_, address, _)| *address)
+                .expect("every service has a listener");
+            format!("http://{address}")
+        };
+        let peers = PeerUrls {
+            ingest: url(ServiceName::Ingest),
+            stager: url(ServiceName::Stager),
+            gate: url(ServiceName::Gate),
+            notifier: url(ServiceName::Notifier),
+            retention: url(ServiceName::Retention),
+        };
+        let (stop, _) = watch::channel(false);
+        let mut addresses = Vec::new();
+        let mut tasks = Vec::new();
+        for (service, address, listener) in listeners {
+            let mut config = ServiceConfig::new(
+                service,
+                Listen::Bound(listener),
+                database.options(),
+                peers.clone(),
+                tokens.table(),
+                tokens.service.clone(),
+            );
+            // Tests run side by side against one server: keep each suite's share small.
+            config.pool.max_connections = 4;
+            let mut stopped = stop.subscribe();
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            let task = match service {
+                ServiceName::Ingest => {
+                    let app = syncguard_ingest::App::build(config).await?;
+                    tokio::spawn(app.run_until_stopped(shutdown))
+                }
+                ServiceName::Stager => {
+                    let app = syncguard_stager::App::build(config).await?;
+                    tokio::spawn(app.run_until_stopped(shutdown))
+                }
+                ServiceName::Gate => {
+                    let app = syncguard_gate::App::build(config).await?;
+                    tokio::spawn(app.run_until_stopped(shutdown))
+                }
+                ServiceName::Notifier => {
+                    let app = syncguard_notifier::App::build(config).await?;
+                    tokio::spawn(app.run_until_stopped(shutdown))
+                }
+                ServiceName::Retention => {
+                    let app = syncguard_retention::App::build(config).await?;
+                    tokio::spawn(app.run_until_stopped(shutdown))
+                }
+            };
+            addresses.push((service, address));
+            tasks.push((service, task));
+        }
+        let suite = Self {
+            tokens,
+            database: Some(database),
+            addresses,
+            stop,
+            tasks,
+        };
+        for (service, address) in &suite.addresses {
+            wait_until_serving(*service, *address).await?;
+        }
+        Ok(suite)
+    }
+
+    /// Where a service listens.
+    pub fn address(&self, service: ServiceName) -> SocketAddr {
+        self.addresses
+            .iter()
+            .find(|(name, _)| *name == service)
+            .map(|(_, address)| *address)
+            .expect("every service has an address")
+    }
+
+    /// A plain channel to a service (no token).
+    pub fn channel(&self, service: ServiceName) -> Channel {
+        loopback_channel(self.address(service))
+    }
+
+    fn authed(&self, service: ServiceName, token: Option<&str>) -> Authed {
+        let value = token.map(|token| format!("Bearer {token}").parse().expect("tokens are ASCII"));
+        InterceptedService::new(self.channel(service), BearerToken(value))
+    }
+
+    /// An ingest client calling with `token` (`None`: no token at all).
+    pub fn ingest(&self, token: Option<&str>) -> IngestServiceClient<Authed> {
+        IngestServiceClient::new(self.authed(ServiceName::Ingest, token))
+    }
+
+    /// A stager client calling with `token`.
+    pub fn stager(&self, token: Option<&str>) -> StagerServiceClient<Authed> {
+        StagerServiceClient::new(self.authed(ServiceName::Stager, token))
+    }
+
+    /// A gate client calling with `token`.
+    pub fn gate(&self, token: Option<&str>) -> GateServiceClient<Authed> {
+        GateServiceClient::new(self.authed(ServiceName::Gate, token))
+    }
+
+    /// A notifier client calling with `token`.
+    pub fn notifier(&self, token: Option<&str>) -> NotifierServiceClient<Authed> {
+        NotifierServiceClient::new(self.authed(ServiceName::Notifier, token))
+    }
+
+    /// A retention client calling with `token`.
+    pub fn retention(&self, token: Option<&str>) -> RetentionServiceClient<Authed> {
+        RetentionServiceClient::new(self.authed(ServiceName::Retention, token))
+    }
+
+    /// The suite's database, for assertions about the schema.
+    pub fn database(&self) -> &TestDatabase {
+        self.database
+            .as_ref()
+            .expect("the database lives as long as the suite")
+    }
+
+    /// Stops every service, checks each stopped cleanly, and drops the database.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.stop.send_replace(true);
+        for (service, task) in std::mem::take(&mut self.tasks) {
+            let outcome = tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .map_err(|_| anyhow::anyhow!("{} did not stop within 10 s", service.as_str()))?;
+            outcome
+                .map_err(|error| anyhow::anyhow!("{} panicked: {error}", service.as_str()))?
+                .map_err(|error| anyhow::anyhow!("{} failed: {error:#}", service.as_str()))?;
+        }
+        if let Some(database) = self.database.take() {
+            database.drop_database().await?;
+        }
+        Ok(())
+    }
+}
+
+/// A lazily connecting channel to a loopback address.
+pub fn loopback_channel(address: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{address}"))
+        .expect("a loopback URL is valid")
+        .connect_lazy()
+}
+
+/// Polls `check` until it yields a value, or fails after `deadline` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let give_up = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= give_up {
+            anyhow::bail!("gave up after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the service's health check answers SERVING.
+pub async fn wait_until_serving(service: ServiceName, address: SocketAddr) -> anyhow::Result<()> {
+    let mut health = HealthClient::new(loopback_channel(address));
+    wait_for(
+        &format!("{} to report SERVING", service.as_str()),
+        Duration::from_secs(30),
+        || {
+            let mut health = health.clone();
+            async move {
+                let response = health
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .ok()?;
+                (response.into_inner().status == ServingStatus::Serving as i32).then_some(())
+            }
+        },
+    )
+    .await?;
+    health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?;
+    Ok(())
+}
