@@ -52,7 +52,7 @@ ensure_postgres() {
     || { cat "$dir/server.log" >&2; return 1; }
   _PG_STOP=("${run_as[@]}" "$pg_ctl" -D "$dir" -m fast stop)
   _PG_DIR=$dir
-  trap '"${_PG_STOP[@]}" >/dev/null 2>&1; rm -rf "$_PG_DIR"' EXIT
+  trap '"${_PG_STOP[@]}" >/dev/null 2>&1; rm -rf "$_PG_DIR" "$_PG_DIR/../initdb-${_PG_DIR##*-}.log"' EXIT
   export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
   _PG_DERIVED=1
   echo "postgres: started a throwaway cluster on 127.0.0.1:$port" >&2
