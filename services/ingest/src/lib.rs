@@ -4,6 +4,7 @@
 
 mod api;
 mod error;
+pub mod export_file;
 mod job_spec;
 mod jobs;
 
