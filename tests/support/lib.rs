@@ -2,6 +2,7 @@
 //! started in-process on pre-bound loopback listeners, and authenticated gRPC clients.
 
 mod database;
+pub mod directory;
 mod suite;
 
 pub use database::TestDatabase;

@@ -7,20 +7,24 @@ use syncguard_proto::v1::gate_service_server::GateService;
 use syncguard_store::{PgPool, in_transaction};
 use tonic::{Request, Response, Status};
 
+use crate::decide::{breach_view, decide};
 use crate::error::GateError;
 use crate::protection;
 use crate::rules::parse_rules;
+use syncguard_bootstrap::PeerChannel;
+use syncguard_proto::v1::stager_service_client::StagerServiceClient;
 
 /// Handlers of `syncguard.v1.GateService`.
 #[derive(Clone)]
 pub struct GateApi {
     pool: PgPool,
+    stager: StagerServiceClient<PeerChannel>,
 }
 
 impl GateApi {
-    /// An API over the shared database.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// An API over the shared database, applying decided cycles through the stager.
+    pub fn new(pool: PgPool, stager: StagerServiceClient<PeerChannel>) -> Self {
+        Self { pool, stager }
     }
 }
 
@@ -44,9 +48,29 @@ fn not_yet(method: &str) -> Status {
 impl GateService for GateApi {
     async fn decide_cycle(
         &self,
-        _request: Request<v1::DecideCycleRequest>,
+        request: Request<v1::DecideCycleRequest>,
     ) -> Result<Response<v1::DecideCycleResponse>, Status> {
-        Err(not_yet("DecideCycle"))
+        let cycle_id = uuid::Uuid::parse_str(&request.get_ref().cycle_id)
+            .map_err(|_| GateError::from(FieldError::new("cycle_id", "not a cycle id (a UUID)")))?;
+        let decided = decide(&self.pool, &self.stager, cycle_id).await?;
+        let job: (uuid::Uuid,) = sqlx::query_as("SELECT job_id FROM cycles WHERE cycle_id = $1")
+            .bind(cycle_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(GateError::from)?;
+        let rules = protection::load(&self.pool, JobId(job.0)).await?.rules;
+        Ok(Response::new(v1::DecideCycleResponse {
+            decision: decided.decision as i32,
+            quarantine_id: decided
+                .quarantine_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            breaches: decided
+                .breaches
+                .iter()
+                .map(|breach| breach_view(breach, &rules))
+                .collect(),
+        }))
     }
 
     async fn evaluate_counts(

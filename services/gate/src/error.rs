@@ -14,6 +14,20 @@ pub enum GateError {
     /// The job does not exist (or was deleted).
     #[error("job {0} not found")]
     JobNotFound(JobId),
+    /// The cycle does not exist.
+    #[error("cycle {0} not found")]
+    CycleNotFound(uuid::Uuid),
+    /// The request does not fit the cycle's or quarantine's state.
+    #[error("{0}")]
+    WrongState(String),
+    /// A peer service refused or failed.
+    #[error("{service} answered: {status}")]
+    Peer {
+        /// Which peer.
+        service: &'static str,
+        /// What it said.
+        status: Status,
+    },
     /// The database refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -24,6 +38,11 @@ impl From<GateError> for Status {
         match &error {
             GateError::Invalid(field) => field_violation(field),
             GateError::JobNotFound(_) => Status::not_found(error.to_string()),
+            GateError::CycleNotFound(_) => Status::not_found(error.to_string()),
+            GateError::WrongState(message) => Status::failed_precondition(message.clone()),
+            GateError::Peer { service, status } => {
+                Status::new(status.code(), format!("{service}: {}", status.message()))
+            }
             GateError::Store(store) => store_status(store),
         }
     }

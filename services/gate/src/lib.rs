@@ -3,7 +3,9 @@
 //! A library with a thin `main.rs`: tests build the [`App`] in-process.
 
 mod api;
+mod decide;
 mod error;
+mod evaluate;
 mod protection;
 mod rules;
 
@@ -11,8 +13,9 @@ use std::future::Future;
 
 pub use api::GateApi;
 pub use error::GateError;
-use syncguard_bootstrap::{ServiceConfig, ServiceHost};
+use syncguard_bootstrap::{ServiceConfig, ServiceHost, ServiceName};
 use syncguard_proto::v1::gate_service_server::{GateServiceServer, SERVICE_NAME};
+use syncguard_proto::v1::stager_service_client::StagerServiceClient;
 use tonic::service::Routes;
 
 /// The gate service, bound and ready to run.
@@ -39,7 +42,10 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let limit = self.host.config().max_message_bytes;
-        let api = GateApi::new(self.host.pool().clone());
+        let stager = StagerServiceClient::new(self.host.peer(ServiceName::Stager)?)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
+        let api = GateApi::new(self.host.pool().clone(), stager);
         let server = GateServiceServer::new(api)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);

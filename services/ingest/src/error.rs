@@ -4,6 +4,7 @@ use syncguard_bootstrap::{field_violation, store_status};
 use syncguard_domain::{FieldError, JobId};
 use syncguard_store::StoreError;
 use tonic::Status;
+use tonic_types::{ErrorDetails, StatusExt as _};
 
 /// Errors of the ingest service.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,18 @@ pub enum IngestError {
         /// What it said.
         status: Status,
     },
+    /// An export file could not be read; the error names file, line or record, and field.
+    #[error(transparent)]
+    ExportFile(crate::export_file::ExportFileError),
+    /// The job has no source data to run a cycle on.
+    #[error("{0}")]
+    NoSourceData(String),
+    /// The stream of a push broke, ended early or was cancelled.
+    #[error("{0}")]
+    StreamBroken(String),
+    /// A feature that arrives with a later issue.
+    #[error("{0}")]
+    Unavailable(String),
     /// The database refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -40,6 +53,17 @@ impl From<IngestError> for Status {
             IngestError::Peer { service, status } => {
                 Status::new(status.code(), format!("{service}: {}", status.message()))
             }
+            IngestError::ExportFile(file) => Status::with_error_details(
+                tonic::Code::InvalidArgument,
+                file.to_string(),
+                ErrorDetails::with_bad_request_violation(
+                    format!("{} {} {}", file.file, file.location, file.field),
+                    file.message.clone(),
+                ),
+            ),
+            IngestError::NoSourceData(message) => Status::failed_precondition(message),
+            IngestError::StreamBroken(message) => Status::aborted(message),
+            IngestError::Unavailable(message) => Status::unimplemented(message),
             IngestError::Store(store) => store_status(&store),
         }
     }

@@ -82,7 +82,7 @@ pub fn parse_ldif(
     let mut records: Vec<LdifRecord> = Vec::new();
     let mut logical: Vec<(usize, String)> = Vec::new();
     let flush = |logical: &mut Vec<(usize, String)>,
-                     records: &mut Vec<LdifRecord>|
+                 records: &mut Vec<LdifRecord>|
      -> Result<(), ExportFileError> {
         if logical.is_empty() {
             return Ok(());

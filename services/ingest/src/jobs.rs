@@ -82,6 +82,16 @@ impl JobRow {
     pub fn job_id(&self) -> JobId {
         JobId(self.job_id)
     }
+
+    /// `push`, `file` or `ldap`.
+    pub fn source_kind(&self) -> &str {
+        &self.source_kind
+    }
+
+    /// The source's stored settings.
+    pub fn source_config(&self) -> &serde_json::Value {
+        &self.source_config
+    }
 }
 
 /// Inserts a new job; its first cycle is due at once.

@@ -3,18 +3,27 @@
 //! A library with a thin `main.rs`: tests build the [`App`] in-process.
 
 mod api;
+mod cycle_start;
 mod error;
 pub mod export_file;
 mod job_spec;
 mod jobs;
+mod snapshot_load;
+mod source_object;
 
 use std::future::Future;
 
 pub use api::IngestApi;
+use cycle_start::{CycleStarter, run_scheduler};
 pub use error::IngestError;
 use syncguard_bootstrap::{ServiceConfig, ServiceHost, ServiceName};
+use syncguard_proto::v1::gate_service_client::GateServiceClient;
 use syncguard_proto::v1::ingest_service_server::{IngestServiceServer, SERVICE_NAME};
+use syncguard_proto::v1::stager_service_client::StagerServiceClient;
 use tonic::service::Routes;
+
+/// How often the scheduler looks for due jobs.
+const SCHEDULER_TICK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The ingest service, bound and ready to run.
 pub struct App {
@@ -40,8 +49,23 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let limit = self.host.config().max_message_bytes;
-        let gate = self.host.peer(ServiceName::Gate)?;
-        let api = IngestApi::new(self.host.pool().clone(), gate);
+        let pool = self.host.pool().clone();
+        let gate = GateServiceClient::new(self.host.peer(ServiceName::Gate)?)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
+        let stager = StagerServiceClient::new(self.host.peer(ServiceName::Stager)?)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
+        let starter = CycleStarter::new(pool.clone(), stager);
+        let api = IngestApi::new(pool, gate, starter.clone());
+
+        // File sources are read on their schedule once the database is ready.
+        let mut ready = self.host.ready();
+        tokio::spawn(async move {
+            if ready.wait_for(|ready| *ready).await.is_ok() {
+                run_scheduler(starter, SCHEDULER_TICK).await;
+            }
+        });
         let server = IngestServiceServer::new(api)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);

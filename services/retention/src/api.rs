@@ -4,11 +4,15 @@ use syncguard_proto::v1;
 use syncguard_proto::v1::retention_service_server::RetentionService;
 use syncguard_store::PgPool;
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::error::RetentionError;
+use crate::{directory, soft_delete};
+use syncguard_domain::FieldError;
 
 /// Handlers of `syncguard.v1.RetentionService`.
 #[derive(Clone)]
 pub struct RetentionApi {
-    #[allow(dead_code)]
     pool: PgPool,
 }
 
@@ -27,9 +31,28 @@ fn not_yet(method: &str) -> Status {
 impl RetentionService for RetentionApi {
     async fn soft_delete_objects(
         &self,
-        _request: Request<v1::SoftDeleteObjectsRequest>,
+        request: Request<v1::SoftDeleteObjectsRequest>,
     ) -> Result<Response<v1::SoftDeleteObjectsResponse>, Status> {
-        Err(not_yet("SoftDeleteObjects"))
+        let body = request.into_inner();
+        let cycle_id = Uuid::parse_str(&body.cycle_id).map_err(|_| {
+            RetentionError::from(FieldError::new("cycle_id", "not a cycle id (a UUID)"))
+        })?;
+        let mut action_ids = Vec::with_capacity(body.action_ids.len());
+        for (index, id) in body.action_ids.iter().enumerate() {
+            action_ids.push(Uuid::parse_str(id).map_err(|_| {
+                RetentionError::from(FieldError::new(
+                    format!("action_ids[{index}]"),
+                    "not an action id (a UUID)",
+                ))
+            })?);
+        }
+        let (soft_deleted, already_deleted) =
+            soft_delete::soft_delete(&self.pool, cycle_id, &action_ids).await?;
+        tracing::info!(cycle = %cycle_id, soft_deleted, already_deleted, "objects soft-deleted");
+        Ok(Response::new(v1::SoftDeleteObjectsResponse {
+            soft_deleted,
+            already_deleted,
+        }))
     }
 
     async fn restore_object(
@@ -55,15 +78,19 @@ impl RetentionService for RetentionApi {
 
     async fn get_object(
         &self,
-        _request: Request<v1::GetObjectRequest>,
+        request: Request<v1::GetObjectRequest>,
     ) -> Result<Response<v1::DirectoryObject>, Status> {
-        Err(not_yet("GetObject"))
+        Ok(Response::new(
+            directory::get_object(&self.pool, request.get_ref()).await?,
+        ))
     }
 
     async fn list_objects(
         &self,
-        _request: Request<v1::ListObjectsRequest>,
+        request: Request<v1::ListObjectsRequest>,
     ) -> Result<Response<v1::ListObjectsResponse>, Status> {
-        Err(not_yet("ListObjects"))
+        Ok(Response::new(
+            directory::list_objects(&self.pool, request.get_ref()).await?,
+        ))
     }
 }

@@ -3,10 +3,14 @@
 //! A library with a thin `main.rs`: tests build the [`App`] in-process.
 
 mod api;
+mod directory;
+mod error;
+mod soft_delete;
 
 use std::future::Future;
 
 pub use api::RetentionApi;
+pub use error::RetentionError;
 use syncguard_bootstrap::{ServiceConfig, ServiceHost};
 use syncguard_proto::v1::retention_service_server::{RetentionServiceServer, SERVICE_NAME};
 use tonic::service::Routes;

@@ -1,22 +1,45 @@
 //! The `StagerService` gRPC API.
 
+use syncguard_bootstrap::{PeerChannel, principal};
+use syncguard_domain::{FieldError, JobId};
 use syncguard_proto::v1;
+use syncguard_proto::v1::gate_service_client::GateServiceClient;
+use syncguard_proto::v1::retention_service_client::RetentionServiceClient;
 use syncguard_proto::v1::stager_service_server::StagerService;
 use syncguard_store::PgPool;
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::error::StagerError;
+use crate::stage::Staged;
+use crate::{apply, reads, stage};
 
 /// Handlers of `syncguard.v1.StagerService`.
 #[derive(Clone)]
 pub struct StagerApi {
-    #[allow(dead_code)]
     pool: PgPool,
+    gate: GateServiceClient<PeerChannel>,
+    retention: RetentionServiceClient<PeerChannel>,
 }
 
 impl StagerApi {
-    /// An API over the shared database.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// An API over the shared database, calling the gate and retention.
+    pub fn new(
+        pool: PgPool,
+        gate: GateServiceClient<PeerChannel>,
+        retention: RetentionServiceClient<PeerChannel>,
+    ) -> Self {
+        Self {
+            pool,
+            gate,
+            retention,
+        }
     }
+}
+
+fn required_id(field: &str, value: &str) -> Result<Uuid, StagerError> {
+    Uuid::parse_str(value)
+        .map_err(|_| FieldError::new(field, format!("{value:?} is not an id (a UUID)")).into())
 }
 
 fn not_yet(method: &str) -> Status {
@@ -27,44 +50,80 @@ fn not_yet(method: &str) -> Status {
 impl StagerService for StagerApi {
     async fn stage_cycle(
         &self,
-        _request: Request<v1::StageCycleRequest>,
+        request: Request<v1::StageCycleRequest>,
     ) -> Result<Response<v1::Cycle>, Status> {
-        Err(not_yet("StageCycle"))
+        let body = request.into_inner();
+        let job_id = JobId::parse("job_id", &body.job_id).map_err(StagerError::from)?;
+        let snapshot_id = required_id("snapshot_id", &body.snapshot_id)?;
+        let cycle_id = match stage::stage(&self.pool, job_id, snapshot_id).await? {
+            Staged::New(cycle_id) => {
+                // The gate decides at once: apply within limits, or quarantine.
+                self.gate
+                    .clone()
+                    .decide_cycle(v1::DecideCycleRequest {
+                        cycle_id: cycle_id.to_string(),
+                    })
+                    .await
+                    .map_err(|status| StagerError::Peer {
+                        service: "gate",
+                        status,
+                    })?;
+                cycle_id
+            }
+            Staged::Existing(cycle_id) | Staged::SuspectEmpty(cycle_id) => cycle_id,
+        };
+        Ok(Response::new(reads::get_cycle(&self.pool, cycle_id).await?))
     }
 
     async fn apply_cycle(
         &self,
-        _request: Request<v1::ApplyCycleRequest>,
+        request: Request<v1::ApplyCycleRequest>,
     ) -> Result<Response<v1::Cycle>, Status> {
-        Err(not_yet("ApplyCycle"))
+        let caller = principal(&request)?;
+        let body = request.into_inner();
+        let cycle_id = required_id("cycle_id", &body.cycle_id)?;
+        let actor = if body.actor.trim().is_empty() {
+            caller.to_string()
+        } else {
+            body.actor.trim().to_owned()
+        };
+        apply::apply(&self.pool, &self.retention, cycle_id, &actor).await?;
+        Ok(Response::new(reads::get_cycle(&self.pool, cycle_id).await?))
     }
 
     async fn get_cycle(
         &self,
-        _request: Request<v1::GetCycleRequest>,
+        request: Request<v1::GetCycleRequest>,
     ) -> Result<Response<v1::Cycle>, Status> {
-        Err(not_yet("GetCycle"))
+        let cycle_id = required_id("cycle_id", &request.get_ref().cycle_id)?;
+        Ok(Response::new(reads::get_cycle(&self.pool, cycle_id).await?))
     }
 
     async fn list_cycles(
         &self,
-        _request: Request<v1::ListCyclesRequest>,
+        request: Request<v1::ListCyclesRequest>,
     ) -> Result<Response<v1::ListCyclesResponse>, Status> {
-        Err(not_yet("ListCycles"))
+        Ok(Response::new(
+            reads::list_cycles(&self.pool, request.get_ref()).await?,
+        ))
     }
 
     async fn list_staged_actions(
         &self,
-        _request: Request<v1::ListStagedActionsRequest>,
+        request: Request<v1::ListStagedActionsRequest>,
     ) -> Result<Response<v1::ListStagedActionsResponse>, Status> {
-        Err(not_yet("ListStagedActions"))
+        Ok(Response::new(
+            reads::list_staged_actions(&self.pool, request.get_ref()).await?,
+        ))
     }
 
     async fn query_provisioning_logs(
         &self,
-        _request: Request<v1::QueryProvisioningLogsRequest>,
+        request: Request<v1::QueryProvisioningLogsRequest>,
     ) -> Result<Response<v1::QueryProvisioningLogsResponse>, Status> {
-        Err(not_yet("QueryProvisioningLogs"))
+        Ok(Response::new(
+            reads::query_logs(&self.pool, request.get_ref()).await?,
+        ))
     }
 
     async fn preview_cycle(

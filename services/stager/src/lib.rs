@@ -3,11 +3,18 @@
 //! A library with a thin `main.rs`: tests build the [`App`] in-process.
 
 mod api;
+mod apply;
+mod error;
+mod reads;
+mod stage;
 
 use std::future::Future;
 
 pub use api::StagerApi;
-use syncguard_bootstrap::{ServiceConfig, ServiceHost};
+pub use error::StagerError;
+use syncguard_bootstrap::{ServiceConfig, ServiceHost, ServiceName};
+use syncguard_proto::v1::gate_service_client::GateServiceClient;
+use syncguard_proto::v1::retention_service_client::RetentionServiceClient;
 use syncguard_proto::v1::stager_service_server::{SERVICE_NAME, StagerServiceServer};
 use tonic::service::Routes;
 
@@ -35,7 +42,13 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let limit = self.host.config().max_message_bytes;
-        let api = StagerApi::new(self.host.pool().clone());
+        let gate = GateServiceClient::new(self.host.peer(ServiceName::Gate)?)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
+        let retention = RetentionServiceClient::new(self.host.peer(ServiceName::Retention)?)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
+        let api = StagerApi::new(self.host.pool().clone(), gate, retention);
         let server = StagerServiceServer::new(api)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);

@@ -1,0 +1,288 @@
+//! One source object from a push or a file: validated (errors name the field), put in
+//! canonical form, and hashed, so the stager's diff is a comparison of two hashes.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+use syncguard_domain::{FieldError, SourceAnchor};
+use syncguard_proto::v1::{self, ObjectType};
+
+const MAX_ATTRIBUTE_NAME: usize = 128;
+const MAX_VALUE_BYTES: usize = 64 * 1024;
+const MAX_DN_BYTES: usize = 2048;
+const MAX_MEMBERS: usize = 1_000_000;
+
+/// A validated object in canonical form: attribute names lowercased (LDAP names are
+/// case-insensitive), values and members sorted (they are sets), hash over all of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanonicalObject {
+    /// The source anchor.
+    pub anchor: String,
+    /// `user` or `group`.
+    pub object_type: &'static str,
+    /// Distinguished name or container path (may be empty).
+    pub distinguished_name: String,
+    /// Attribute name to sorted values.
+    pub attributes: BTreeMap<String, Vec<String>>,
+    /// False when the source blocks sign-in.
+    pub enabled: bool,
+    /// Sorted, de-duplicated member anchors (groups only).
+    pub member_anchors: Vec<String>,
+    /// Soft-deleted in the source's recycle bin.
+    pub deleted_in_source: bool,
+    /// SHA-256 over everything above.
+    pub content_hash: [u8; 32],
+}
+
+/// Validates `object` (at `field`, e.g. `objects[12]`) and puts it in canonical form.
+pub fn canonicalize(field: &str, object: &v1::SourceObject) -> Result<CanonicalObject, FieldError> {
+    let anchor = SourceAnchor::parse(&format!("{field}.anchor"), &object.anchor)?.to_string();
+    let at = |name: &str| format!("{field}.{name} (anchor {anchor})");
+    let object_type = match ObjectType::try_from(object.object_type) {
+        Ok(ObjectType::User) => "user",
+        Ok(ObjectType::Group) => "group",
+        _ => {
+            return Err(FieldError::new(
+                at("object_type"),
+                "must be OBJECT_TYPE_USER or OBJECT_TYPE_GROUP",
+            ));
+        }
+    };
+    if object.distinguished_name.len() > MAX_DN_BYTES || object.distinguished_name.contains('\0') {
+        return Err(FieldError::new(
+            at("distinguished_name"),
+            format!("at most {MAX_DN_BYTES} bytes, no NUL characters"),
+        ));
+    }
+    let mut attributes = BTreeMap::new();
+    for (name, values) in &object.attributes {
+        let key = name.trim().to_ascii_lowercase();
+        if key.is_empty()
+            || key.len() > MAX_ATTRIBUTE_NAME
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == ';')
+        {
+            return Err(FieldError::new(
+                at("attributes"),
+                format!(
+                    "{name:?} is not an attribute name (letters, digits, '-', '_', ';'; at most {MAX_ATTRIBUTE_NAME})"
+                ),
+            ));
+        }
+        let mut sorted = Vec::with_capacity(values.values.len());
+        for value in &values.values {
+            if value.len() > MAX_VALUE_BYTES || value.contains('\0') {
+                return Err(FieldError::new(
+                    at(&format!("attributes[{key}]")),
+                    format!("values are at most {MAX_VALUE_BYTES} bytes, with no NUL characters"),
+                ));
+            }
+            sorted.push(value.clone());
+        }
+        sorted.sort_unstable();
+        sorted.dedup();
+        if attributes.insert(key.clone(), sorted).is_some() {
+            return Err(FieldError::new(
+                at(&format!("attributes[{key}]")),
+                "the attribute is given twice (names are case-insensitive)",
+            ));
+        }
+    }
+    if object_type == "user" && !object.member_anchors.is_empty() {
+        return Err(FieldError::new(
+            at("member_anchors"),
+            "only groups have members",
+        ));
+    }
+    if object.member_anchors.len() > MAX_MEMBERS {
+        return Err(FieldError::new(
+            at("member_anchors"),
+            format!("at most {MAX_MEMBERS} members"),
+        ));
+    }
+    let mut member_anchors = Vec::with_capacity(object.member_anchors.len());
+    for (index, member) in object.member_anchors.iter().enumerate() {
+        let parsed = SourceAnchor::parse(&at(&format!("member_anchors[{index}]")), member)?;
+        member_anchors.push(parsed.to_string());
+    }
+    member_anchors.sort_unstable();
+    member_anchors.dedup();
+
+    let mut canonical = CanonicalObject {
+        anchor,
+        object_type,
+        distinguished_name: object.distinguished_name.clone(),
+        attributes,
+        enabled: object.enabled,
+        member_anchors,
+        deleted_in_source: object.deleted_in_source,
+        content_hash: [0; 32],
+    };
+    canonical.content_hash = hash(&canonical);
+    Ok(canonical)
+}
+
+fn hash(object: &CanonicalObject) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    field(object.object_type.as_bytes());
+    field(object.distinguished_name.as_bytes());
+    field(&[u8::from(object.enabled), u8::from(object.deleted_in_source)]);
+    for (name, values) in &object.attributes {
+        field(name.as_bytes());
+        field(&(values.len() as u64).to_le_bytes());
+        for value in values {
+            field(value.as_bytes());
+        }
+    }
+    field(b"members");
+    for member in &object.member_anchors {
+        field(member.as_bytes());
+    }
+    hasher.finalize().into()
+}
+
+impl CanonicalObject {
+    /// Appends the object as one CSV row of
+    /// `(snapshot_id, anchor, change, object_type, distinguished_name, attributes,
+    ///   enabled, member_anchors, deleted_in_source, content_hash)`.
+    pub fn write_csv_row(&self, snapshot_id: &str, change: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(snapshot_id.as_bytes());
+        out.push(b',');
+        csv_field(&self.anchor, out);
+        out.push(b',');
+        out.extend_from_slice(change.as_bytes());
+        out.push(b',');
+        out.extend_from_slice(self.object_type.as_bytes());
+        out.push(b',');
+        csv_field(&self.distinguished_name, out);
+        out.push(b',');
+        let attributes = serde_json::to_string(&self.attributes).unwrap_or_else(|_| "{}".into());
+        csv_field(&attributes, out);
+        out.push(b',');
+        out.push(if self.enabled { b't' } else { b'f' });
+        out.push(b',');
+        csv_field(&pg_text_array(&self.member_anchors), out);
+        out.push(b',');
+        out.push(if self.deleted_in_source { b't' } else { b'f' });
+        out.push(b',');
+        out.extend_from_slice(b"\\x");
+        out.extend_from_slice(hex::encode(self.content_hash).as_bytes());
+        out.push(b'\n');
+    }
+}
+
+/// A CSV field, always quoted so empty strings stay empty strings (not NULL).
+fn csv_field(value: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for byte in value.bytes() {
+        if byte == b'"' {
+            out.push(b'"');
+        }
+        out.push(byte);
+    }
+    out.push(b'"');
+}
+
+/// A Postgres text[] literal: `{"a","b\"c"}`.
+fn pg_text_array(values: &[String]) -> String {
+    let mut literal = String::from("{");
+    for (index, value) in values.iter().enumerate() {
+        if index > 0 {
+            literal.push(',');
+        }
+        literal.push('"');
+        for c in value.chars() {
+            if c == '"' || c == '\\' {
+                literal.push('\\');
+            }
+            literal.push(c);
+        }
+        literal.push('"');
+    }
+    literal.push('}');
+    literal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(anchor: &str) -> v1::SourceObject {
+        let mut attributes = std::collections::HashMap::new();
+        attributes.insert(
+            "Mail".to_owned(),
+            v1::AttributeValues {
+                values: vec!["b@x.org".into(), "a@x.org".into()],
+            },
+        );
+        v1::SourceObject {
+            anchor: anchor.into(),
+            object_type: ObjectType::User as i32,
+            attributes,
+            enabled: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn canonical_form_ignores_value_order_and_name_case() {
+        let first = canonicalize("objects[0]", &user("E-1")).unwrap();
+        let mut reordered = user("E-1");
+        reordered.attributes.clear();
+        reordered.attributes.insert(
+            "mail".into(),
+            v1::AttributeValues {
+                values: vec!["a@x.org".into(), "b@x.org".into()],
+            },
+        );
+        assert_eq!(
+            first.content_hash,
+            canonicalize("objects[0]", &reordered).unwrap().content_hash
+        );
+        let mut disabled = user("E-1");
+        disabled.enabled = false;
+        assert_ne!(
+            first.content_hash,
+            canonicalize("objects[0]", &disabled).unwrap().content_hash
+        );
+    }
+
+    #[test]
+    fn invalid_objects_name_the_field_and_anchor() {
+        let mut typeless = user("E-7");
+        typeless.object_type = 0;
+        let error = canonicalize("objects[7]", &typeless).unwrap_err();
+        assert_eq!(error.field, "objects[7].object_type (anchor E-7)");
+        let mut member = user("E-8");
+        member.member_anchors = vec!["E-1".into()];
+        assert!(
+            canonicalize("objects[8]", &member)
+                .unwrap_err()
+                .field
+                .contains("member_anchors")
+        );
+        let error = canonicalize("objects[9]", &user("")).unwrap_err();
+        assert_eq!(error.field, "objects[9].anchor");
+    }
+
+    #[test]
+    fn csv_rows_escape_quotes_and_arrays() {
+        let mut group = v1::SourceObject {
+            anchor: "G\"1".into(),
+            object_type: ObjectType::Group as i32,
+            member_anchors: vec!["a\"b".into(), "c\\d".into()],
+            ..Default::default()
+        };
+        group.distinguished_name = "cn=a,b".into();
+        let canonical = canonicalize("objects[0]", &group).unwrap();
+        let mut out = Vec::new();
+        canonical.write_csv_row("s", "present", &mut out);
+        let row = String::from_utf8(out).unwrap();
+        assert!(row.starts_with("s,\"G\"\"1\",present,group,\"cn=a,b\",\"{}\",f,\"{\"\"a\\\"\"b\"\",\"\"c\\\\d\"\"}\",f,\\x"), "{row}");
+    }
+}

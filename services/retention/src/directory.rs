@@ -1,0 +1,209 @@
+//! Reads of the target directory for other backends: one object, or pages of objects, with
+//! an optional attribute projection.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use syncguard_domain::{FieldError, JobId, SourceAnchor};
+use syncguard_proto::names;
+use syncguard_proto::v1::{self, ObjectType, object_ref};
+use uuid::Uuid;
+
+use crate::error::RetentionError;
+
+const DEFAULT_PAGE_SIZE: u32 = 100;
+const MAX_PAGE_SIZE: u32 = 1000;
+
+#[derive(sqlx::FromRow)]
+struct ObjectRow {
+    object_id: Uuid,
+    job_id: Uuid,
+    anchor: String,
+    object_type: String,
+    distinguished_name: String,
+    attributes: serde_json::Value,
+    enabled: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    deleted_at: Option<DateTime<Utc>>,
+    purge_after: Option<DateTime<Utc>>,
+    member_anchors: Vec<String>,
+}
+
+const OBJECT_SELECT: &str = "SELECT d.object_id, d.job_id, d.anchor, d.object_type, d.distinguished_name, \
+    d.attributes, d.enabled, d.created_at, d.updated_at, d.deleted_at, d.purge_after, \
+    COALESCE((SELECT array_agg(m.member_anchor ORDER BY m.member_anchor COLLATE \"C\") FROM directory_memberships m \
+              WHERE m.job_id = d.job_id AND m.group_anchor = d.anchor), '{}') AS member_anchors \
+    FROM directory_objects d";
+
+fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
+}
+
+impl ObjectRow {
+    fn view(self, projection: &[String]) -> v1::DirectoryObject {
+        let attributes = self
+            .attributes
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(name, _)| {
+                projection.is_empty() || projection.iter().any(|wanted| wanted == *name)
+            })
+            .map(|(name, values)| {
+                let values = values
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|value| value.as_str().map(str::to_owned))
+                    .collect();
+                (name.clone(), v1::AttributeValues { values })
+            })
+            .collect();
+        v1::DirectoryObject {
+            object_id: self.object_id.to_string(),
+            job_id: self.job_id.to_string(),
+            anchor: self.anchor,
+            object_type: names::object_type(&self.object_type) as i32,
+            distinguished_name: self.distinguished_name,
+            attributes,
+            enabled: self.enabled,
+            member_anchors: self.member_anchors,
+            created_at: Some(timestamp(self.created_at)),
+            updated_at: Some(timestamp(self.updated_at)),
+            deleted_at: self.deleted_at.map(timestamp),
+            restorable_until: self.purge_after.map(timestamp),
+        }
+    }
+}
+
+fn projection(attributes: &[String]) -> Vec<String> {
+    attributes
+        .iter()
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect()
+}
+
+/// Resolves an object reference to (job, anchor) or an object id.
+pub enum Reference {
+    /// By object id.
+    Id(Uuid),
+    /// By job and source anchor.
+    Anchor(JobId, SourceAnchor),
+}
+
+/// Parses an `ObjectRef`, naming the field at fault.
+pub fn reference(object: Option<&v1::ObjectRef>) -> Result<Reference, FieldError> {
+    match object.and_then(|object| object.by.as_ref()) {
+        Some(object_ref::By::ObjectId(id)) => {
+            Uuid::parse_str(id).map(Reference::Id).map_err(|_| {
+                FieldError::new("object.object_id", format!("{id:?} is not an object id"))
+            })
+        }
+        Some(object_ref::By::Anchor(anchor)) => Ok(Reference::Anchor(
+            JobId::parse("object.anchor.job_id", &anchor.job_id)?,
+            SourceAnchor::parse("object.anchor.anchor", &anchor.anchor)?,
+        )),
+        None => Err(FieldError::new(
+            "object",
+            "name the object by object_id or by job and anchor",
+        )),
+    }
+}
+
+/// One object of the directory, live or soft-deleted.
+pub async fn get_object(
+    pool: &PgPool,
+    request: &v1::GetObjectRequest,
+) -> Result<v1::DirectoryObject, RetentionError> {
+    let row: Option<ObjectRow> = match reference(request.object.as_ref())? {
+        Reference::Id(id) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{OBJECT_SELECT} WHERE d.object_id = $1"
+            )))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        }
+        Reference::Anchor(job_id, anchor) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{OBJECT_SELECT} WHERE d.job_id = $1 AND d.anchor = $2"
+            )))
+            .bind(job_id.0)
+            .bind(anchor.as_str())
+            .fetch_optional(pool)
+            .await?
+        }
+    };
+    let row =
+        row.ok_or_else(|| RetentionError::NotFound("no such object in the directory".into()))?;
+    Ok(row.view(&projection(&request.attributes)))
+}
+
+/// A page of live objects in object-id order.
+pub async fn list_objects(
+    pool: &PgPool,
+    request: &v1::ListObjectsRequest,
+) -> Result<v1::ListObjectsResponse, RetentionError> {
+    let job_id = if request.job_id.is_empty() {
+        None
+    } else {
+        Some(JobId::parse("job_id", &request.job_id)?.0)
+    };
+    let object_type = match ObjectType::try_from(request.object_type) {
+        Ok(ObjectType::Unspecified) => None,
+        Ok(ObjectType::User) => Some("user"),
+        Ok(ObjectType::Group) => Some("group"),
+        Err(_) => return Err(FieldError::new("object_type", "not an object type").into()),
+    };
+    let page = request.page.clone().unwrap_or_default();
+    let size = match page.page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        size if size > MAX_PAGE_SIZE => {
+            return Err(
+                FieldError::new("page.page_size", format!("at most {MAX_PAGE_SIZE}")).into(),
+            );
+        }
+        size => size,
+    };
+    let after =
+        if page.page_token.is_empty() {
+            None
+        } else {
+            Some(Uuid::parse_str(&page.page_token).map_err(|_| {
+                FieldError::new("page.page_token", "not a token this service issued")
+            })?)
+        };
+    let rows: Vec<ObjectRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{OBJECT_SELECT} WHERE d.deleted_at IS NULL AND ($1::uuid IS NULL OR d.job_id = $1) \
+           AND ($2::text IS NULL OR d.object_type = $2) AND ($3::uuid IS NULL OR d.object_id > $3) \
+         ORDER BY d.object_id LIMIT $4"
+    )))
+    .bind(job_id)
+    .bind(object_type)
+    .bind(after)
+    .bind(i64::from(size) + 1)
+    .fetch_all(pool)
+    .await?;
+    let more = rows.len() > size as usize;
+    let wanted = projection(&request.attributes);
+    let objects: Vec<v1::DirectoryObject> = rows
+        .into_iter()
+        .take(size as usize)
+        .map(|row| row.view(&wanted))
+        .collect();
+    let next_page_token = if more {
+        objects
+            .last()
+            .map(|object| object.object_id.clone())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(v1::ListObjectsResponse {
+        objects,
+        next_page_token,
+    })
+}

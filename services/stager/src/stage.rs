@@ -1,0 +1,295 @@
+//! Staging: the diff of a complete snapshot against the target directory, done inside
+//! Postgres as one `INSERT ... SELECT` (a join on anchor and content hash), in one
+//! transaction with the cycle row and its log rows.
+
+use std::time::Instant;
+
+use sqlx::{PgConnection, PgPool};
+use syncguard_domain::{FieldError, JobId};
+use syncguard_store::StoreError;
+use uuid::Uuid;
+
+use crate::error::StagerError;
+
+/// The job settings staging needs.
+#[derive(Debug, sqlx::FromRow)]
+struct JobScope {
+    scope_rules: serde_json::Value,
+    deprovision_mode: String,
+    allow_empty_source: bool,
+}
+
+/// What staging produced.
+#[derive(Debug, Clone, Copy)]
+pub enum Staged {
+    /// A new cycle in state `staged`, ready for the gate.
+    New(Uuid),
+    /// The snapshot was staged before: its cycle.
+    Existing(Uuid),
+    /// The snapshot is empty while the target is not: the cycle failed instead of staging
+    /// deletes of everything.
+    SuspectEmpty(Uuid),
+}
+
+/// The scope predicate over a source row `s` of snapshot `$1`:
+/// `$3` attribute matches (jsonb), `$4` lowercased base DNs, `$5` scoping group anchor.
+const IN_SCOPE: &str = "(NOT EXISTS (
+        SELECT 1 FROM jsonb_array_elements($3::jsonb) m
+        WHERE NOT EXISTS (
+            SELECT 1 FROM jsonb_array_elements_text(COALESCE(s.attributes -> lower(m ->> 'attribute'), '[]'::jsonb)) v
+            WHERE lower(v) IN (SELECT lower(x) FROM jsonb_array_elements_text(m -> 'values') x)))
+    AND (cardinality($4::text[]) = 0 OR EXISTS (
+        SELECT 1 FROM unnest($4::text[]) b
+        WHERE lower(s.distinguished_name) = b OR lower(s.distinguished_name) LIKE '%,' || b))
+    AND ($5 = '' OR s.object_type = 'group' OR s.anchor = ANY(COALESCE(
+        (SELECT g.member_anchors FROM source_objects g WHERE g.snapshot_id = $1 AND g.anchor = $5),
+        '{}'::text[]))))";
+
+/// Stages `snapshot_id` of `job_id` as a new cycle, or returns the cycle it already became.
+pub async fn stage(pool: &PgPool, job_id: JobId, snapshot_id: Uuid) -> Result<Staged, StagerError> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now();
+    let mut transaction = pool.begin().await.map_err(StoreError::from)?;
+    let conn: &mut PgConnection = &mut transaction;
+
+    let snapshot: Option<(Uuid, i64)> =
+        sqlx::query_as("SELECT job_id, object_count FROM snapshots WHERE snapshot_id = $1")
+            .bind(snapshot_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((owner, objects)) = snapshot else {
+        return Err(StagerError::NotFound(format!(
+            "snapshot {snapshot_id} not found"
+        )));
+    };
+    if owner != job_id.0 {
+        return Err(FieldError::new("snapshot_id", "the snapshot belongs to another job").into());
+    }
+    let existing: Option<(Uuid,)> =
+        sqlx::query_as("SELECT cycle_id FROM cycles WHERE snapshot_id = $1")
+            .bind(snapshot_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if let Some((cycle_id,)) = existing {
+        return Ok(Staged::Existing(cycle_id));
+    }
+    let job: Option<JobScope> = sqlx::query_as(
+        "SELECT scope_rules, deprovision_mode, allow_empty_source FROM jobs WHERE job_id = $1 AND deleted_at IS NULL",
+    )
+    .bind(job_id.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(job) = job else {
+        return Err(StagerError::NotFound(format!("job {job_id} not found")));
+    };
+
+    let cycle_id = Uuid::now_v7();
+    let inserted = sqlx::query(
+        "INSERT INTO cycles (cycle_id, job_id, snapshot_id, state, source_objects) VALUES ($1, $2, $3, 'staged', $4)",
+    )
+    .bind(cycle_id)
+    .bind(job_id.0)
+    .bind(snapshot_id)
+    .bind(objects)
+    .execute(&mut *conn)
+    .await;
+    if let Err(error) = inserted {
+        return Err(match StoreError::from(error) {
+            StoreError::AlreadyExists { constraint } if constraint == "cycles_one_open_per_job" => {
+                StagerError::WrongState(format!(
+                    "job {job_id} has an open cycle (quarantined or still applying); the snapshot is kept and staged later"
+                ))
+            }
+            other => other.into(),
+        });
+    }
+
+    let (live_targets,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM directory_objects WHERE job_id = $1 AND deleted_at IS NULL",
+    )
+    .bind(job_id.0)
+    .fetch_one(&mut *conn)
+    .await?;
+    if objects == 0 && live_targets > 0 && !job.allow_empty_source {
+        let error = format!(
+            "the source returned no objects while the target holds {live_targets}: treated as a failed read, nothing staged (set allow_empty_source to stage the deletes)"
+        );
+        sqlx::query("UPDATE cycles SET state = 'failed', error = $2, finished_at = now(), updated_at = now() WHERE cycle_id = $1")
+            .bind(cycle_id)
+            .bind(&error)
+            .execute(&mut *conn)
+            .await?;
+        transaction.commit().await.map_err(StoreError::from)?;
+        tracing::warn!(job = %job_id, cycle = %cycle_id, live_targets, "empty source refused");
+        return Ok(Staged::SuspectEmpty(cycle_id));
+    }
+
+    let scope = ScopeParameters::from_rules(&job.scope_rules);
+    insert_actions(
+        conn,
+        cycle_id,
+        job_id,
+        snapshot_id,
+        &scope,
+        &job.deprovision_mode,
+    )
+    .await?;
+    log_staged(conn, cycle_id).await?;
+    record_phase(conn, cycle_id, "stage", started_at, started.elapsed()).await?;
+    transaction.commit().await.map_err(StoreError::from)?;
+    tracing::info!(job = %job_id, cycle = %cycle_id, objects, millis = started.elapsed().as_millis() as u64, "cycle staged");
+    Ok(Staged::New(cycle_id))
+}
+
+struct ScopeParameters {
+    attribute_matches: serde_json::Value,
+    base_dns: Vec<String>,
+    member_of_group_anchor: String,
+}
+
+impl ScopeParameters {
+    fn from_rules(rules: &serde_json::Value) -> Self {
+        let base_dns = rules
+            .get("base_dns")
+            .and_then(|value| value.as_array())
+            .map(|values| {
+                values
+                    .iter()
+                    .filter_map(|value| value.as_str())
+                    .map(|dn| {
+                        dn.split(',')
+                            .map(|part| part.trim().to_lowercase())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            attribute_matches: rules
+                .get("attribute_matches")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!([])),
+            base_dns,
+            member_of_group_anchor: rules
+                .get("member_of_group_anchor")
+                .and_then(|value| value.as_str())
+                .unwrap_or_default()
+                .to_owned(),
+        }
+    }
+}
+
+async fn insert_actions(
+    conn: &mut PgConnection,
+    cycle_id: Uuid,
+    job_id: JobId,
+    snapshot_id: Uuid,
+    scope: &ScopeParameters,
+    deprovision_mode: &str,
+) -> Result<(), StagerError> {
+    let sql = format!(
+        "WITH src AS (
+            SELECT s.anchor, s.object_type, s.distinguished_name, s.attributes, s.enabled,
+                   s.member_anchors, s.deleted_in_source, s.content_hash, {IN_SCOPE} AS in_scope
+            FROM source_objects s WHERE s.snapshot_id = $1
+        ),
+        tgt AS (
+            SELECT d.object_id, d.anchor, d.object_type, d.distinguished_name, d.attributes, d.enabled,
+                   d.content_hash, d.deleted_at
+            FROM directory_objects d WHERE d.job_id = $2
+        ),
+        planned AS (
+            SELECT src.anchor, src.object_type, t.object_id,
+                CASE WHEN t.object_id IS NULL THEN 'create'
+                     WHEN t.deleted_at IS NOT NULL THEN 'restore'
+                     WHEN NOT src.enabled AND t.enabled THEN 'disable'
+                     WHEN src.enabled AND NOT t.enabled THEN 'enable'
+                     WHEN src.content_hash <> t.content_hash THEN 'update' END AS action,
+                CASE WHEN t.object_id IS NULL THEN 'new_in_source'
+                     WHEN t.deleted_at IS NOT NULL THEN 'reappeared'
+                     WHEN NOT src.enabled AND t.enabled THEN 'disabled_in_source'
+                     WHEN src.enabled AND NOT t.enabled THEN 'enabled_in_source'
+                     ELSE 'attributes_changed' END AS reason,
+                src.attributes AS source_attributes, t.attributes AS target_attributes,
+                src.member_anchors, src.distinguished_name AS source_dn, t.distinguished_name AS target_dn
+            FROM src LEFT JOIN tgt t ON t.anchor = src.anchor
+            WHERE src.in_scope AND NOT src.deleted_in_source
+            UNION ALL
+            SELECT t.anchor, t.object_type, t.object_id,
+                CASE WHEN $6 = 'disable' THEN CASE WHEN t.enabled THEN 'disable' END ELSE 'delete' END,
+                CASE WHEN src.anchor IS NULL OR src.deleted_in_source THEN 'removed_from_source'
+                     ELSE 'out_of_scope' END,
+                NULL, t.attributes, NULL, NULL, NULL
+            FROM tgt t LEFT JOIN src ON src.anchor = t.anchor
+            WHERE t.deleted_at IS NULL AND (src.anchor IS NULL OR NOT src.in_scope OR src.deleted_in_source)
+        )
+        INSERT INTO staged_actions (action_id, cycle_id, job_id, anchor, object_type, object_id, action,
+                                    reason, status, changed_attributes, display_name)
+        SELECT gen_random_uuid(), $7, $2, p.anchor, p.object_type, p.object_id, p.action, p.reason, 'staged',
+            CASE WHEN p.action IN ('update', 'enable', 'disable') AND p.source_attributes IS NOT NULL THEN
+                ARRAY(SELECT k FROM (SELECT jsonb_object_keys(p.source_attributes) AS k
+                                     UNION SELECT jsonb_object_keys(p.target_attributes)) keys
+                      WHERE p.source_attributes -> k IS DISTINCT FROM p.target_attributes -> k
+                      ORDER BY k)
+                || CASE WHEN p.object_type = 'group' AND p.member_anchors IS DISTINCT FROM COALESCE(
+                        (SELECT array_agg(m.member_anchor ORDER BY m.member_anchor COLLATE \"C\")
+                         FROM directory_memberships m WHERE m.job_id = $2 AND m.group_anchor = p.anchor),
+                        '{{}}'::text[])
+                   THEN ARRAY['members'] ELSE '{{}}'::text[] END
+                || CASE WHEN p.source_dn IS DISTINCT FROM p.target_dn THEN ARRAY['distinguished_name']
+                   ELSE '{{}}'::text[] END
+            ELSE '{{}}'::text[] END,
+            COALESCE(p.source_attributes -> 'displayname' ->> 0, p.source_attributes -> 'cn' ->> 0,
+                     p.target_attributes -> 'displayname' ->> 0, p.target_attributes -> 'cn' ->> 0, p.anchor)
+        FROM planned p WHERE p.action IS NOT NULL"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(snapshot_id)
+        .bind(job_id.0)
+        .bind(&scope.attribute_matches)
+        .bind(&scope.base_dns)
+        .bind(&scope.member_of_group_anchor)
+        .bind(deprovision_mode)
+        .bind(cycle_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn log_staged(conn: &mut PgConnection, cycle_id: Uuid) -> Result<(), StagerError> {
+    sqlx::query(
+        "INSERT INTO provisioning_log (job_id, cycle_id, action_id, object_id, anchor, object_type, action,
+             status, reason, display_action, changed_attributes, actor)
+         SELECT job_id, cycle_id, action_id, object_id, anchor, object_type, action, 'staged', reason,
+             'Plan' || initcap(action), changed_attributes, 'service:stager'
+         FROM staged_actions WHERE cycle_id = $1
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(cycle_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Appends a phase timing to the cycle.
+pub async fn record_phase(
+    conn: &mut PgConnection,
+    cycle_id: Uuid,
+    phase: &str,
+    started_at: chrono::DateTime<chrono::Utc>,
+    took: std::time::Duration,
+) -> Result<(), StagerError> {
+    sqlx::query(
+        "UPDATE cycles SET phases = phases || jsonb_build_array(jsonb_build_object(
+             'phase', $2::text, 'started_at', $3::timestamptz, 'millis', $4::bigint)), updated_at = now()
+         WHERE cycle_id = $1",
+    )
+    .bind(cycle_id)
+    .bind(phase)
+    .bind(started_at)
+    .bind(took.as_millis() as i64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
