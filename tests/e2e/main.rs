@@ -4,6 +4,8 @@
 mod binaries;
 mod cycle;
 mod foundation;
+mod imports;
 mod jobs;
 mod protection;
+mod scope;
 mod trace;

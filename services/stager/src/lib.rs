@@ -6,6 +6,7 @@ mod api;
 mod apply;
 mod error;
 mod reads;
+mod resume;
 mod stage;
 
 use std::future::Future;
@@ -17,6 +18,9 @@ use syncguard_proto::v1::gate_service_client::GateServiceClient;
 use syncguard_proto::v1::retention_service_client::RetentionServiceClient;
 use syncguard_proto::v1::stager_service_server::{SERVICE_NAME, StagerServiceServer};
 use tonic::service::Routes;
+
+/// How often interrupted cycles are looked for.
+const RESUME_TICK: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The stager service, bound and ready to run.
 pub struct App {
@@ -48,7 +52,16 @@ impl App {
         let retention = RetentionServiceClient::new(self.host.peer(ServiceName::Retention)?)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
-        let api = StagerApi::new(self.host.pool().clone(), gate, retention);
+        let api = StagerApi::new(self.host.pool().clone(), gate.clone(), retention.clone());
+
+        // Cycles a crash interrupted are finished once the database is ready.
+        let pool = self.host.pool().clone();
+        let mut ready = self.host.ready();
+        tokio::spawn(async move {
+            if ready.wait_for(|ready| *ready).await.is_ok() {
+                resume::run(pool, gate, retention, RESUME_TICK).await;
+            }
+        });
         let server = StagerServiceServer::new(api)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
