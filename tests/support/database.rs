@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 /// A database created for one test and dropped by [`TestDatabase::drop_database`].
 pub struct TestDatabase {
     server: PgConnectOptions,
+    server_url: String,
     name: String,
 }
 
@@ -30,7 +31,11 @@ impl TestDatabase {
             .execute(&mut admin)
             .await?;
         admin.close().await?;
-        Ok(Self { server, name })
+        Ok(Self {
+            server,
+            server_url: url,
+            name,
+        })
     }
 
     /// Connection options for the test's database.
@@ -40,7 +45,17 @@ impl TestDatabase {
 
     /// The test database's URL, for services started as separate processes.
     pub fn url(&self) -> String {
-        self.options().to_url_lossy().to_string()
+        // DATABASE_URL with its database (the last path segment) swapped for this one.
+        let (base, query) = match self.server_url.split_once('?') {
+            Some((base, query)) => (base, format!("?{query}")),
+            None => (self.server_url.as_str(), String::new()),
+        };
+        let authority_end = base.find("://").map_or(0, |i| i + 3);
+        let server = match base[authority_end..].find('/') {
+            Some(slash) => &base[..authority_end + slash],
+            None => base,
+        };
+        format!("{server}/{}{query}", self.name)
     }
 
     /// A direct connection, for assertions about the schema itself.

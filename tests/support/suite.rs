@@ -83,6 +83,13 @@ impl Tokens {
 #[derive(Clone)]
 pub struct BearerToken(Option<MetadataValue<Ascii>>);
 
+impl BearerToken {
+    /// A token value (`Bearer ...`), or none for calls without a token.
+    pub fn new(value: Option<MetadataValue<Ascii>>) -> Self {
+        Self(value)
+    }
+}
+
 impl Interceptor for BearerToken {
     fn call(
         &mut self,

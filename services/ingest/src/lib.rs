@@ -9,7 +9,7 @@ pub mod export_file;
 mod job_spec;
 mod jobs;
 mod snapshot_load;
-mod source_object;
+pub mod source_object;
 
 use std::future::Future;
 

@@ -97,7 +97,31 @@ pub async fn apply(
     .await?;
     transaction.commit().await.map_err(StoreError::from)?;
     tracing::info!(cycle = %cycle_id, deletes = deletes.len(), millis = started.elapsed().as_millis() as u64, "cycle applied");
+    release_older_snapshots(pool, cycle_id).await;
     Ok(())
+}
+
+/// Source rows of snapshots older than this cycle's are no longer needed by any diff or
+/// apply: drop them so a job keeps one directory's worth of rows, not one per cycle.
+/// The snapshot headers stay for the history of cycles.
+async fn release_older_snapshots(pool: &PgPool, cycle_id: Uuid) {
+    let released = sqlx::query(
+        "DELETE FROM source_objects o USING snapshots old, cycles c, snapshots cur
+         WHERE c.cycle_id = $1 AND cur.snapshot_id = c.snapshot_id
+           AND old.job_id = cur.job_id AND old.received_at < cur.received_at
+           AND o.snapshot_id = old.snapshot_id",
+    )
+    .bind(cycle_id)
+    .execute(pool)
+    .await;
+    match released {
+        Ok(result) => {
+            tracing::debug!(cycle = %cycle_id, rows = result.rows_affected(), "older snapshot rows released")
+        }
+        Err(error) => {
+            tracing::warn!(cycle = %cycle_id, %error, "older snapshot rows not released; retried after the next cycle")
+        }
+    }
 }
 
 async fn apply_to_target(
