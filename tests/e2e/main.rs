@@ -7,5 +7,6 @@ mod foundation;
 mod imports;
 mod jobs;
 mod protection;
+mod recovery;
 mod scope;
 mod trace;

@@ -321,3 +321,47 @@ async fn more_than_500_deletes_quarantine_the_cycle_and_nothing_is_applied() -> 
     assert_eq!(kept.objects_received, next.len() as u64);
     suite.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anchor_that_reappears_is_restored_with_its_object_id_and_groups() -> anyhow::Result<()>
+{
+    let suite = Suite::start().await?;
+    let job_id = create(&suite, push_job("recycle bin")).await?;
+    let mut ingest = suite.ingest(Some(&suite.tokens.operator));
+    let mut retention = suite.retention(Some(&suite.tokens.reader));
+    push_snapshot(&mut ingest, &job_id, &directory(20, 1)).await?;
+    let before = live_objects(&mut retention, &job_id).await?;
+
+    // u-00004 is deleted in the source; its group still lists it (the source keeps the link).
+    let without: Vec<_> = directory(20, 1)
+        .into_iter()
+        .filter(|o| o.anchor != "u-00004")
+        .collect();
+    push_snapshot(&mut ingest, &job_id, &without).await?;
+    let during = live_objects(&mut retention, &job_id).await?;
+    assert!(!during.contains_key("u-00004"));
+    assert!(
+        !during["g-00000"]
+            .member_anchors
+            .contains(&"u-00004".to_owned()),
+        "a deleted member leaves its group"
+    );
+
+    // Restored in the source's recycle bin with the same anchor: restored, not created.
+    let back = push_snapshot(&mut ingest, &job_id, &directory(20, 1)).await?;
+    assert_eq!(
+        staged(&suite, &back.cycle_id).await?,
+        [(
+            "u-00004".to_owned(),
+            ActionKind::Restore as i32,
+            ActionReason::Reappeared as i32
+        )]
+    );
+    let after = live_objects(&mut retention, &job_id).await?;
+    assert_eq!(after["u-00004"].object_id, before["u-00004"].object_id);
+    assert_eq!(
+        after["g-00000"].member_anchors,
+        before["g-00000"].member_anchors
+    );
+    suite.stop().await
+}

@@ -7,5 +7,6 @@ mod suite;
 
 pub use database::TestDatabase;
 pub use suite::{
-    Authed, BearerToken, Suite, Tokens, loopback_channel, wait_for, wait_until_serving,
+    Authed, BearerToken, Suite, SuiteOptions, Tokens, loopback_channel, wait_for,
+    wait_until_serving,
 };

@@ -107,12 +107,33 @@ impl Interceptor for BearerToken {
 /// A channel whose calls carry a bearer token.
 pub type Authed = InterceptedService<Channel, BearerToken>;
 
+/// How to start a suite.
+#[derive(Debug, Clone)]
+pub struct SuiteOptions {
+    /// Services not started at first (their port refuses connections until
+    /// [`Suite::start_service`]): a real outage, for tests of what survives one.
+    pub deferred: Vec<ServiceName>,
+    /// Background work interval of every service.
+    pub maintenance_interval: Duration,
+}
+
+impl Default for SuiteOptions {
+    fn default() -> Self {
+        Self {
+            deferred: Vec::new(),
+            maintenance_interval: Duration::from_secs(15),
+        }
+    }
+}
+
 /// All five services running against one fresh database.
 pub struct Suite {
     /// The tokens the services accept.
     pub tokens: Tokens,
     database: Option<TestDatabase>,
     addresses: Vec<(ServiceName, SocketAddr)>,
+    peers: PeerUrls,
+    options: SuiteOptions,
     stop: watch::Sender<bool>,
     tasks: Vec<(ServiceName, JoinHandle<anyhow::Result<()>>)>,
 }
@@ -120,11 +141,16 @@ pub struct Suite {
 impl Suite {
     /// Starts the suite on a new empty database and waits until every service is SERVING.
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_on(TestDatabase::create().await?).await
+        Self::start_with(SuiteOptions::default()).await
     }
 
-    /// Starts the suite on `database`; all five services migrate it at once.
-    pub async fn start_on(database: TestDatabase) -> anyhow::Result<Self> {
+    /// Starts the suite with `options` on a new empty database.
+    pub async fn start_with(options: SuiteOptions) -> anyhow::Result<Self> {
+        Self::start_on(TestDatabase::create().await?, options).await
+    }
+
+    /// Starts the suite on `database`; all services started at once migrate it together.
+    pub async fn start_on(database: TestDatabase, options: SuiteOptions) -> anyhow::Result<Self> {
         let tokens = Tokens::generate();
         let mut listeners = Vec::new();
         for service in ServiceName::ALL {
@@ -147,59 +173,86 @@ impl Suite {
             retention: url(ServiceName::Retention),
         };
         let (stop, _) = watch::channel(false);
-        let mut addresses = Vec::new();
-        let mut tasks = Vec::new();
-        for (service, address, listener) in listeners {
-            let mut config = ServiceConfig::new(
-                service,
-                Listen::Bound(listener),
-                database.options(),
-                peers.clone(),
-                tokens.table(),
-                tokens.service.clone(),
-            );
-            // Tests run side by side against one server: keep each suite's share small.
-            config.pool.max_connections = 4;
-            let mut stopped = stop.subscribe();
-            let shutdown = async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            };
-            let task = match service {
-                ServiceName::Ingest => {
-                    let app = syncguard_ingest::App::build(config).await?;
-                    tokio::spawn(app.run_until_stopped(shutdown))
-                }
-                ServiceName::Stager => {
-                    let app = syncguard_stager::App::build(config).await?;
-                    tokio::spawn(app.run_until_stopped(shutdown))
-                }
-                ServiceName::Gate => {
-                    let app = syncguard_gate::App::build(config).await?;
-                    tokio::spawn(app.run_until_stopped(shutdown))
-                }
-                ServiceName::Notifier => {
-                    let app = syncguard_notifier::App::build(config).await?;
-                    tokio::spawn(app.run_until_stopped(shutdown))
-                }
-                ServiceName::Retention => {
-                    let app = syncguard_retention::App::build(config).await?;
-                    tokio::spawn(app.run_until_stopped(shutdown))
-                }
-            };
-            addresses.push((service, address));
-            tasks.push((service, task));
-        }
-        let suite = Self {
+        let mut suite = Self {
             tokens,
             database: Some(database),
-            addresses,
+            addresses: listeners
+                .iter()
+                .map(|(service, address, _)| (*service, *address))
+                .collect(),
+            peers,
+            options,
             stop,
-            tasks,
+            tasks: Vec::new(),
         };
-        for (service, address) in &suite.addresses {
-            wait_until_serving(*service, *address).await?;
+        let mut started = Vec::new();
+        for (service, address, listener) in listeners {
+            if suite.options.deferred.contains(&service) {
+                // Dropping the listener makes the port refuse connections: the service is down.
+                drop(listener);
+                continue;
+            }
+            suite.spawn(service, listener).await?;
+            started.push((service, address));
+        }
+        for (service, address) in started {
+            wait_until_serving(service, address).await?;
         }
         Ok(suite)
+    }
+
+    async fn spawn(
+        &mut self,
+        service: ServiceName,
+        listener: std::net::TcpListener,
+    ) -> anyhow::Result<()> {
+        let mut config = ServiceConfig::new(
+            service,
+            Listen::Bound(listener),
+            self.database().options(),
+            self.peers.clone(),
+            self.tokens.table(),
+            self.tokens.service.clone(),
+        );
+        // Tests run side by side against one server: keep each suite's share small.
+        config.pool.max_connections = 4;
+        config.maintenance_interval = self.options.maintenance_interval;
+        let mut stopped = self.stop.subscribe();
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let task = match service {
+            ServiceName::Ingest => {
+                let app = syncguard_ingest::App::build(config).await?;
+                tokio::spawn(app.run_until_stopped(shutdown))
+            }
+            ServiceName::Stager => {
+                let app = syncguard_stager::App::build(config).await?;
+                tokio::spawn(app.run_until_stopped(shutdown))
+            }
+            ServiceName::Gate => {
+                let app = syncguard_gate::App::build(config).await?;
+                tokio::spawn(app.run_until_stopped(shutdown))
+            }
+            ServiceName::Notifier => {
+                let app = syncguard_notifier::App::build(config).await?;
+                tokio::spawn(app.run_until_stopped(shutdown))
+            }
+            ServiceName::Retention => {
+                let app = syncguard_retention::App::build(config).await?;
+                tokio::spawn(app.run_until_stopped(shutdown))
+            }
+        };
+        self.tasks.push((service, task));
+        Ok(())
+    }
+
+    /// Starts a deferred service on its reserved address and waits until it is SERVING.
+    pub async fn start_service(&mut self, service: ServiceName) -> anyhow::Result<()> {
+        let address = self.address(service);
+        let listener = std::net::TcpListener::bind(address)?;
+        self.spawn(service, listener).await?;
+        wait_until_serving(service, address).await
     }
 
     /// Where a service listens.

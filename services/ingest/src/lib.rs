@@ -22,7 +22,7 @@ use syncguard_proto::v1::ingest_service_server::{IngestServiceServer, SERVICE_NA
 use syncguard_proto::v1::stager_service_client::StagerServiceClient;
 use tonic::service::Routes;
 
-/// How often the scheduler looks for due jobs.
+/// The longest the scheduler waits between looks for due jobs.
 const SCHEDULER_TICK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The ingest service, bound and ready to run.
@@ -61,9 +61,10 @@ impl App {
 
         // File sources are read on their schedule once the database is ready.
         let mut ready = self.host.ready();
+        let tick = self.host.config().maintenance_interval.min(SCHEDULER_TICK);
         tokio::spawn(async move {
             if ready.wait_for(|ready| *ready).await.is_ok() {
-                run_scheduler(starter, SCHEDULER_TICK).await;
+                run_scheduler(starter, tick).await;
             }
         });
         let server = IngestServiceServer::new(api)

@@ -7,13 +7,17 @@ use sqlx::{PgPool, Postgres, Transaction};
 use syncguard_domain::{FieldError, JobId};
 use syncguard_proto::v1;
 use syncguard_store::StoreError;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::error::IngestError;
 use crate::source_object::canonicalize;
 
-/// Rows are sent to Postgres in COPY statements of about this many bytes.
-const COPY_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Rows are handed to the copier in chunks of about this many bytes.
+const COPY_BATCH_BYTES: usize = 1024 * 1024;
+/// Chunks queued for the copier at most: bounds memory while Postgres catches up.
+const COPY_CHUNKS_IN_FLIGHT: usize = 4;
 
 const COPY_STATEMENT: &str = "COPY source_objects (snapshot_id, anchor, change, object_type, \
     distinguished_name, attributes, enabled, member_anchors, deleted_in_source, content_hash) \
@@ -41,12 +45,27 @@ impl Origin {
 }
 
 /// A snapshot being written; dropping it without [`SnapshotWriter::commit`] rolls it back.
+///
+/// Encoding runs here while one `COPY` statement streams the rows to Postgres from its own
+/// task, so validation and hashing overlap the server's work instead of waiting for it.
 pub struct SnapshotWriter {
-    transaction: Transaction<'static, Postgres>,
+    state: WriterState,
     snapshot_id: Uuid,
     snapshot_text: String,
     objects: u64,
     buffer: Vec<u8>,
+}
+
+enum WriterState {
+    /// Before the first row: the transaction is ours (for the header and carried-over rows).
+    Open(Transaction<'static, Postgres>),
+    /// Rows are streaming: the copier owns the transaction until it finishes.
+    Copying {
+        chunks: mpsc::Sender<Vec<u8>>,
+        copier: JoinHandle<Result<Transaction<'static, Postgres>, sqlx::Error>>,
+    },
+    /// Nothing left (after a failure).
+    Spent,
 }
 
 /// What a committed snapshot holds.
@@ -56,6 +75,22 @@ pub struct SnapshotSummary {
     pub snapshot_id: Uuid,
     /// Rows in it.
     pub objects: u64,
+}
+
+/// Streams chunks into one COPY and hands the transaction back when the chunks end.
+async fn copy_chunks(
+    mut transaction: Transaction<'static, Postgres>,
+    mut chunks: mpsc::Receiver<Vec<u8>>,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut copy = transaction.copy_in_raw(COPY_STATEMENT).await?;
+    while let Some(chunk) = chunks.recv().await {
+        if let Err(error) = copy.send(chunk).await {
+            let _ = copy.abort("sending rows failed").await;
+            return Err(error);
+        }
+    }
+    copy.finish().await?;
+    Ok(transaction)
 }
 
 impl SnapshotWriter {
@@ -81,7 +116,7 @@ impl SnapshotWriter {
         .execute(&mut *transaction)
         .await?;
         Ok(Self {
-            transaction,
+            state: WriterState::Open(transaction),
             snapshot_id,
             snapshot_text: snapshot_id.to_string(),
             objects: 0,
@@ -94,24 +129,29 @@ impl SnapshotWriter {
         self.objects
     }
 
-    /// Validates and queues one object; sends a COPY batch when enough has queued.
+    /// Validates and queues one object; hands a chunk to the copier when enough has queued.
     pub async fn add(&mut self, object: &v1::SourceObject) -> Result<(), IngestError> {
         let canonical = canonicalize(&format!("objects[{}]", self.objects), object)?;
         canonical.write_csv_row(&self.snapshot_text, "present", &mut self.buffer);
         self.objects += 1;
         if self.buffer.len() >= COPY_BATCH_BYTES {
-            self.flush().await?;
+            self.send_chunk().await?;
         }
         Ok(())
     }
 
     /// Copies every object of the job's latest snapshot except `skip_anchors` into this one,
-    /// inside Postgres: the base a delta is applied onto.
+    /// inside Postgres: the base a delta is applied onto. Call it before adding objects.
     pub async fn carry_over_latest(
         &mut self,
         job_id: JobId,
         skip_anchors: &[String],
     ) -> Result<(), IngestError> {
+        let WriterState::Open(transaction) = &mut self.state else {
+            return Err(IngestError::StreamBroken(
+                "rows are already streaming".into(),
+            ));
+        };
         let copied = sqlx::query(
             "INSERT INTO source_objects (snapshot_id, anchor, change, object_type, distinguished_name, \
                  attributes, enabled, member_anchors, deleted_in_source, content_hash) \
@@ -125,31 +165,56 @@ impl SnapshotWriter {
         .bind(self.snapshot_id)
         .bind(job_id.0)
         .bind(skip_anchors)
-        .execute(&mut *self.transaction)
+        .execute(&mut **transaction)
         .await?;
         self.objects += copied.rows_affected();
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), IngestError> {
+    async fn send_chunk(&mut self) -> Result<(), IngestError> {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let mut copy = self
-            .transaction
-            .copy_in_raw(COPY_STATEMENT)
-            .await
-            .map_err(StoreError::from)?;
-        let sent = copy.send(self.buffer.as_slice()).await.map(|_| ());
-        let outcome = match sent {
-            Ok(()) => copy.finish().await.map(|_| ()),
-            Err(error) => {
-                let _ = copy.abort("send failed").await;
-                Err(error)
-            }
+        if let WriterState::Open(_) = self.state {
+            let WriterState::Open(transaction) =
+                std::mem::replace(&mut self.state, WriterState::Spent)
+            else {
+                unreachable!("checked above");
+            };
+            let (chunks, receiver) = mpsc::channel(COPY_CHUNKS_IN_FLIGHT);
+            let copier = tokio::spawn(copy_chunks(transaction, receiver));
+            self.state = WriterState::Copying { chunks, copier };
+        }
+        let chunk = std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(COPY_BATCH_BYTES + 64 * 1024),
+        );
+        let WriterState::Copying { chunks, .. } = &self.state else {
+            return Err(IngestError::StreamBroken(
+                "the snapshot writer failed earlier".into(),
+            ));
         };
-        self.buffer.clear();
-        outcome.map_err(duplicate_anchor_or_store_error)
+        if chunks.send(chunk).await.is_err() {
+            // The copier stopped: its error is reported by commit; stop feeding it.
+            return self.finish_copy().await.map(|_| ());
+        }
+        Ok(())
+    }
+
+    async fn finish_copy(&mut self) -> Result<Transaction<'static, Postgres>, IngestError> {
+        match std::mem::replace(&mut self.state, WriterState::Spent) {
+            WriterState::Open(transaction) => Ok(transaction),
+            WriterState::Copying { chunks, copier } => {
+                drop(chunks);
+                let copied = copier.await.map_err(|error| {
+                    IngestError::StreamBroken(format!("the copy task failed: {error}"))
+                })?;
+                copied.map_err(duplicate_anchor_or_store_error)
+            }
+            WriterState::Spent => Err(IngestError::StreamBroken(
+                "the snapshot writer failed earlier".into(),
+            )),
+        }
     }
 
     /// Sends what is queued, checks the count the source announced, and commits.
@@ -157,7 +222,8 @@ impl SnapshotWriter {
         mut self,
         expected_objects: Option<u64>,
     ) -> Result<SnapshotSummary, IngestError> {
-        self.flush().await?;
+        self.send_chunk().await?;
+        let mut transaction = self.finish_copy().await?;
         if let Some(expected) = expected_objects
             && expected != self.objects
         {
@@ -173,9 +239,9 @@ impl SnapshotWriter {
         sqlx::query("UPDATE snapshots SET object_count = $2 WHERE snapshot_id = $1")
             .bind(self.snapshot_id)
             .bind(self.objects as i64)
-            .execute(&mut *self.transaction)
+            .execute(&mut *transaction)
             .await?;
-        self.transaction.commit().await.map_err(StoreError::from)?;
+        transaction.commit().await.map_err(StoreError::from)?;
         Ok(SnapshotSummary {
             snapshot_id: self.snapshot_id,
             objects: self.objects,

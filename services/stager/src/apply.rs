@@ -151,6 +151,23 @@ async fn apply_to_target(
                AND (a.action IN ('update', 'enable', 'restore')
                     OR (a.action = 'disable' AND a.reason = 'disabled_in_source'))"
         ),
+        // A restored member rejoins the groups it was in when it was soft-deleted.
+        format!(
+            "WITH restored AS (
+                 UPDATE directory_objects d SET memberships_at_deletion = '{{}}'
+                 FROM staged_actions a
+                 WHERE a.cycle_id = $1 AND {PENDING} AND a.action = 'restore'
+                   AND d.job_id = a.job_id AND d.anchor = a.anchor
+                 RETURNING d.job_id, d.anchor, (SELECT o.memberships_at_deletion FROM directory_objects o
+                                                WHERE o.object_id = d.object_id) AS groups
+             )
+             INSERT INTO directory_memberships (job_id, group_anchor, member_anchor)
+             SELECT r.job_id, g.group_anchor, r.anchor
+             FROM restored r CROSS JOIN LATERAL unnest(r.groups) AS g(group_anchor)
+             JOIN directory_objects live ON live.job_id = r.job_id AND live.anchor = g.group_anchor
+                                        AND live.deleted_at IS NULL
+             ON CONFLICT DO NOTHING"
+        ),
         // Deprovisioning by disabling: the object left the source or the scope.
         format!(
             "UPDATE directory_objects d SET enabled = false, updated_at = now()

@@ -19,9 +19,6 @@ use syncguard_proto::v1::retention_service_client::RetentionServiceClient;
 use syncguard_proto::v1::stager_service_server::{SERVICE_NAME, StagerServiceServer};
 use tonic::service::Routes;
 
-/// How often interrupted cycles are looked for.
-const RESUME_TICK: std::time::Duration = std::time::Duration::from_secs(15);
-
 /// The stager service, bound and ready to run.
 pub struct App {
     host: ServiceHost,
@@ -57,9 +54,10 @@ impl App {
         // Cycles a crash interrupted are finished once the database is ready.
         let pool = self.host.pool().clone();
         let mut ready = self.host.ready();
+        let tick = self.host.config().maintenance_interval;
         tokio::spawn(async move {
             if ready.wait_for(|ready| *ready).await.is_ok() {
-                resume::run(pool, gate, retention, RESUME_TICK).await;
+                resume::run(pool, gate, retention, tick).await;
             }
         });
         let server = StagerServiceServer::new(api)

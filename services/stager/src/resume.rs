@@ -13,16 +13,15 @@ use uuid::Uuid;
 
 use crate::apply::apply;
 
-/// A cycle untouched this long in an unfinished state is taken to be interrupted.
-const STALE_AFTER_SECS: i32 = 60;
-
-/// Looks for interrupted cycles every `tick` and finishes them.
+/// Looks for interrupted cycles every `tick` and finishes them. A cycle untouched for four
+/// ticks in an unfinished state is taken to be interrupted.
 pub async fn run(
     pool: PgPool,
     gate: GateServiceClient<PeerChannel>,
     retention: RetentionServiceClient<PeerChannel>,
     tick: Duration,
 ) {
+    let stale_after_secs = (tick.as_secs_f64() * 4.0).ceil();
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -30,10 +29,10 @@ pub async fn run(
         let stale: Result<Vec<(Uuid, String)>, sqlx::Error> = sqlx::query_as(
             "SELECT cycle_id, state FROM cycles \
              WHERE state IN ('staged', 'evaluating', 'applying', 'allowed', 'rejected') \
-               AND updated_at < now() - make_interval(secs => $1) \
+               AND updated_at < now() - make_interval(secs => $1::double precision) \
              ORDER BY created_at LIMIT 10",
         )
-        .bind(STALE_AFTER_SECS)
+        .bind(stale_after_secs)
         .fetch_all(&pool)
         .await;
         let stale = match stale {

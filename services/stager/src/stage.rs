@@ -31,20 +31,6 @@ pub enum Staged {
     SuspectEmpty(Uuid),
 }
 
-/// The scope predicate over a source row `s` of snapshot `$1`:
-/// `$3` attribute matches (jsonb), `$4` lowercased base DNs, `$5` scoping group anchor.
-const IN_SCOPE: &str = "(NOT EXISTS (
-        SELECT 1 FROM jsonb_array_elements($3::jsonb) m
-        WHERE NOT EXISTS (
-            SELECT 1 FROM jsonb_array_elements_text(COALESCE(s.attributes -> lower(m ->> 'attribute'), '[]'::jsonb)) v
-            WHERE lower(v) IN (SELECT lower(x) FROM jsonb_array_elements_text(m -> 'values') x)))
-    AND (cardinality($4::text[]) = 0 OR EXISTS (
-        SELECT 1 FROM unnest($4::text[]) b
-        WHERE lower(s.distinguished_name) = b OR lower(s.distinguished_name) LIKE '%,' || b))
-    AND ($5 = '' OR s.object_type = 'group' OR s.anchor = ANY(COALESCE(
-        (SELECT g.member_anchors FROM source_objects g WHERE g.snapshot_id = $1 AND g.anchor = $5),
-        '{}'::text[]))))";
-
 /// Stages `snapshot_id` of `job_id` as a new cycle, or returns the cycle it already became.
 pub async fn stage(pool: &PgPool, job_id: JobId, snapshot_id: Uuid) -> Result<Staged, StagerError> {
     let started = Instant::now();
@@ -141,6 +127,9 @@ pub async fn stage(pool: &PgPool, job_id: JobId, snapshot_id: Uuid) -> Result<St
     Ok(Staged::New(cycle_id))
 }
 
+/// A job's scope rules compiled to a predicate over a source row `s` of snapshot `$1`.
+/// Only the rules a job sets become SQL, so an unscoped job pays nothing for scoping.
+/// Parameters: `$3` attribute matches (jsonb), `$4` lowercased base DNs, `$5` scoping group.
 struct ScopeParameters {
     attribute_matches: serde_json::Value,
     base_dns: Vec<String>,
@@ -169,6 +158,7 @@ impl ScopeParameters {
             attribute_matches: rules
                 .get("attribute_matches")
                 .cloned()
+                .filter(|matches| matches.as_array().is_some_and(|list| !list.is_empty()))
                 .unwrap_or_else(|| serde_json::json!([])),
             base_dns,
             member_of_group_anchor: rules
@@ -178,8 +168,43 @@ impl ScopeParameters {
                 .to_owned(),
         }
     }
+
+    fn predicate(&self) -> String {
+        let mut clauses = vec!["true".to_owned()];
+        if self
+            .attribute_matches
+            .as_array()
+            .is_some_and(|list| !list.is_empty())
+        {
+            clauses.push(
+                "NOT EXISTS (SELECT 1 FROM jsonb_array_elements($3::jsonb) m WHERE NOT EXISTS (
+                     SELECT 1 FROM jsonb_array_elements_text(COALESCE(s.attributes -> lower(m ->> 'attribute'), '[]'::jsonb)) v
+                     WHERE lower(v) IN (SELECT lower(x) FROM jsonb_array_elements_text(m -> 'values') x)))"
+                    .to_owned(),
+            );
+        }
+        if !self.base_dns.is_empty() {
+            clauses.push(
+                "EXISTS (SELECT 1 FROM unnest($4::text[]) b
+                         WHERE lower(s.distinguished_name) = b OR lower(s.distinguished_name) LIKE '%,' || b)"
+                    .to_owned(),
+            );
+        }
+        if !self.member_of_group_anchor.is_empty() {
+            clauses.push(
+                "(s.object_type = 'group' OR s.anchor = ANY(COALESCE(
+                     (SELECT g.member_anchors FROM source_objects g WHERE g.snapshot_id = $1 AND g.anchor = $5),
+                     '{}'::text[])))"
+                    .to_owned(),
+            );
+        }
+        clauses.join(" AND ")
+    }
 }
 
+/// Writes the cycle's staged actions. The diff is one FULL JOIN of narrow rows (anchor, type,
+/// enabled, hash, scope verdict) between the snapshot and the job's target; attributes are
+/// read back by primary key only for the few rows that changed.
 async fn insert_actions(
     conn: &mut PgConnection,
     cycle_id: Uuid,
@@ -188,41 +213,63 @@ async fn insert_actions(
     scope: &ScopeParameters,
     deprovision_mode: &str,
 ) -> Result<(), StagerError> {
+    // Hash joins of a million narrow rows fit in memory instead of spilling to disk.
+    sqlx::query("SET LOCAL work_mem = '256MB'")
+        .execute(&mut *conn)
+        .await?;
+    let in_scope = scope.predicate();
     let sql = format!(
         "WITH src AS (
-            SELECT s.anchor, s.object_type, s.distinguished_name, s.attributes, s.enabled,
-                   s.member_anchors, s.deleted_in_source, s.content_hash, {IN_SCOPE} AS in_scope
+            SELECT s.anchor, s.object_type, s.enabled, s.deleted_in_source, s.content_hash,
+                   ({in_scope}) AS in_scope
             FROM source_objects s WHERE s.snapshot_id = $1
         ),
         tgt AS (
-            SELECT d.object_id, d.anchor, d.object_type, d.distinguished_name, d.attributes, d.enabled,
-                   d.content_hash, d.deleted_at
+            SELECT d.object_id, d.anchor, d.object_type, d.enabled, d.content_hash, d.deleted_at
             FROM directory_objects d WHERE d.job_id = $2
         ),
+        joined AS (
+            SELECT COALESCE(src.anchor, tgt.anchor) AS anchor,
+                   COALESCE(src.object_type, tgt.object_type) AS object_type,
+                   tgt.object_id,
+                   src.anchor IS NOT NULL AND src.in_scope AND NOT src.deleted_in_source AS wanted,
+                   src.anchor IS NULL OR src.deleted_in_source AS gone_from_source,
+                   src.enabled AS source_enabled, tgt.enabled AS target_enabled,
+                   src.content_hash AS source_hash, tgt.content_hash AS target_hash,
+                   tgt.deleted_at
+            FROM src FULL JOIN tgt ON tgt.anchor = src.anchor
+        ),
         planned AS (
-            SELECT src.anchor, src.object_type, t.object_id,
-                CASE WHEN t.object_id IS NULL THEN 'create'
-                     WHEN t.deleted_at IS NOT NULL THEN 'restore'
-                     WHEN NOT src.enabled AND t.enabled THEN 'disable'
-                     WHEN src.enabled AND NOT t.enabled THEN 'enable'
-                     WHEN src.content_hash <> t.content_hash THEN 'update' END AS action,
-                CASE WHEN t.object_id IS NULL THEN 'new_in_source'
-                     WHEN t.deleted_at IS NOT NULL THEN 'reappeared'
-                     WHEN NOT src.enabled AND t.enabled THEN 'disabled_in_source'
-                     WHEN src.enabled AND NOT t.enabled THEN 'enabled_in_source'
-                     ELSE 'attributes_changed' END AS reason,
-                src.attributes AS source_attributes, t.attributes AS target_attributes,
-                src.member_anchors, src.distinguished_name AS source_dn, t.distinguished_name AS target_dn
-            FROM src LEFT JOIN tgt t ON t.anchor = src.anchor
-            WHERE src.in_scope AND NOT src.deleted_in_source
-            UNION ALL
-            SELECT t.anchor, t.object_type, t.object_id,
-                CASE WHEN $6 = 'disable' THEN CASE WHEN t.enabled THEN 'disable' END ELSE 'delete' END,
-                CASE WHEN src.anchor IS NULL OR src.deleted_in_source THEN 'removed_from_source'
-                     ELSE 'out_of_scope' END,
-                NULL, t.attributes, NULL, NULL, NULL
-            FROM tgt t LEFT JOIN src ON src.anchor = t.anchor
-            WHERE t.deleted_at IS NULL AND (src.anchor IS NULL OR NOT src.in_scope OR src.deleted_in_source)
+            SELECT anchor, object_type, object_id,
+                CASE WHEN wanted THEN
+                         CASE WHEN object_id IS NULL THEN 'create'
+                              WHEN deleted_at IS NOT NULL THEN 'restore'
+                              WHEN NOT source_enabled AND target_enabled THEN 'disable'
+                              WHEN source_enabled AND NOT target_enabled THEN 'enable'
+                              WHEN source_hash <> target_hash THEN 'update' END
+                     WHEN object_id IS NOT NULL AND deleted_at IS NULL THEN
+                         CASE WHEN $6 = 'disable' THEN CASE WHEN target_enabled THEN 'disable' END
+                              ELSE 'delete' END
+                END AS action,
+                CASE WHEN wanted THEN
+                         CASE WHEN object_id IS NULL THEN 'new_in_source'
+                              WHEN deleted_at IS NOT NULL THEN 'reappeared'
+                              WHEN NOT source_enabled AND target_enabled THEN 'disabled_in_source'
+                              WHEN source_enabled AND NOT target_enabled THEN 'enabled_in_source'
+                              ELSE 'attributes_changed' END
+                     WHEN gone_from_source THEN 'removed_from_source'
+                     ELSE 'out_of_scope' END AS reason,
+                wanted
+            FROM joined
+        ),
+        actions AS (
+            SELECT p.*,
+                   s.attributes AS source_attributes, s.member_anchors, s.distinguished_name AS source_dn,
+                   d.attributes AS target_attributes, d.distinguished_name AS target_dn
+            FROM planned p
+            LEFT JOIN source_objects s ON p.wanted AND s.snapshot_id = $1 AND s.anchor = p.anchor
+            LEFT JOIN directory_objects d ON p.object_id IS NOT NULL AND d.object_id = p.object_id
+            WHERE p.action IS NOT NULL
         )
         INSERT INTO staged_actions (action_id, cycle_id, job_id, anchor, object_type, object_id, action,
                                     reason, status, changed_attributes, display_name)
@@ -242,7 +289,7 @@ async fn insert_actions(
             ELSE '{{}}'::text[] END,
             COALESCE(p.source_attributes -> 'displayname' ->> 0, p.source_attributes -> 'cn' ->> 0,
                      p.target_attributes -> 'displayname' ->> 0, p.target_attributes -> 'cn' ->> 0, p.anchor)
-        FROM planned p WHERE p.action IS NOT NULL"
+        FROM actions p"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(snapshot_id)

@@ -136,6 +136,8 @@ pub struct ServiceConfig {
     pub concurrency_limit: usize,
     /// How long in-flight calls may finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// How often background work runs (schedules, resuming interrupted cycles).
+    pub maintenance_interval: Duration,
 }
 
 /// A configuration value that is missing or malformed; the message names the variable.
@@ -170,6 +172,7 @@ const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 600;
 const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 const DEFAULT_CONCURRENCY_LIMIT: usize = 256;
 const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 3;
+const DEFAULT_MAINTENANCE_INTERVAL_SECS: u64 = 15;
 
 impl ServiceConfig {
     /// Reads the configuration of `service` from the environment (see README "Configuration").
@@ -263,6 +266,14 @@ impl ServiceConfig {
                 "SYNCGUARD_SHUTDOWN_GRACE_SECS",
                 DEFAULT_SHUTDOWN_GRACE_SECS,
             )?),
+            maintenance_interval: Duration::from_secs(
+                parse_or(
+                    &get,
+                    "SYNCGUARD_MAINTENANCE_INTERVAL_SECS",
+                    DEFAULT_MAINTENANCE_INTERVAL_SECS,
+                )?
+                .max(1),
+            ),
         })
     }
 
@@ -287,6 +298,7 @@ impl ServiceConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             concurrency_limit: DEFAULT_CONCURRENCY_LIMIT,
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
+            maintenance_interval: Duration::from_secs(DEFAULT_MAINTENANCE_INTERVAL_SECS),
         }
     }
 }
