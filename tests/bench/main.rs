@@ -98,11 +98,9 @@ fn count(total: usize, round: Round) -> usize {
     snapshot(total, round).count()
 }
 
-fn messages(
-    job_id: String,
-    total: usize,
-    round: Round,
-) -> impl tokio_stream::Stream<Item = v1::PushSnapshotRequest> {
+/// Every message of a push, built before the clock starts: the benchmark times syncguard,
+/// not the generation of test data.
+fn messages(job_id: String, total: usize, round: Round) -> Vec<v1::PushSnapshotRequest> {
     let expected = count(total, round) as u64;
     let header = std::iter::once(v1::PushSnapshotRequest {
         part: Some(Part::Header(v1::SnapshotHeader {
@@ -123,7 +121,7 @@ fn messages(
             total_objects: expected,
         })),
     });
-    tokio_stream::iter(header.chain(batches).chain(end))
+    header.chain(batches).chain(end).collect()
 }
 
 fn release_binary(service: ServiceName) -> anyhow::Result<PathBuf> {
@@ -209,9 +207,10 @@ async fn push_and_measure(
     total: usize,
     round: Round,
 ) -> anyhow::Result<CycleFigures> {
+    let prepared = messages(job_id.to_owned(), total, round);
     let started = Instant::now();
     let response = ingest
-        .push_snapshot(messages(job_id.to_owned(), total, round))
+        .push_snapshot(tokio_stream::iter(prepared))
         .await?
         .into_inner();
     let push_total = started.elapsed();
@@ -277,7 +276,7 @@ async fn psql_copy(database: &TestDatabase, total: usize, dir: &Path) -> anyhow:
     let mut out = Vec::with_capacity(count(total, Round::Changed) * 256);
     let snapshot_id = uuid::Uuid::nil().to_string();
     for (index, object) in snapshot(total, Round::Changed).enumerate() {
-        let canonical = canonicalize(&format!("objects[{index}]"), &object)?;
+        let canonical = canonicalize(index as u64, object)?;
         canonical.write_csv_row(&snapshot_id, "present", &mut out);
     }
     std::fs::write(&csv, &out)?;

@@ -328,6 +328,8 @@ impl Suite {
 pub fn loopback_channel(address: SocketAddr) -> Channel {
     Endpoint::from_shared(format!("http://{address}"))
         .expect("a loopback URL is valid")
+        .initial_stream_window_size(syncguard_bootstrap::HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(syncguard_bootstrap::HTTP2_CONNECTION_WINDOW)
         .connect_lazy()
 }
 

@@ -288,7 +288,7 @@ impl IngestService for IngestApi {
                 Ok(Some(v1::PushSnapshotRequest {
                     part: Some(Part::Batch(batch)),
                 })) => {
-                    for object in &batch.objects {
+                    for object in batch.objects {
                         writer.add(object).await?;
                     }
                 }
@@ -356,7 +356,7 @@ impl IngestService for IngestApi {
         let mut writer =
             SnapshotWriter::begin(&self.pool, job_id, "delta", Origin::Push, key).await?;
         writer.carry_over_latest(job_id, &touched).await?;
-        for object in &body.upserts {
+        for object in body.upserts {
             writer.add(object).await?;
         }
         let snapshot = writer.commit(None).await?;
@@ -443,7 +443,7 @@ impl IngestService for IngestApi {
         let file = parse_export(name, format, &text)?;
         let snapshot = self
             .starter
-            .load_export(job_id, Origin::Import, &file)
+            .load_export(job_id, Origin::Import, file)
             .await?;
         let staged = self.starter.stage(job_id, snapshot).await?;
         Ok(Response::new(push_response(staged)))

@@ -83,10 +83,10 @@ impl CycleStarter {
         &self,
         job_id: JobId,
         origin: Origin,
-        file: &ExportFile,
+        file: ExportFile,
     ) -> Result<SnapshotSummary, IngestError> {
         let mut writer = SnapshotWriter::begin(&self.pool, job_id, "full", origin, None).await?;
-        for object in &file.objects {
+        for object in file.objects {
             writer.add(object).await?;
         }
         if !file.unresolved_members.is_empty() {
@@ -107,7 +107,7 @@ impl CycleStarter {
                         return Err(error);
                     }
                 };
-                let snapshot = self.load_export(job_id, Origin::File, &file).await?;
+                let snapshot = self.load_export(job_id, Origin::File, file).await?;
                 self.stage(job_id, snapshot).await
             }
             "push" => {

@@ -130,8 +130,8 @@ impl SnapshotWriter {
     }
 
     /// Validates and queues one object; hands a chunk to the copier when enough has queued.
-    pub async fn add(&mut self, object: &v1::SourceObject) -> Result<(), IngestError> {
-        let canonical = canonicalize(&format!("objects[{}]", self.objects), object)?;
+    pub async fn add(&mut self, object: v1::SourceObject) -> Result<(), IngestError> {
+        let canonical = canonicalize(self.objects, object)?;
         canonical.write_csv_row(&self.snapshot_text, "present", &mut self.buffer);
         self.objects += 1;
         if self.buffer.len() >= COPY_BATCH_BYTES {

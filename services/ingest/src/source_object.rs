@@ -34,10 +34,20 @@ pub struct CanonicalObject {
     pub content_hash: [u8; 32],
 }
 
-/// Validates `object` (at `field`, e.g. `objects[12]`) and puts it in canonical form.
-pub fn canonicalize(field: &str, object: &v1::SourceObject) -> Result<CanonicalObject, FieldError> {
-    let anchor = SourceAnchor::parse(&format!("{field}.anchor"), &object.anchor)?.to_string();
-    let at = |name: &str| format!("{field}.{name} (anchor {anchor})");
+/// Validates object number `index` of a snapshot and puts it in canonical form, taking it
+/// by value so its strings move instead of being copied. Errors name the field as
+/// `objects[<index>].<field> (anchor <anchor>)`.
+pub fn canonicalize(index: u64, object: v1::SourceObject) -> Result<CanonicalObject, FieldError> {
+    let anchor = match SourceAnchor::parse("anchor", &object.anchor) {
+        Ok(_) => object.anchor,
+        Err(error) => {
+            return Err(FieldError::new(
+                format!("objects[{index}].anchor"),
+                error.message,
+            ));
+        }
+    };
+    let at = |name: &str| format!("objects[{index}].{name} (anchor {anchor})");
     let object_type = match ObjectType::try_from(object.object_type) {
         Ok(ObjectType::User) => "user",
         Ok(ObjectType::Group) => "group",
@@ -55,14 +65,13 @@ pub fn canonicalize(field: &str, object: &v1::SourceObject) -> Result<CanonicalO
         ));
     }
     let mut attributes = BTreeMap::new();
-    for (name, values) in &object.attributes {
-        let key = name.trim().to_ascii_lowercase();
-        if key.is_empty()
-            || key.len() > MAX_ATTRIBUTE_NAME
-            || !key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == ';')
-        {
+    for (name, values) in object.attributes {
+        let valid_name = !name.is_empty()
+            && name.len() <= MAX_ATTRIBUTE_NAME
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b';');
+        if !valid_name {
             return Err(FieldError::new(
                 at("attributes"),
                 format!(
@@ -70,24 +79,30 @@ pub fn canonicalize(field: &str, object: &v1::SourceObject) -> Result<CanonicalO
                 ),
             ));
         }
-        let mut sorted = Vec::with_capacity(values.values.len());
-        for value in &values.values {
-            if value.len() > MAX_VALUE_BYTES || value.contains('\0') {
-                return Err(FieldError::new(
-                    at(&format!("attributes[{key}]")),
-                    format!("values are at most {MAX_VALUE_BYTES} bytes, with no NUL characters"),
-                ));
-            }
-            sorted.push(value.clone());
+        let key = if name.bytes().any(|c| c.is_ascii_uppercase()) {
+            name.to_ascii_lowercase()
+        } else {
+            name
+        };
+        let mut sorted = values.values;
+        if sorted
+            .iter()
+            .any(|value| value.len() > MAX_VALUE_BYTES || value.contains('\0'))
+        {
+            return Err(FieldError::new(
+                at(&format!("attributes[{key}]")),
+                format!("values are at most {MAX_VALUE_BYTES} bytes, with no NUL characters"),
+            ));
         }
         sorted.sort_unstable();
         sorted.dedup();
-        if attributes.insert(key.clone(), sorted).is_some() {
+        if attributes.contains_key(&key) {
             return Err(FieldError::new(
                 at(&format!("attributes[{key}]")),
                 "the attribute is given twice (names are case-insensitive)",
             ));
         }
+        attributes.insert(key, sorted);
     }
     if object_type == "user" && !object.member_anchors.is_empty() {
         return Err(FieldError::new(
@@ -101,18 +116,22 @@ pub fn canonicalize(field: &str, object: &v1::SourceObject) -> Result<CanonicalO
             format!("at most {MAX_MEMBERS} members"),
         ));
     }
-    let mut member_anchors = Vec::with_capacity(object.member_anchors.len());
-    for (index, member) in object.member_anchors.iter().enumerate() {
-        let parsed = SourceAnchor::parse(&at(&format!("member_anchors[{index}]")), member)?;
-        member_anchors.push(parsed.to_string());
+    for (position, member) in object.member_anchors.iter().enumerate() {
+        if let Err(error) = SourceAnchor::parse("member", member) {
+            return Err(FieldError::new(
+                at(&format!("member_anchors[{position}]")),
+                error.message,
+            ));
+        }
     }
+    let mut member_anchors = object.member_anchors;
     member_anchors.sort_unstable();
     member_anchors.dedup();
 
     let mut canonical = CanonicalObject {
         anchor,
         object_type,
-        distinguished_name: object.distinguished_name.clone(),
+        distinguished_name: object.distinguished_name,
         attributes,
         enabled: object.enabled,
         member_anchors,
@@ -161,8 +180,8 @@ impl CanonicalObject {
         out.push(b',');
         csv_field(&self.distinguished_name, out);
         out.push(b',');
-        let attributes = serde_json::to_string(&self.attributes).unwrap_or_else(|_| "{}".into());
-        csv_field(&attributes, out);
+        let attributes = serde_json::to_vec(&self.attributes).unwrap_or_else(|_| b"{}".to_vec());
+        csv_bytes(&attributes, out);
         out.push(b',');
         out.push(if self.enabled { b't' } else { b'f' });
         out.push(b',');
@@ -171,20 +190,30 @@ impl CanonicalObject {
         out.push(if self.deleted_in_source { b't' } else { b'f' });
         out.push(b',');
         out.extend_from_slice(b"\\x");
-        out.extend_from_slice(hex::encode(self.content_hash).as_bytes());
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for byte in self.content_hash {
+            out.push(HEX[usize::from(byte >> 4)]);
+            out.push(HEX[usize::from(byte & 0x0f)]);
+        }
         out.push(b'\n');
     }
 }
 
 /// A CSV field, always quoted so empty strings stay empty strings (not NULL).
 fn csv_field(value: &str, out: &mut Vec<u8>) {
+    csv_bytes(value.as_bytes(), out);
+}
+
+fn csv_bytes(value: &[u8], out: &mut Vec<u8>) {
+    out.reserve(value.len() + 2);
     out.push(b'"');
-    for byte in value.bytes() {
-        if byte == b'"' {
-            out.push(b'"');
-        }
-        out.push(byte);
+    let mut rest = value;
+    while let Some(quote) = rest.iter().position(|&byte| byte == b'"') {
+        out.extend_from_slice(&rest[..=quote]);
+        out.push(b'"');
+        rest = &rest[quote + 1..];
     }
+    out.extend_from_slice(rest);
     out.push(b'"');
 }
 
@@ -231,7 +260,7 @@ mod tests {
 
     #[test]
     fn canonical_form_ignores_value_order_and_name_case() {
-        let first = canonicalize("objects[0]", &user("E-1")).unwrap();
+        let first = canonicalize(0, user("E-1")).unwrap();
         let mut reordered = user("E-1");
         reordered.attributes.clear();
         reordered.attributes.insert(
@@ -242,13 +271,13 @@ mod tests {
         );
         assert_eq!(
             first.content_hash,
-            canonicalize("objects[0]", &reordered).unwrap().content_hash
+            canonicalize(0, reordered).unwrap().content_hash
         );
         let mut disabled = user("E-1");
         disabled.enabled = false;
         assert_ne!(
             first.content_hash,
-            canonicalize("objects[0]", &disabled).unwrap().content_hash
+            canonicalize(0, disabled).unwrap().content_hash
         );
     }
 
@@ -256,17 +285,17 @@ mod tests {
     fn invalid_objects_name_the_field_and_anchor() {
         let mut typeless = user("E-7");
         typeless.object_type = 0;
-        let error = canonicalize("objects[7]", &typeless).unwrap_err();
+        let error = canonicalize(7, typeless).unwrap_err();
         assert_eq!(error.field, "objects[7].object_type (anchor E-7)");
         let mut member = user("E-8");
         member.member_anchors = vec!["E-1".into()];
         assert!(
-            canonicalize("objects[8]", &member)
+            canonicalize(8, member)
                 .unwrap_err()
                 .field
                 .contains("member_anchors")
         );
-        let error = canonicalize("objects[9]", &user("")).unwrap_err();
+        let error = canonicalize(9, user("")).unwrap_err();
         assert_eq!(error.field, "objects[9].anchor");
     }
 
@@ -279,7 +308,7 @@ mod tests {
             ..Default::default()
         };
         group.distinguished_name = "cn=a,b".into();
-        let canonical = canonicalize("objects[0]", &group).unwrap();
+        let canonical = canonicalize(0, group).unwrap();
         let mut out = Vec::new();
         canonical.write_csv_row("s", "present", &mut out);
         let row = String::from_utf8(out).unwrap();

@@ -17,6 +17,11 @@ use crate::auth::AuthLayer;
 use crate::config::{Listen, ServiceConfig, ServiceName};
 use crate::peers::{PeerChannel, peer_channel};
 
+/// HTTP/2 flow-control windows for large streams, on servers and peer channels alike.
+pub const HTTP2_STREAM_WINDOW: u32 = 8 * 1024 * 1024;
+/// See [`HTTP2_STREAM_WINDOW`].
+pub const HTTP2_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
 /// One service's process-level parts. Services build their gRPC API on the pool and peers it
 /// offers, then hand their routes to [`ServiceHost::serve`].
 pub struct ServiceHost {
@@ -143,6 +148,10 @@ impl ServiceHost {
             .timeout(self.config.request_timeout)
             // Bounds the calls one connection can have in flight; more wait their turn.
             .concurrency_limit_per_connection(self.config.concurrency_limit)
+            // Snapshot pushes stream hundreds of megabytes: HTTP/2's 64 KiB default windows
+            // would stall them on flow control.
+            .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+            .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
             .layer(stack)
             .add_routes(routes);
 

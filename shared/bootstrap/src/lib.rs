@@ -15,7 +15,7 @@ mod tokens;
 
 pub use auth::{AuthLayer, AuthService};
 pub use config::{ConfigError, Listen, PeerUrls, ServiceConfig, ServiceName};
-pub use host::ServiceHost;
+pub use host::{HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW, ServiceHost};
 pub use main_entry::run_main;
 pub use peers::{AddAuthorization, PeerChannel, peer_channel};
 pub use policy::required_access;

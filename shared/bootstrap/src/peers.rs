@@ -18,6 +18,8 @@ pub fn peer_channel(url: &str, token: &str) -> anyhow::Result<PeerChannel> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|error| anyhow::anyhow!("peer URL {url:?} is not valid: {error}"))?
         .connect_timeout(std::time::Duration::from_secs(5))
+        .initial_stream_window_size(crate::host::HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(crate::host::HTTP2_CONNECTION_WINDOW)
         .tcp_nodelay(true);
     let header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
         anyhow::anyhow!("the service token contains characters not allowed in metadata")
