@@ -251,7 +251,7 @@ async fn a_second_snapshot_stages_applies_and_logs_exactly_its_changes() -> anyh
         .iter()
         .map(|phase| phase.phase.as_str())
         .collect();
-    assert_eq!(phases, ["stage", "apply"]);
+    assert_eq!(phases, ["ingest", "stage", "decide", "apply"]);
 
     // The log answers "every delete of this cycle", newest first, with reason and actor.
     let logs = suite

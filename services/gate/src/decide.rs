@@ -99,6 +99,8 @@ pub async fn decide(
     stager: &StagerServiceClient<PeerChannel>,
     cycle_id: Uuid,
 ) -> Result<Decided, GateError> {
+    let started = std::time::Instant::now();
+    let started_at = chrono::Utc::now();
     let mut transaction = pool.begin().await.map_err(StoreError::from)?;
     let cycle: Option<(Uuid, String)> =
         sqlx::query_as("SELECT job_id, state FROM cycles WHERE cycle_id = $1 FOR UPDATE")
@@ -147,6 +149,14 @@ pub async fn decide(
 
     if enabled && !breaches.is_empty() {
         let quarantine_id = quarantine(&mut transaction, job_id, cycle_id, &breaches).await?;
+        syncguard_store::record_phase(
+            &mut transaction,
+            cycle_id,
+            "decide",
+            started_at,
+            started.elapsed(),
+        )
+        .await?;
         transaction.commit().await.map_err(StoreError::from)?;
         tracing::warn!(job = %job_id, cycle = %cycle_id, quarantine = %quarantine_id, breach = %breaches[0].explanation, "cycle quarantined");
         return Ok(Decided {
@@ -155,6 +165,14 @@ pub async fn decide(
             breaches,
         });
     }
+    syncguard_store::record_phase(
+        &mut transaction,
+        cycle_id,
+        "decide",
+        started_at,
+        started.elapsed(),
+    )
+    .await?;
     transaction.commit().await.map_err(StoreError::from)?;
     stager
         .clone()

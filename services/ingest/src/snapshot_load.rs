@@ -49,6 +49,8 @@ impl Origin {
 /// Encoding runs here while one `COPY` statement streams the rows to Postgres from its own
 /// task, so validation and hashing overlap the server's work instead of waiting for it.
 pub struct SnapshotWriter {
+    started: std::time::Instant,
+    started_at: chrono::DateTime<chrono::Utc>,
     state: WriterState,
     snapshot_id: Uuid,
     snapshot_text: String,
@@ -102,6 +104,8 @@ impl SnapshotWriter {
         origin: Origin,
         idempotency_key: Option<&str>,
     ) -> Result<Self, IngestError> {
+        let started = std::time::Instant::now();
+        let started_at = chrono::Utc::now();
         let mut transaction = pool.begin().await.map_err(StoreError::from)?;
         let snapshot_id = Uuid::now_v7();
         sqlx::query(
@@ -116,6 +120,8 @@ impl SnapshotWriter {
         .execute(&mut *transaction)
         .await?;
         Ok(Self {
+            started,
+            started_at,
             state: WriterState::Open(transaction),
             snapshot_id,
             snapshot_text: snapshot_id.to_string(),
@@ -236,11 +242,16 @@ impl SnapshotWriter {
             )
             .into());
         }
-        sqlx::query("UPDATE snapshots SET object_count = $2 WHERE snapshot_id = $1")
-            .bind(self.snapshot_id)
-            .bind(self.objects as i64)
-            .execute(&mut *transaction)
-            .await?;
+        sqlx::query(
+            "UPDATE snapshots SET object_count = $2, load_started_at = $3, load_millis = $4 \
+             WHERE snapshot_id = $1",
+        )
+        .bind(self.snapshot_id)
+        .bind(self.objects as i64)
+        .bind(self.started_at)
+        .bind(self.started.elapsed().as_millis() as i64)
+        .execute(&mut *transaction)
+        .await?;
         transaction.commit().await.map_err(StoreError::from)?;
         Ok(SnapshotSummary {
             snapshot_id: self.snapshot_id,

@@ -70,8 +70,13 @@ pub async fn stage(pool: &PgPool, job_id: JobId, snapshot_id: Uuid) -> Result<St
     };
 
     let cycle_id = Uuid::now_v7();
+    // The cycle starts with the ingest phase its snapshot recorded while landing.
     let inserted = sqlx::query(
-        "INSERT INTO cycles (cycle_id, job_id, snapshot_id, state, source_objects) VALUES ($1, $2, $3, 'staged', $4)",
+        "INSERT INTO cycles (cycle_id, job_id, snapshot_id, state, source_objects, phases) \
+         SELECT $1, $2, $3, 'staged', $4, CASE WHEN s.load_millis IS NULL THEN '[]'::jsonb ELSE \
+             jsonb_build_array(jsonb_build_object('phase', 'ingest', 'started_at', s.load_started_at, \
+                                                  'millis', s.load_millis)) END \
+         FROM snapshots s WHERE s.snapshot_id = $3",
     )
     .bind(cycle_id)
     .bind(job_id.0)
@@ -327,16 +332,5 @@ pub async fn record_phase(
     started_at: chrono::DateTime<chrono::Utc>,
     took: std::time::Duration,
 ) -> Result<(), StagerError> {
-    sqlx::query(
-        "UPDATE cycles SET phases = phases || jsonb_build_array(jsonb_build_object(
-             'phase', $2::text, 'started_at', $3::timestamptz, 'millis', $4::bigint)), updated_at = now()
-         WHERE cycle_id = $1",
-    )
-    .bind(cycle_id)
-    .bind(phase)
-    .bind(started_at)
-    .bind(took.as_millis() as i64)
-    .execute(conn)
-    .await?;
-    Ok(())
+    Ok(syncguard_store::record_phase(conn, cycle_id, phase, started_at, took).await?)
 }

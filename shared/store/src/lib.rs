@@ -2,10 +2,12 @@
 //! a commit-or-rollback helper, and the one place where SQLSTATE codes become errors.
 
 mod error;
+mod phases;
 mod pool;
 mod transaction;
 
 pub use error::StoreError;
+pub use phases::record_phase;
 pub use pool::{PoolSettings, connect_lazy, migrate, wait_until_ready};
 pub use transaction::in_transaction;
 
