@@ -7,6 +7,7 @@ mod foundation;
 mod imports;
 mod jobs;
 mod protection;
+mod quarantine;
 mod recovery;
 mod scope;
 mod trace;

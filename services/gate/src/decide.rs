@@ -27,6 +27,8 @@ pub struct Decided {
     pub quarantine_id: Option<Uuid>,
     /// The rules exceeded.
     pub breaches: Vec<Breach>,
+    /// True only for the call that opened the quarantine (so people are told once).
+    pub newly_quarantined: bool,
 }
 
 async fn grouped_counts(
@@ -46,7 +48,8 @@ async fn grouped_counts(
         .collect())
 }
 
-/// Counts, window counts and populations for `rules`, and the rules' verdict.
+/// The rules' verdict on a cycle's counts (pinned objects, which nothing will touch, do
+/// not count), with rolling windows and populations read from the database.
 pub async fn breaches_of_cycle(
     conn: &mut PgConnection,
     job_id: JobId,
@@ -55,12 +58,34 @@ pub async fn breaches_of_cycle(
 ) -> Result<(Counts, Vec<Breach>), GateError> {
     let cycle_counts = grouped_counts(
         conn,
-        "SELECT action, object_type, count(*) FROM staged_actions WHERE cycle_id = $1 AND $2 >= 0 \
+        "SELECT action, object_type, count(*) FROM staged_actions \
+         WHERE cycle_id = $1 AND status <> 'skipped_pinned' AND $2 >= 0 \
          GROUP BY action, object_type",
         cycle_id,
         None,
     )
     .await?;
+    let breaches = breaches_with(conn, job_id, rules, &cycle_counts).await?;
+    Ok((cycle_counts, breaches))
+}
+
+/// The rules' verdict on counts that are not stored as a cycle (a preview).
+pub async fn breaches_of_counts(
+    pool: &PgPool,
+    job_id: JobId,
+    rules: &[Rule],
+    counts: &Counts,
+) -> Result<Vec<Breach>, GateError> {
+    let mut conn = pool.acquire().await.map_err(StoreError::from)?;
+    breaches_with(&mut conn, job_id, rules, counts).await
+}
+
+async fn breaches_with(
+    conn: &mut PgConnection,
+    job_id: JobId,
+    rules: &[Rule],
+    cycle_counts: &Counts,
+) -> Result<Vec<Breach>, GateError> {
     let mut window_counts = Vec::with_capacity(rules.len());
     for rule in rules {
         let counts = match rule.window_secs {
@@ -89,8 +114,7 @@ pub async fn breaches_of_cycle(
         .into_iter()
         .map(|(object_type, count)| (object_type, count as u64))
         .collect();
-    let breaches = evaluate(rules, &cycle_counts, &window_counts, &populations);
-    Ok((cycle_counts, breaches))
+    Ok(evaluate(rules, cycle_counts, &window_counts, &populations))
 }
 
 /// Decides `cycle_id`. Idempotent: a cycle decided before returns its decision again.
@@ -124,6 +148,7 @@ pub async fn decide(
                 decision: Decision::Quarantined,
                 quarantine_id: Some(quarantine_id),
                 breaches: serde_json::from_value(breaches).unwrap_or_default(),
+                newly_quarantined: false,
             });
         }
         "applying" | "completed" | "allowed" | "rejected" => {
@@ -131,6 +156,7 @@ pub async fn decide(
                 decision: Decision::Applied,
                 quarantine_id: None,
                 breaches: Vec::new(),
+                newly_quarantined: false,
             });
         }
         other => {
@@ -163,6 +189,7 @@ pub async fn decide(
             decision: Decision::Quarantined,
             quarantine_id: Some(quarantine_id),
             breaches,
+            newly_quarantined: true,
         });
     }
     syncguard_store::record_phase(
@@ -192,6 +219,7 @@ pub async fn decide(
         decision: Decision::Applied,
         quarantine_id: None,
         breaches,
+        newly_quarantined: false,
     })
 }
 

@@ -14,6 +14,9 @@ pub enum GateError {
     /// The job does not exist (or was deleted).
     #[error("job {0} not found")]
     JobNotFound(JobId),
+    /// A quarantine or other named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
     /// The cycle does not exist.
     #[error("cycle {0} not found")]
     CycleNotFound(uuid::Uuid),
@@ -39,6 +42,7 @@ impl From<GateError> for Status {
             GateError::Invalid(field) => field_violation(field),
             GateError::JobNotFound(_) => Status::not_found(error.to_string()),
             GateError::CycleNotFound(_) => Status::not_found(error.to_string()),
+            GateError::NotFound(message) => Status::not_found(message.clone()),
             GateError::WrongState(message) => Status::failed_precondition(message.clone()),
             GateError::Peer { service, status } => {
                 Status::new(status.code(), format!("{service}: {}", status.message()))

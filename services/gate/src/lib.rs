@@ -6,15 +6,20 @@ mod api;
 mod decide;
 mod error;
 mod evaluate;
+mod maintenance;
+mod notify;
 mod protection;
+mod quarantine;
 mod rules;
 
 use std::future::Future;
 
-pub use api::GateApi;
+pub use api::{GateApi, Peers};
 pub use error::GateError;
 use syncguard_bootstrap::{ServiceConfig, ServiceHost, ServiceName};
 use syncguard_proto::v1::gate_service_server::{GateServiceServer, SERVICE_NAME};
+use syncguard_proto::v1::ingest_service_client::IngestServiceClient;
+use syncguard_proto::v1::notifier_service_client::NotifierServiceClient;
 use syncguard_proto::v1::stager_service_client::StagerServiceClient;
 use tonic::service::Routes;
 
@@ -42,10 +47,28 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let limit = self.host.config().max_message_bytes;
-        let stager = StagerServiceClient::new(self.host.peer(ServiceName::Stager)?)
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit);
-        let api = GateApi::new(self.host.pool().clone(), stager);
+        let peers = Peers {
+            stager: StagerServiceClient::new(self.host.peer(ServiceName::Stager)?)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            ingest: IngestServiceClient::new(self.host.peer(ServiceName::Ingest)?)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            notifier: NotifierServiceClient::new(self.host.peer(ServiceName::Notifier)?)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        };
+        let api = GateApi::new(self.host.pool().clone(), peers.clone());
+
+        // Expired holds and unsent notices are handled once the database is ready.
+        let pool = self.host.pool().clone();
+        let mut ready = self.host.ready();
+        let tick = self.host.config().maintenance_interval;
+        tokio::spawn(async move {
+            if ready.wait_for(|ready| *ready).await.is_ok() {
+                maintenance::run(pool, peers, tick).await;
+            }
+        });
         let server = GateServiceServer::new(api)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);

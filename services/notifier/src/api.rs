@@ -4,11 +4,15 @@ use syncguard_proto::v1;
 use syncguard_proto::v1::notifier_service_server::NotifierService;
 use syncguard_store::PgPool;
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::error::NotifierError;
+use crate::outbox;
+use syncguard_domain::FieldError;
 
 /// Handlers of `syncguard.v1.NotifierService`.
 #[derive(Clone)]
 pub struct NotifierApi {
-    #[allow(dead_code)]
     pool: PgPool,
 }
 
@@ -19,30 +23,36 @@ impl NotifierApi {
     }
 }
 
-fn not_yet(method: &str) -> Status {
-    Status::unimplemented(format!("{method} is not implemented yet"))
-}
-
 #[tonic::async_trait]
 impl NotifierService for NotifierApi {
     async fn notify(
         &self,
-        _request: Request<v1::NotifyRequest>,
+        request: Request<v1::NotifyRequest>,
     ) -> Result<Response<v1::Notification>, Status> {
-        Err(not_yet("Notify"))
+        Ok(Response::new(
+            outbox::enqueue(&self.pool, request.get_ref()).await?,
+        ))
     }
 
     async fn get_notification(
         &self,
-        _request: Request<v1::GetNotificationRequest>,
+        request: Request<v1::GetNotificationRequest>,
     ) -> Result<Response<v1::Notification>, Status> {
-        Err(not_yet("GetNotification"))
+        let id = Uuid::parse_str(&request.get_ref().notification_id).map_err(|_| {
+            NotifierError::from(FieldError::new(
+                "notification_id",
+                "not a notification id (a UUID)",
+            ))
+        })?;
+        Ok(Response::new(outbox::get(&self.pool, id).await?))
     }
 
     async fn list_notifications(
         &self,
-        _request: Request<v1::ListNotificationsRequest>,
+        request: Request<v1::ListNotificationsRequest>,
     ) -> Result<Response<v1::ListNotificationsResponse>, Status> {
-        Err(not_yet("ListNotifications"))
+        Ok(Response::new(
+            outbox::list(&self.pool, request.get_ref()).await?,
+        ))
     }
 }

@@ -3,10 +3,13 @@
 //! A library with a thin `main.rs`: tests build the [`App`] in-process.
 
 mod api;
+mod error;
+mod outbox;
 
 use std::future::Future;
 
 pub use api::NotifierApi;
+pub use error::NotifierError;
 use syncguard_bootstrap::{ServiceConfig, ServiceHost};
 use syncguard_proto::v1::notifier_service_server::{NotifierServiceServer, SERVICE_NAME};
 use tonic::service::Routes;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::error::StagerError;
 use crate::stage::Staged;
-use crate::{apply, reads, stage};
+use crate::{apply, preview, reads, stage};
 
 /// Handlers of `syncguard.v1.StagerService`.
 #[derive(Clone)]
@@ -40,10 +40,6 @@ impl StagerApi {
 fn required_id(field: &str, value: &str) -> Result<Uuid, StagerError> {
     Uuid::parse_str(value)
         .map_err(|_| FieldError::new(field, format!("{value:?} is not an id (a UUID)")).into())
-}
-
-fn not_yet(method: &str) -> Status {
-    Status::unimplemented(format!("{method} is not implemented yet"))
 }
 
 #[tonic::async_trait]
@@ -128,8 +124,23 @@ impl StagerService for StagerApi {
 
     async fn preview_cycle(
         &self,
-        _request: Request<v1::PreviewCycleRequest>,
+        request: Request<v1::PreviewCycleRequest>,
     ) -> Result<Response<v1::PreviewCycleResponse>, Status> {
-        Err(not_yet("PreviewCycle"))
+        let body = request.into_inner();
+        let job_id = JobId::parse("job_id", &body.job_id).map_err(StagerError::from)?;
+        let snapshot_id = if body.snapshot_id.is_empty() {
+            None
+        } else {
+            Some(required_id("snapshot_id", &body.snapshot_id)?)
+        };
+        let preview = preview::preview(
+            &self.pool,
+            &self.gate,
+            job_id,
+            snapshot_id,
+            body.sample_size,
+        )
+        .await?;
+        Ok(Response::new(preview))
     }
 }

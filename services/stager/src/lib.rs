@@ -5,6 +5,7 @@
 mod api;
 mod apply;
 mod error;
+mod preview;
 mod reads;
 mod resume;
 mod stage;

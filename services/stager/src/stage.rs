@@ -116,8 +116,13 @@ pub async fn stage(pool: &PgPool, job_id: JobId, snapshot_id: Uuid) -> Result<St
     }
 
     let scope = ScopeParameters::from_rules(&job.scope_rules);
+    let cleared = clear_returned_pins(conn, job_id, snapshot_id, &scope).await?;
+    if cleared > 0 {
+        tracing::info!(job = %job_id, cycle = %cycle_id, cleared, "pins cleared: the objects are back in scope");
+    }
     insert_actions(
         conn,
+        ActionTable::Staged,
         cycle_id,
         job_id,
         snapshot_id,
@@ -135,14 +140,14 @@ pub async fn stage(pool: &PgPool, job_id: JobId, snapshot_id: Uuid) -> Result<St
 /// A job's scope rules compiled to a predicate over a source row `s` of snapshot `$1`.
 /// Only the rules a job sets become SQL, so an unscoped job pays nothing for scoping.
 /// Parameters: `$3` attribute matches (jsonb), `$4` lowercased base DNs, `$5` scoping group.
-struct ScopeParameters {
+pub(crate) struct ScopeParameters {
     attribute_matches: serde_json::Value,
     base_dns: Vec<String>,
     member_of_group_anchor: String,
 }
 
 impl ScopeParameters {
-    fn from_rules(rules: &serde_json::Value) -> Self {
+    pub(crate) fn from_rules(rules: &serde_json::Value) -> Self {
         let base_dns = rules
             .get("base_dns")
             .and_then(|value| value.as_array())
@@ -210,8 +215,9 @@ impl ScopeParameters {
 /// Writes the cycle's staged actions. The diff is one FULL JOIN of narrow rows (anchor, type,
 /// enabled, hash, scope verdict) between the snapshot and the job's target; attributes are
 /// read back by primary key only for the few rows that changed.
-async fn insert_actions(
+pub(crate) async fn insert_actions(
     conn: &mut PgConnection,
+    table: ActionTable,
     cycle_id: Uuid,
     job_id: JobId,
     snapshot_id: Uuid,
@@ -223,6 +229,7 @@ async fn insert_actions(
         .execute(&mut *conn)
         .await?;
     let in_scope = scope.predicate();
+    let table = table.name();
     let sql = format!(
         "WITH src AS (
             SELECT s.anchor, s.object_type, s.enabled, s.deleted_in_source, s.content_hash,
@@ -276,7 +283,7 @@ async fn insert_actions(
             LEFT JOIN directory_objects d ON p.object_id IS NOT NULL AND d.object_id = p.object_id
             WHERE p.action IS NOT NULL
         )
-        INSERT INTO staged_actions (action_id, cycle_id, job_id, anchor, object_type, object_id, action,
+        INSERT INTO {table} (action_id, cycle_id, job_id, anchor, object_type, object_id, action,
                                     reason, status, changed_attributes, display_name)
         SELECT gen_random_uuid(), $7, $2, p.anchor, p.object_type, p.object_id, p.action, p.reason, 'staged',
             CASE WHEN p.action IN ('update', 'enable', 'disable') AND p.source_attributes IS NOT NULL THEN
@@ -304,9 +311,66 @@ async fn insert_actions(
         .bind(&scope.member_of_group_anchor)
         .bind(deprovision_mode)
         .bind(cycle_id)
+        .execute(&mut *conn)
+        .await?;
+    // A pinned object is never deleted or disabled: its planned action is kept, skipped.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {table} a SET status = 'skipped_pinned' FROM pins p
+         WHERE a.cycle_id = $1 AND a.action IN ('delete', 'disable') AND p.job_id = a.job_id AND p.anchor = a.anchor"
+    )))
+    .bind(cycle_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Where staged actions are written: the real table, or a preview's temporary copy.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ActionTable {
+    /// `staged_actions`.
+    Staged,
+    /// `preview_actions`, a temporary table dropped at the end of the transaction.
+    Preview,
+}
+
+impl ActionTable {
+    fn name(self) -> &'static str {
+        match self {
+            ActionTable::Staged => "staged_actions",
+            ActionTable::Preview => "preview_actions",
+        }
+    }
+}
+
+/// Pins of objects that are back in scope in this snapshot clear by themselves.
+async fn clear_returned_pins(
+    conn: &mut PgConnection,
+    job_id: JobId,
+    snapshot_id: Uuid,
+    scope: &ScopeParameters,
+) -> Result<u64, StagerError> {
+    let (pinned,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM pins WHERE job_id = $1)")
+        .bind(job_id.0)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !pinned {
+        return Ok(0);
+    }
+    let sql = format!(
+        "DELETE FROM pins p USING source_objects s
+         WHERE p.job_id = $2 AND s.snapshot_id = $1 AND s.anchor = p.anchor AND NOT s.deleted_in_source
+           AND ({})",
+        scope.predicate()
+    );
+    let cleared = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(snapshot_id)
+        .bind(job_id.0)
+        .bind(&scope.attribute_matches)
+        .bind(&scope.base_dns)
+        .bind(&scope.member_of_group_anchor)
         .execute(conn)
         .await?;
-    Ok(())
+    Ok(cleared.rows_affected())
 }
 
 async fn log_staged(conn: &mut PgConnection, cycle_id: Uuid) -> Result<(), StagerError> {

@@ -1,0 +1,247 @@
+//! The outbox: a notification is stored before `Notify` answers, once per idempotency key.
+//! Sending it over SMTP is the sender's job.
+
+use chrono::{DateTime, Utc};
+use prost::Message as _;
+use sqlx::PgPool;
+use syncguard_domain::FieldError;
+use syncguard_proto::v1::{self, NotificationKind};
+use uuid::Uuid;
+
+use crate::error::NotifierError;
+
+const MAX_RECIPIENTS: usize = 50;
+
+/// Checks an address well enough that it cannot inject headers or name several people.
+pub fn validate_recipient(field: &str, address: &str) -> Result<String, FieldError> {
+    let address = address.trim();
+    let forbidden = |c: char| c.is_control() || c.is_whitespace() || ",;<>\"()[]\\".contains(c);
+    let valid = address.len() <= 254
+        && !address.chars().any(forbidden)
+        && matches!(address.split_once('@'), Some((local, domain))
+            if !local.is_empty() && domain.contains('.') && !domain.contains('@')
+               && !domain.starts_with('.') && !domain.ends_with('.'));
+    if !valid {
+        return Err(FieldError::new(
+            field,
+            format!("{address:?} is not a single email address like ops@example.com"),
+        ));
+    }
+    Ok(address.to_owned())
+}
+
+/// The subject line of an event; only text from validated fields, no line breaks.
+pub fn subject(event: &v1::NotificationEvent) -> String {
+    let job: String = event
+        .job_name
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(120)
+        .collect();
+    let what = match NotificationKind::try_from(event.kind).unwrap_or_default() {
+        NotificationKind::QuarantineOpened => "Delete threshold exceeded",
+        NotificationKind::QuarantineReminder => "Reminder: deletes awaiting a decision",
+        NotificationKind::QuarantineAllowed => "Deletes allowed",
+        NotificationKind::QuarantineRejected => "Deletes rejected",
+        NotificationKind::QuarantineSuperseded => "Quarantine superseded",
+        NotificationKind::CycleFailed => "Sync cycle failed",
+        NotificationKind::Unspecified => "Notification",
+    };
+    format!("[syncguard] {what}: {job}")
+}
+
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    notification_id: Uuid,
+    idempotency_key: String,
+    recipients: Vec<String>,
+    subject: String,
+    event: Vec<u8>,
+    status: String,
+    attempts: i32,
+    last_error: Option<String>,
+    created_at: DateTime<Utc>,
+    next_attempt_at: DateTime<Utc>,
+    sent_at: Option<DateTime<Utc>>,
+}
+
+fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
+}
+
+impl OutboxRow {
+    fn view(self) -> v1::Notification {
+        v1::Notification {
+            notification_id: self.notification_id.to_string(),
+            idempotency_key: self.idempotency_key,
+            recipients: self.recipients,
+            subject: self.subject,
+            event: v1::NotificationEvent::decode(self.event.as_slice()).ok(),
+            status: match self.status.as_str() {
+                "pending" => v1::DeliveryStatus::Pending,
+                "sent" => v1::DeliveryStatus::Sent,
+                "failed" => v1::DeliveryStatus::Failed,
+                _ => v1::DeliveryStatus::Unspecified,
+            } as i32,
+            attempts: self.attempts.max(0) as u32,
+            last_error: self.last_error.unwrap_or_default(),
+            created_at: Some(timestamp(self.created_at)),
+            sent_at: self.sent_at.map(timestamp),
+            next_attempt_at: Some(timestamp(self.next_attempt_at)),
+            attempt_log: Vec::new(),
+        }
+    }
+}
+
+const OUTBOX_COLUMNS: &str = "notification_id, idempotency_key, recipients, subject, event, status, attempts, \
+    last_error, created_at, next_attempt_at, sent_at";
+
+/// Stores the event unless its key was stored before; either way returns the stored entry.
+pub async fn enqueue(
+    pool: &PgPool,
+    request: &v1::NotifyRequest,
+) -> Result<v1::Notification, NotifierError> {
+    let key = request.idempotency_key.trim();
+    if key.is_empty() || key.len() > 200 {
+        return Err(FieldError::new(
+            "idempotency_key",
+            "a key of 1 to 200 characters is required",
+        )
+        .into());
+    }
+    let event = request
+        .event
+        .as_ref()
+        .ok_or_else(|| FieldError::new("event", "the event is required"))?;
+    if NotificationKind::try_from(event.kind).unwrap_or_default() == NotificationKind::Unspecified {
+        return Err(FieldError::new("event.kind", "choose a notification kind").into());
+    }
+    if request.recipients.is_empty() || request.recipients.len() > MAX_RECIPIENTS {
+        return Err(
+            FieldError::new("recipients", format!("1 to {MAX_RECIPIENTS} recipients")).into(),
+        );
+    }
+    let recipients = request
+        .recipients
+        .iter()
+        .enumerate()
+        .map(|(index, address)| validate_recipient(&format!("recipients[{index}]"), address))
+        .collect::<Result<Vec<_>, _>>()?;
+    let job_id = if event.job_id.is_empty() {
+        None
+    } else {
+        Some(
+            Uuid::parse_str(&event.job_id)
+                .map_err(|_| FieldError::new("event.job_id", "not a job id"))?,
+        )
+    };
+    let kind = NotificationKind::try_from(event.kind)
+        .unwrap_or_default()
+        .as_str_name()
+        .trim_start_matches("NOTIFICATION_KIND_")
+        .to_ascii_lowercase();
+    sqlx::query(
+        "INSERT INTO notification_outbox (notification_id, idempotency_key, job_id, kind, recipients, subject, event) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(Uuid::now_v7())
+    .bind(key)
+    .bind(job_id)
+    .bind(kind)
+    .bind(&recipients)
+    .bind(subject(event))
+    .bind(event.encode_to_vec())
+    .execute(pool)
+    .await?;
+    let row: OutboxRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {OUTBOX_COLUMNS} FROM notification_outbox WHERE idempotency_key = $1"
+    )))
+    .bind(key)
+    .fetch_one(pool)
+    .await?;
+    Ok(row.view())
+}
+
+/// One outbox entry.
+pub async fn get(pool: &PgPool, notification_id: Uuid) -> Result<v1::Notification, NotifierError> {
+    let row: Option<OutboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {OUTBOX_COLUMNS} FROM notification_outbox WHERE notification_id = $1"
+    )))
+    .bind(notification_id)
+    .fetch_optional(pool)
+    .await?;
+    row.map(OutboxRow::view)
+        .ok_or_else(|| NotifierError::NotFound(format!("notification {notification_id} not found")))
+}
+
+/// Entries newest first, by job and status.
+pub async fn list(
+    pool: &PgPool,
+    request: &v1::ListNotificationsRequest,
+) -> Result<v1::ListNotificationsResponse, NotifierError> {
+    let job_id = if request.job_id.is_empty() {
+        None
+    } else {
+        Some(
+            Uuid::parse_str(&request.job_id)
+                .map_err(|_| FieldError::new("job_id", "not a job id"))?,
+        )
+    };
+    let statuses: Vec<&str> = request
+        .statuses
+        .iter()
+        .filter_map(|status| match v1::DeliveryStatus::try_from(*status) {
+            Ok(v1::DeliveryStatus::Pending) => Some("pending"),
+            Ok(v1::DeliveryStatus::Sent) => Some("sent"),
+            Ok(v1::DeliveryStatus::Failed) => Some("failed"),
+            _ => None,
+        })
+        .collect();
+    let page = request.page.clone().unwrap_or_default();
+    let size = i64::from(if page.page_size == 0 {
+        100
+    } else {
+        page.page_size.min(1000)
+    });
+    let before =
+        if page.page_token.is_empty() {
+            None
+        } else {
+            Some(Uuid::parse_str(&page.page_token).map_err(|_| {
+                FieldError::new("page.page_token", "not a token this service issued")
+            })?)
+        };
+    let rows: Vec<OutboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {OUTBOX_COLUMNS} FROM notification_outbox \
+         WHERE ($1::uuid IS NULL OR job_id = $1) AND (cardinality($2::text[]) = 0 OR status = ANY($2)) \
+           AND ($3::uuid IS NULL OR notification_id < $3) \
+         ORDER BY notification_id DESC LIMIT $4"
+    )))
+    .bind(job_id)
+    .bind(&statuses)
+    .bind(before)
+    .bind(size + 1)
+    .fetch_all(pool)
+    .await?;
+    let more = rows.len() as i64 > size;
+    let notifications: Vec<v1::Notification> = rows
+        .into_iter()
+        .take(size as usize)
+        .map(OutboxRow::view)
+        .collect();
+    let next_page_token = if more {
+        notifications
+            .last()
+            .map(|n| n.notification_id.clone())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(v1::ListNotificationsResponse {
+        notifications,
+        next_page_token,
+    })
+}
