@@ -141,6 +141,16 @@ fn release_binary(service: ServiceName) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// CPU seconds (user + system) a process has used, from /proc/<pid>/stat.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
@@ -355,10 +365,16 @@ async fn run(total: usize) -> anyhow::Result<()> {
         &changed,
     );
 
-    println!("  peak RSS per service:");
+    println!("  per service: peak RSS, CPU time over both cycles:");
     for (service, child) in &services.children {
         let rss = child.id().and_then(peak_rss_mib).unwrap_or(f64::NAN);
-        println!("    {:<10} {:>8.1} MiB", service.as_str(), rss);
+        let cpu = child.id().and_then(cpu_seconds).unwrap_or(f64::NAN);
+        println!(
+            "    {:<10} {:>8.1} MiB {:>8.2} s CPU",
+            service.as_str(),
+            rss,
+            cpu
+        );
     }
     for (_, mut child) in services.children {
         if let Some(pid) = child.id() {

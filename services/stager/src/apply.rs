@@ -97,14 +97,15 @@ pub async fn apply(
     .await?;
     transaction.commit().await.map_err(StoreError::from)?;
     tracing::info!(cycle = %cycle_id, deletes = deletes.len(), millis = started.elapsed().as_millis() as u64, "cycle applied");
-    release_older_snapshots(pool, cycle_id).await;
+    // Cleaning up is not part of the cycle: the caller need not wait for it.
+    tokio::spawn(release_older_snapshots(pool.clone(), cycle_id));
     Ok(())
 }
 
 /// Source rows of snapshots older than this cycle's are no longer needed by any diff or
 /// apply: drop them so a job keeps one directory's worth of rows, not one per cycle.
 /// The snapshot headers stay for the history of cycles.
-async fn release_older_snapshots(pool: &PgPool, cycle_id: Uuid) {
+async fn release_older_snapshots(pool: PgPool, cycle_id: Uuid) {
     let released = sqlx::query(
         "DELETE FROM source_objects o USING snapshots old, cycles c, snapshots cur
          WHERE c.cycle_id = $1 AND cur.snapshot_id = c.snapshot_id
@@ -112,7 +113,7 @@ async fn release_older_snapshots(pool: &PgPool, cycle_id: Uuid) {
            AND o.snapshot_id = old.snapshot_id",
     )
     .bind(cycle_id)
-    .execute(pool)
+    .execute(&pool)
     .await;
     match released {
         Ok(result) => {

@@ -275,12 +275,20 @@ pub(crate) async fn insert_actions(
             FROM joined
         ),
         actions AS (
+            -- Per-action lookups by key (LIMIT 1 keeps them lookups: joined, the planner would
+            -- hash both million-row tables to fetch a few thousand rows).
             SELECT p.*,
                    s.attributes AS source_attributes, s.member_anchors, s.distinguished_name AS source_dn,
                    d.attributes AS target_attributes, d.distinguished_name AS target_dn
             FROM planned p
-            LEFT JOIN source_objects s ON p.wanted AND s.snapshot_id = $1 AND s.anchor = p.anchor
-            LEFT JOIN directory_objects d ON p.object_id IS NOT NULL AND d.object_id = p.object_id
+            LEFT JOIN LATERAL (
+                SELECT o.attributes, o.member_anchors, o.distinguished_name FROM source_objects o
+                WHERE p.wanted AND o.snapshot_id = $1 AND o.anchor = p.anchor LIMIT 1
+            ) s ON true
+            LEFT JOIN LATERAL (
+                SELECT t.attributes, t.distinguished_name FROM directory_objects t
+                WHERE p.object_id IS NOT NULL AND t.object_id = p.object_id LIMIT 1
+            ) d ON true
             WHERE p.action IS NOT NULL
         )
         INSERT INTO {table} (action_id, cycle_id, job_id, anchor, object_type, object_id, action,
