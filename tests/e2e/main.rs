@@ -9,5 +9,6 @@ mod jobs;
 mod protection;
 mod quarantine;
 mod recovery;
+mod retention;
 mod scope;
 mod trace;

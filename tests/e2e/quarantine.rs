@@ -805,3 +805,91 @@ async fn quarantine_of_id(suite: &Suite, quarantine_id: &str) -> anyhow::Result<
         .await?
         .into_inner())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_past_its_limit_is_superseded_by_a_fresh_cycle_and_people_are_told()
+-> anyhow::Result<()> {
+    let suite = syncguard_e2e::Suite::start_with(syncguard_e2e::SuiteOptions {
+        maintenance_interval: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await?;
+    let job = guarded_job(&suite, spec_with(vec![threshold(3)]), 20, 0).await?;
+    push(
+        &suite,
+        &job,
+        &without(
+            directory(20, 0),
+            &["u-00001", "u-00002", "u-00003", "u-00004"],
+        ),
+    )
+    .await?;
+    let held = quarantine_of(&suite, &job).await?;
+    // Time passing is the one fault a test cannot wait for: the hold limit is moved into the
+    // past directly in the database.
+    let mut conn = suite.database().connect().await?;
+    sqlx::query("UPDATE quarantines SET hold_until = now() - interval '1 second' WHERE quarantine_id = $1::uuid")
+        .bind(&held.quarantine_id)
+        .execute(&mut conn)
+        .await?;
+    drop(conn);
+    let superseded = syncguard_e2e::wait_for(
+        "the expired quarantine to be superseded",
+        Duration::from_secs(30),
+        || {
+            let mut gate = suite.gate(Some(&suite.tokens.reader));
+            let id = held.quarantine_id.clone();
+            async move {
+                let quarantine = gate
+                    .get_quarantine(v1::GetQuarantineRequest {
+                        quarantine_id: id,
+                        ..Default::default()
+                    })
+                    .await
+                    .ok()?
+                    .into_inner();
+                (quarantine.state == QuarantineState::Superseded as i32).then_some(quarantine)
+            }
+        },
+    )
+    .await?;
+    assert!(superseded.closed_at.is_some());
+    // None of the held cycle was applied; a fresh cycle ran on the same data and, still over
+    // the threshold, is held again.
+    assert_eq!(
+        live_objects(&mut suite.retention(Some(&suite.tokens.reader)), &job)
+            .await?
+            .len(),
+        20
+    );
+    let fresh = syncguard_e2e::wait_for("a fresh quarantine", Duration::from_secs(30), || {
+        let mut gate = suite.gate(Some(&suite.tokens.reader));
+        let job = job.clone();
+        async move {
+            gate.get_quarantine(v1::GetQuarantineRequest {
+                job_id: job,
+                ..Default::default()
+            })
+            .await
+            .ok()
+            .map(tonic::Response::into_inner)
+        }
+    })
+    .await?;
+    assert_ne!(fresh.cycle_id, held.cycle_id);
+    let notices = suite
+        .notifier(Some(&suite.tokens.reader))
+        .list_notifications(v1::ListNotificationsRequest {
+            job_id: job.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .notifications;
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.idempotency_key == format!("{}:quarantine_superseded", held.quarantine_id))
+    );
+    suite.stop().await
+}

@@ -18,6 +18,7 @@ async fn a_cycle_cut_off_by_a_retention_outage_is_finished_once_it_returns() -> 
     let mut suite = Suite::start_with(SuiteOptions {
         deferred: vec![ServiceName::Retention],
         maintenance_interval: Duration::from_secs(1),
+        ..Default::default()
     })
     .await?;
     let mut ingest = suite.ingest(Some(&suite.tokens.operator));

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use syncguard_bootstrap::{Listen, PeerUrls, ServiceConfig, ServiceName, TokenTable};
@@ -11,6 +12,7 @@ use syncguard_proto::v1::ingest_service_client::IngestServiceClient;
 use syncguard_proto::v1::notifier_service_client::NotifierServiceClient;
 use syncguard_proto::v1::retention_service_client::RetentionServiceClient;
 use syncguard_proto::v1::stager_service_client::StagerServiceClient;
+use syncguard_retention::clock::{Clock, ShiftedClock};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -115,6 +117,8 @@ pub struct SuiteOptions {
     pub deferred: Vec<ServiceName>,
     /// Background work interval of every service.
     pub maintenance_interval: Duration,
+    /// The clock retention tells time by; tests move it past retention periods.
+    pub retention_clock: Arc<ShiftedClock>,
 }
 
 impl Default for SuiteOptions {
@@ -122,6 +126,7 @@ impl Default for SuiteOptions {
         Self {
             deferred: Vec::new(),
             maintenance_interval: Duration::from_secs(15),
+            retention_clock: Arc::new(ShiftedClock::default()),
         }
     }
 }
@@ -239,12 +244,23 @@ impl Suite {
                 tokio::spawn(app.run_until_stopped(shutdown))
             }
             ServiceName::Retention => {
-                let app = syncguard_retention::App::build(config).await?;
+                let clock: Arc<dyn Clock> = self.options.retention_clock.clone();
+                let app = syncguard_retention::App::build_with_clock(config, clock).await?;
                 tokio::spawn(app.run_until_stopped(shutdown))
             }
         };
         self.tasks.push((service, task));
         Ok(())
+    }
+
+    /// Starts one more instance of `service` on a new port (several instances share the
+    /// database, as a scaled-out deployment does) and returns its address once SERVING.
+    pub async fn start_another(&mut self, service: ServiceName) -> anyhow::Result<SocketAddr> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let address = listener.local_addr()?;
+        self.spawn(service, listener).await?;
+        wait_until_serving(service, address).await?;
+        Ok(address)
     }
 
     /// Starts a deferred service on its reserved address and waits until it is SERVING.

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use syncguard_domain::{FieldError, SourceAnchor};
+use syncguard_domain::{FieldError, SourceAnchor, parse_email};
 use syncguard_proto::v1::{self, DeprovisionMode, FileFormat, LdapScope, job_source};
 
 const DEFAULT_INTERVAL_SECS: i64 = 30 * 60;
@@ -80,24 +80,6 @@ fn duration_secs(
         ));
     }
     Ok(seconds as i32)
-}
-
-/// Checks an email address well enough that it cannot inject headers or name several people.
-pub fn validate_recipient(field: &str, address: &str) -> Result<String, FieldError> {
-    let address = address.trim();
-    let forbidden = |c: char| c.is_control() || c.is_whitespace() || ",;<>\"()[]\\".contains(c);
-    let valid = address.len() <= 254
-        && !address.chars().any(forbidden)
-        && matches!(address.split_once('@'), Some((local, domain))
-            if !local.is_empty() && domain.contains('.') && !domain.contains('@')
-               && !domain.starts_with('.') && !domain.ends_with('.'));
-    if !valid {
-        return Err(FieldError::new(
-            field,
-            format!("{address:?} is not a single email address like ops@example.com"),
-        ));
-    }
-    Ok(address.to_owned())
 }
 
 fn validate_source(source: Option<&v1::JobSource>) -> Result<(&'static str, Value), FieldError> {
@@ -259,7 +241,7 @@ pub fn validate(spec: Option<&v1::JobSpec>) -> Result<ValidJobSpec, FieldError> 
         .iter()
         .enumerate()
         .map(|(index, address)| {
-            validate_recipient(&format!("spec.notification_recipients[{index}]"), address)
+            parse_email(&format!("spec.notification_recipients[{index}]"), address)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let retention_days = match spec.retention_days {

@@ -4,31 +4,13 @@
 use chrono::{DateTime, Utc};
 use prost::Message as _;
 use sqlx::PgPool;
-use syncguard_domain::FieldError;
+use syncguard_domain::{FieldError, parse_email};
 use syncguard_proto::v1::{self, NotificationKind};
 use uuid::Uuid;
 
 use crate::error::NotifierError;
 
 const MAX_RECIPIENTS: usize = 50;
-
-/// Checks an address well enough that it cannot inject headers or name several people.
-pub fn validate_recipient(field: &str, address: &str) -> Result<String, FieldError> {
-    let address = address.trim();
-    let forbidden = |c: char| c.is_control() || c.is_whitespace() || ",;<>\"()[]\\".contains(c);
-    let valid = address.len() <= 254
-        && !address.chars().any(forbidden)
-        && matches!(address.split_once('@'), Some((local, domain))
-            if !local.is_empty() && domain.contains('.') && !domain.contains('@')
-               && !domain.starts_with('.') && !domain.ends_with('.'));
-    if !valid {
-        return Err(FieldError::new(
-            field,
-            format!("{address:?} is not a single email address like ops@example.com"),
-        ));
-    }
-    Ok(address.to_owned())
-}
 
 /// The subject line of an event; only text from validated fields, no line breaks.
 pub fn subject(event: &v1::NotificationEvent) -> String {
@@ -128,7 +110,7 @@ pub async fn enqueue(
         .recipients
         .iter()
         .enumerate()
-        .map(|(index, address)| validate_recipient(&format!("recipients[{index}]"), address))
+        .map(|(index, address)| parse_email(&format!("recipients[{index}]"), address))
         .collect::<Result<Vec<_>, _>>()?;
     let job_id = if event.job_id.is_empty() {
         None

@@ -6,25 +6,27 @@ use syncguard_store::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use std::sync::Arc;
+
+use syncguard_bootstrap::principal;
+
+use crate::clock::Clock;
 use crate::error::RetentionError;
-use crate::{directory, soft_delete};
+use crate::{directory, recovery, soft_delete};
 use syncguard_domain::FieldError;
 
 /// Handlers of `syncguard.v1.RetentionService`.
 #[derive(Clone)]
 pub struct RetentionApi {
     pool: PgPool,
+    clock: Arc<dyn Clock>,
 }
 
 impl RetentionApi {
-    /// An API over the shared database.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// An API over the shared database, telling time by `clock`.
+    pub fn new(pool: PgPool, clock: Arc<dyn Clock>) -> Self {
+        Self { pool, clock }
     }
-}
-
-fn not_yet(method: &str) -> Status {
-    Status::unimplemented(format!("{method} is not implemented yet"))
 }
 
 #[tonic::async_trait]
@@ -47,7 +49,7 @@ impl RetentionService for RetentionApi {
             })?);
         }
         let (soft_deleted, already_deleted) =
-            soft_delete::soft_delete(&self.pool, cycle_id, &action_ids).await?;
+            soft_delete::soft_delete(&self.pool, self.clock.now(), cycle_id, &action_ids).await?;
         tracing::info!(cycle = %cycle_id, soft_deleted, already_deleted, "objects soft-deleted");
         Ok(Response::new(v1::SoftDeleteObjectsResponse {
             soft_deleted,
@@ -57,23 +59,31 @@ impl RetentionService for RetentionApi {
 
     async fn restore_object(
         &self,
-        _request: Request<v1::RestoreObjectRequest>,
+        request: Request<v1::RestoreObjectRequest>,
     ) -> Result<Response<v1::DirectoryObject>, Status> {
-        Err(not_yet("RestoreObject"))
+        let caller = principal(&request)?;
+        let restored =
+            recovery::restore(&self.pool, &self.clock, request.get_ref(), &caller).await?;
+        Ok(Response::new(restored))
     }
 
     async fn purge_object(
         &self,
-        _request: Request<v1::PurgeObjectRequest>,
+        request: Request<v1::PurgeObjectRequest>,
     ) -> Result<Response<v1::PurgeObjectResponse>, Status> {
-        Err(not_yet("PurgeObject"))
+        let caller = principal(&request)?;
+        let purged =
+            recovery::purge_early(&self.pool, &self.clock, request.get_ref(), &caller).await?;
+        Ok(Response::new(purged))
     }
 
     async fn list_deleted_objects(
         &self,
-        _request: Request<v1::ListDeletedObjectsRequest>,
+        request: Request<v1::ListDeletedObjectsRequest>,
     ) -> Result<Response<v1::ListObjectsResponse>, Status> {
-        Err(not_yet("ListDeletedObjects"))
+        Ok(Response::new(
+            recovery::list_deleted(&self.pool, request.get_ref()).await?,
+        ))
     }
 
     async fn get_object(

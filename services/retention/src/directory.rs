@@ -207,3 +207,67 @@ pub async fn list_objects(
         next_page_token,
     })
 }
+
+/// Soft-deleted objects in object-id order, filtered by job, type, deletion time and purge time.
+pub async fn list_deleted(
+    pool: &PgPool,
+    job_id: Option<Uuid>,
+    object_type: Option<&str>,
+    deleted_after: Option<DateTime<Utc>>,
+    deleted_before: Option<DateTime<Utc>>,
+    purge_before: Option<DateTime<Utc>>,
+    page: Option<&v1::PageRequest>,
+) -> Result<v1::ListObjectsResponse, RetentionError> {
+    let page = page.cloned().unwrap_or_default();
+    let size = match page.page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        size if size > MAX_PAGE_SIZE => {
+            return Err(
+                FieldError::new("page.page_size", format!("at most {MAX_PAGE_SIZE}")).into(),
+            );
+        }
+        size => size,
+    };
+    let after =
+        if page.page_token.is_empty() {
+            None
+        } else {
+            Some(Uuid::parse_str(&page.page_token).map_err(|_| {
+                FieldError::new("page.page_token", "not a token this service issued")
+            })?)
+        };
+    let rows: Vec<ObjectRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{OBJECT_SELECT} WHERE d.deleted_at IS NOT NULL AND ($1::uuid IS NULL OR d.job_id = $1) \
+           AND ($2::text IS NULL OR d.object_type = $2) \
+           AND ($3::timestamptz IS NULL OR d.deleted_at >= $3) AND ($4::timestamptz IS NULL OR d.deleted_at < $4) \
+           AND ($5::timestamptz IS NULL OR d.purge_after < $5) AND ($6::uuid IS NULL OR d.object_id > $6) \
+         ORDER BY d.object_id LIMIT $7"
+    )))
+    .bind(job_id)
+    .bind(object_type)
+    .bind(deleted_after)
+    .bind(deleted_before)
+    .bind(purge_before)
+    .bind(after)
+    .bind(i64::from(size) + 1)
+    .fetch_all(pool)
+    .await?;
+    let more = rows.len() > size as usize;
+    let objects: Vec<v1::DirectoryObject> = rows
+        .into_iter()
+        .take(size as usize)
+        .map(|row| row.view(&[]))
+        .collect();
+    let next_page_token = if more {
+        objects
+            .last()
+            .map(|object| object.object_id.clone())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(v1::ListObjectsResponse {
+        objects,
+        next_page_token,
+    })
+}

@@ -14,6 +14,9 @@ pub enum RetentionError {
     /// The object does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The object is not in a state the call applies to.
+    #[error("{0}")]
+    WrongState(String),
     /// The database refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -24,6 +27,7 @@ impl From<RetentionError> for Status {
         match error {
             RetentionError::Invalid(field) => field_violation(&field),
             RetentionError::NotFound(message) => Status::not_found(message),
+            RetentionError::WrongState(message) => Status::failed_precondition(message),
             RetentionError::Store(store) => store_status(&store),
         }
     }

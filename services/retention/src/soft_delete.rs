@@ -12,6 +12,7 @@ use crate::error::RetentionError;
 /// Returns (soft-deleted now, already deleted).
 pub async fn soft_delete(
     pool: &PgPool,
+    now: chrono::DateTime<chrono::Utc>,
     cycle_id: Uuid,
     action_ids: &[Uuid],
 ) -> Result<(u64, u64), RetentionError> {
@@ -25,19 +26,20 @@ pub async fn soft_delete(
              FOR UPDATE OF d
          )
          UPDATE directory_objects d
-         SET deleted_at = now(),
-             purge_after = now() + make_interval(days => j.retention_days),
+         SET deleted_at = $3,
+             purge_after = $3 + make_interval(days => j.retention_days),
              memberships_at_deletion = COALESCE(
                  (SELECT array_agg(m.group_anchor ORDER BY m.group_anchor)
                   FROM directory_memberships m WHERE m.job_id = d.job_id AND m.member_anchor = d.anchor),
                  '{}'),
-             updated_at = now()
+             updated_at = $3
          FROM targets t JOIN jobs j ON j.job_id = t.job_id
          WHERE d.object_id = t.object_id
          RETURNING d.anchor, d.job_id",
     )
     .bind(cycle_id)
     .bind(action_ids)
+    .bind(now)
     .fetch_all(&mut *transaction)
     .await?;
     let anchors: Vec<String> = deleted.iter().map(|(anchor, _)| anchor.clone()).collect();
