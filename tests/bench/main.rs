@@ -167,6 +167,7 @@ async fn start_services(
     database: &TestDatabase,
     tokens: &Tokens,
     token_file: &Path,
+    dir: &Path,
 ) -> anyhow::Result<Services> {
     let mut addresses = HashMap::new();
     for service in ServiceName::ALL {
@@ -182,6 +183,7 @@ async fn start_services(
             .env("SYNCGUARD_TOKENS_FILE", token_file)
             .env("SYNCGUARD_SERVICE_TOKEN", &tokens.service)
             .env("SYNCGUARD_MAX_MESSAGE_BYTES", MESSAGE_LIMIT.to_string())
+            .env("SYNCGUARD_MAIL_DIR", dir.join("mail"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .kill_on_drop(true);
@@ -329,7 +331,7 @@ async fn run(total: usize) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let token_file = dir.join("tokens");
     std::fs::write(&token_file, tokens.file_text())?;
-    let services = start_services(&database, &tokens, &token_file).await?;
+    let services = start_services(&database, &tokens, &token_file, &dir).await?;
 
     let mut ingest = IngestServiceClient::new(authed(
         services.addresses[&ServiceName::Ingest],

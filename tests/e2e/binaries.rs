@@ -76,6 +76,10 @@ async fn each_binary_serves_is_discoverable_and_stops_within_five_seconds() -> a
             .env("SYNCGUARD_LISTEN", address.to_string())
             .env("SYNCGUARD_TOKENS_FILE", &token_file)
             .env("SYNCGUARD_SERVICE_TOKEN", &tokens.service)
+            .env(
+                "SYNCGUARD_MAIL_DIR",
+                std::env::temp_dir().join("syncguard-binaries-mail"),
+            )
             .env("RUST_LOG", "warn")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .stdout(Stdio::null())

@@ -6,6 +6,7 @@ mod cycle;
 mod foundation;
 mod imports;
 mod jobs;
+mod mail;
 mod protection;
 mod quarantine;
 mod recovery;

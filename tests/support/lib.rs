@@ -3,6 +3,7 @@
 
 mod database;
 pub mod directory;
+pub mod smtp;
 mod suite;
 
 pub use database::TestDatabase;

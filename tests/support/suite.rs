@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use syncguard_bootstrap::{Listen, PeerUrls, ServiceConfig, ServiceName, TokenTable};
 use syncguard_domain::Role;
+use syncguard_notifier::settings::{Delivery, MailSettings};
 use syncguard_proto::v1::gate_service_client::GateServiceClient;
 use syncguard_proto::v1::ingest_service_client::IngestServiceClient;
 use syncguard_proto::v1::notifier_service_client::NotifierServiceClient;
@@ -119,6 +120,10 @@ pub struct SuiteOptions {
     pub maintenance_interval: Duration,
     /// The clock retention tells time by; tests move it past retention periods.
     pub retention_clock: Arc<ShiftedClock>,
+    /// How the notifier delivers mail (default: files in a temporary directory).
+    pub mail: Option<MailSettings>,
+    /// How often the gate reminds people of an open quarantine.
+    pub reminder_interval: Duration,
 }
 
 impl Default for SuiteOptions {
@@ -127,6 +132,8 @@ impl Default for SuiteOptions {
             deferred: Vec::new(),
             maintenance_interval: Duration::from_secs(15),
             retention_clock: Arc::new(ShiftedClock::default()),
+            mail: None,
+            reminder_interval: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -140,6 +147,7 @@ pub struct Suite {
     peers: PeerUrls,
     options: SuiteOptions,
     stop: watch::Sender<bool>,
+    single_stops: Vec<(ServiceName, watch::Sender<bool>)>,
     tasks: Vec<(ServiceName, JoinHandle<anyhow::Result<()>>)>,
 }
 
@@ -188,6 +196,7 @@ impl Suite {
             peers,
             options,
             stop,
+            single_stops: Vec::new(),
             tasks: Vec::new(),
         };
         let mut started = Vec::new();
@@ -222,9 +231,14 @@ impl Suite {
         // Tests run side by side against one server: keep each suite's share small.
         config.pool.max_connections = 4;
         config.maintenance_interval = self.options.maintenance_interval;
+        config.reminder_interval = self.options.reminder_interval;
         let mut stopped = self.stop.subscribe();
+        let (stop_one, mut stopped_one) = watch::channel(false);
         let shutdown = async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
+            tokio::select! {
+                _ = stopped.wait_for(|stop| *stop) => {}
+                _ = stopped_one.wait_for(|stop| *stop) => {}
+            }
         };
         let task = match service {
             ServiceName::Ingest => {
@@ -240,7 +254,14 @@ impl Suite {
                 tokio::spawn(app.run_until_stopped(shutdown))
             }
             ServiceName::Notifier => {
-                let app = syncguard_notifier::App::build(config).await?;
+                let mail = self.options.mail.clone().unwrap_or_else(|| MailSettings {
+                    delivery: Delivery::Directory(
+                        std::env::temp_dir()
+                            .join(format!("syncguard-mail-{}", uuid::Uuid::new_v4())),
+                    ),
+                    ..MailSettings::default()
+                });
+                let app = syncguard_notifier::App::build_with_mail(config, mail).await?;
                 tokio::spawn(app.run_until_stopped(shutdown))
             }
             ServiceName::Retention => {
@@ -250,6 +271,30 @@ impl Suite {
             }
         };
         self.tasks.push((service, task));
+        self.single_stops.push((service, stop_one));
+        Ok(())
+    }
+
+    /// Stops every running instance of `service` (a restart begins with this), and waits
+    /// until they have stopped.
+    pub async fn stop_service(&mut self, service: ServiceName) -> anyhow::Result<()> {
+        for (name, stop) in &self.single_stops {
+            if *name == service {
+                stop.send_replace(true);
+            }
+        }
+        self.single_stops.retain(|(name, _)| *name != service);
+        let (stopping, running): (Vec<_>, Vec<_>) = std::mem::take(&mut self.tasks)
+            .into_iter()
+            .partition(|(name, _)| *name == service);
+        self.tasks = running;
+        for (_, task) in stopping {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!("{} did not stop within 10 s", service.as_str())
+                })???;
+        }
         Ok(())
     }
 

@@ -64,9 +64,10 @@ impl App {
         let pool = self.host.pool().clone();
         let mut ready = self.host.ready();
         let tick = self.host.config().maintenance_interval;
+        let reminder_interval = self.host.config().reminder_interval;
         tokio::spawn(async move {
             if ready.wait_for(|ready| *ready).await.is_ok() {
-                maintenance::run(pool, peers, tick).await;
+                maintenance::run(pool, peers, tick, reminder_interval).await;
             }
         });
         let server = GateServiceServer::new(api)

@@ -12,14 +12,16 @@ use uuid::Uuid;
 use crate::api::Peers;
 use crate::{notify, quarantine};
 
-/// Runs the maintenance steps every `tick`.
-pub async fn run(pool: PgPool, peers: Peers, tick: Duration) {
+/// Runs the maintenance steps every `tick`; reminders go out every `reminder_interval` while a
+/// quarantine stays open.
+pub async fn run(pool: PgPool, peers: Peers, tick: Duration, reminder_interval: Duration) {
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
         supersede_expired(&pool, &peers).await;
         resend_unacknowledged(&pool, &peers).await;
+        remind(&pool, &peers, reminder_interval).await;
     }
 }
 
@@ -82,5 +84,54 @@ async fn resend_unacknowledged(pool: &PgPool, peers: &Peers) {
             }
         }
         Err(error) => tracing::warn!(%error, "cannot look for unsent quarantine notices"),
+    }
+}
+
+/// One reminder per interval an open quarantine has waited. The key numbers the interval,
+/// so a reminder is queued once however many gates run, and never once per cycle.
+async fn remind(pool: &PgPool, peers: &Peers, interval: Duration) {
+    let seconds = interval.as_secs_f64().max(1.0);
+    let due: Result<Vec<(Uuid, i64)>, sqlx::Error> = sqlx::query_as(
+        "SELECT quarantine_id, floor(extract(epoch FROM now() - opened_at) / $1)::bigint FROM quarantines \
+         WHERE state = 'open' AND opened_notified_at IS NOT NULL \
+           AND COALESCE(last_reminded_at, opened_at) <= now() - make_interval(secs => $1) LIMIT 50",
+    )
+    .bind(seconds)
+    .fetch_all(pool)
+    .await;
+    let due = match due {
+        Ok(due) => due,
+        Err(error) => {
+            tracing::warn!(%error, "cannot look for quarantines to remind of");
+            return;
+        }
+    };
+    for (quarantine_id, number) in due {
+        let sent = notify::send_keyed(
+            pool,
+            &peers.notifier,
+            quarantine_id,
+            NotificationKind::QuarantineReminder,
+            &format!("quarantine_reminder:{number}"),
+            "service:gate",
+            "",
+        )
+        .await;
+        match sent {
+            Ok(_) => {
+                let marked = sqlx::query(
+                    "UPDATE quarantines SET last_reminded_at = now() WHERE quarantine_id = $1",
+                )
+                .bind(quarantine_id)
+                .execute(pool)
+                .await;
+                if let Err(error) = marked {
+                    tracing::warn!(quarantine = %quarantine_id, %error, "reminder sent but not recorded");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(quarantine = %quarantine_id, %error, "reminder not handed over; retrying")
+            }
+        }
     }
 }

@@ -23,6 +23,24 @@ pub async fn send(
     actor: &str,
     detail: &str,
 ) -> Result<bool, GateError> {
+    let suffix = kind
+        .as_str_name()
+        .trim_start_matches("NOTIFICATION_KIND_")
+        .to_ascii_lowercase();
+    send_keyed(pool, notifier, quarantine_id, kind, &suffix, actor, detail).await
+}
+
+/// Like [`send`], with the idempotency key's suffix given (reminders number theirs).
+#[allow(clippy::too_many_arguments)]
+pub async fn send_keyed(
+    pool: &PgPool,
+    notifier: &NotifierServiceClient<PeerChannel>,
+    quarantine_id: Uuid,
+    kind: NotificationKind,
+    key_suffix: &str,
+    actor: &str,
+    detail: &str,
+) -> Result<bool, GateError> {
     let row: (
         Uuid,
         Uuid,
@@ -105,10 +123,6 @@ pub async fn send(
         actor: actor.to_owned(),
         detail: detail.to_owned(),
     };
-    let key_suffix = kind
-        .as_str_name()
-        .trim_start_matches("NOTIFICATION_KIND_")
-        .to_ascii_lowercase();
     notifier
         .clone()
         .notify(v1::NotifyRequest {

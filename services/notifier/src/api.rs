@@ -8,18 +8,20 @@ use uuid::Uuid;
 
 use crate::error::NotifierError;
 use crate::outbox;
+use crate::sender::Wakeup;
 use syncguard_domain::FieldError;
 
 /// Handlers of `syncguard.v1.NotifierService`.
 #[derive(Clone)]
 pub struct NotifierApi {
     pool: PgPool,
+    wakeup: Wakeup,
 }
 
 impl NotifierApi {
-    /// An API over the shared database.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// An API over the shared database that wakes the sender on new entries.
+    pub fn new(pool: PgPool, wakeup: Wakeup) -> Self {
+        Self { pool, wakeup }
     }
 }
 
@@ -29,9 +31,9 @@ impl NotifierService for NotifierApi {
         &self,
         request: Request<v1::NotifyRequest>,
     ) -> Result<Response<v1::Notification>, Status> {
-        Ok(Response::new(
-            outbox::enqueue(&self.pool, request.get_ref()).await?,
-        ))
+        let stored = outbox::enqueue(&self.pool, request.get_ref()).await?;
+        self.wakeup.wake();
+        Ok(Response::new(stored))
     }
 
     async fn get_notification(

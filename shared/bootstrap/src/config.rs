@@ -138,6 +138,8 @@ pub struct ServiceConfig {
     pub shutdown_grace: Duration,
     /// How often background work runs (schedules, resuming interrupted cycles).
     pub maintenance_interval: Duration,
+    /// How often people are reminded of a quarantine that stays open (used by the gate).
+    pub reminder_interval: Duration,
 }
 
 /// A configuration value that is missing or malformed; the message names the variable.
@@ -173,6 +175,7 @@ const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 const DEFAULT_CONCURRENCY_LIMIT: usize = 256;
 const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 3;
 const DEFAULT_MAINTENANCE_INTERVAL_SECS: u64 = 15;
+const DEFAULT_REMINDER_INTERVAL_SECS: u64 = 24 * 3600;
 
 impl ServiceConfig {
     /// Reads the configuration of `service` from the environment (see README "Configuration").
@@ -274,6 +277,14 @@ impl ServiceConfig {
                 )?
                 .max(1),
             ),
+            reminder_interval: Duration::from_secs(
+                parse_or(
+                    &get,
+                    "SYNCGUARD_REMINDER_INTERVAL_SECS",
+                    DEFAULT_REMINDER_INTERVAL_SECS,
+                )?
+                .max(1),
+            ),
         })
     }
 
@@ -299,6 +310,7 @@ impl ServiceConfig {
             concurrency_limit: DEFAULT_CONCURRENCY_LIMIT,
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
             maintenance_interval: Duration::from_secs(DEFAULT_MAINTENANCE_INTERVAL_SECS),
+            reminder_interval: Duration::from_secs(DEFAULT_REMINDER_INTERVAL_SECS),
         }
     }
 }
