@@ -126,6 +126,26 @@ async fn each_binary_serves_is_discoverable_and_stops_within_five_seconds() -> a
     let compact: String = jobs.chars().filter(|c| !c.is_whitespace()).collect();
     assert_eq!(compact, "{}", "a reader lists jobs, and there are none yet");
 
+    // Each binary checks itself for container health probes.
+    for (service, address, _) in &children {
+        let probe = Command::new(binary(*service))
+            .arg("--health-check")
+            .env("SYNCGUARD_LISTEN", address.to_string())
+            .status()
+            .await?;
+        assert!(probe.success(), "{} --health-check", service.as_str());
+    }
+    let nobody = Command::new(binary(ServiceName::Gate))
+        .arg("--health-check")
+        .env("SYNCGUARD_LISTEN", free_address().to_string())
+        .stderr(Stdio::null())
+        .status()
+        .await?;
+    assert!(
+        !nobody.success(),
+        "a probe of a port nothing listens on fails"
+    );
+
     for (service, _, mut child) in children {
         let pid = child.id().expect("running");
         let started = Instant::now();

@@ -12,6 +12,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
+use syncguard_e2e::directory::{directory, push_snapshot};
 use syncguard_e2e::{Suite, wait_for};
 use syncguard_proto::v1;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -53,8 +54,12 @@ fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
         })
 }
 
+/// One test function (the telemetry pipeline is global to the process): a call's trace
+/// crosses services, and a whole cycle, from push to the approved apply, is one trace over
+/// all five services.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_trace_id_crosses_ingest_and_gate() -> anyhow::Result<()> {
+async fn traces_follow_calls_and_one_cycle_is_one_trace_across_all_five_services()
+-> anyhow::Result<()> {
     let collector = Collector::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}", listener.local_addr()?);
@@ -129,5 +134,120 @@ async fn one_trace_id_crosses_ingest_and_gate() -> anyhow::Result<()> {
         );
         assert!(!gate_span.trace_id.is_empty());
     }
+
+    // A whole cycle: pushed, quarantined (notifier told), then allowed and applied (retention
+    // soft-deletes). The approved apply continues the cycle's trace.
+    let mut spec = push_job("one trace per cycle");
+    spec.protection_rules = vec![v1::ProtectionRule {
+        max_count: Some(3),
+        ..Default::default()
+    }];
+    let mut ingest = suite.ingest(Some(&suite.tokens.operator));
+    let job_id = ingest
+        .create_job(v1::CreateJobRequest { spec: Some(spec) })
+        .await?
+        .into_inner()
+        .job_id;
+    push_snapshot(&mut ingest, &job_id, &directory(20, 0)).await?;
+    let leavers: Vec<_> = directory(20, 0).into_iter().skip(4).collect();
+    let held = push_snapshot(&mut ingest, &job_id, &leavers).await?;
+    let quarantine = suite
+        .gate(Some(&suite.tokens.reader))
+        .get_quarantine(v1::GetQuarantineRequest {
+            job_id: job_id.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    suite
+        .gate(Some(&suite.tokens.approver))
+        .allow_deletes(v1::AllowDeletesRequest {
+            quarantine_id: quarantine.quarantine_id.clone(),
+            digest: quarantine.digest.clone(),
+            reason: "traced".into(),
+            anchors: vec![],
+        })
+        .await?;
+
+    let cycle_id = held.cycle_id.clone();
+    let in_trace = wait_for(
+        "the cycle's trace over all five services",
+        Duration::from_secs(30),
+        || {
+            let telemetry = Arc::clone(&telemetry);
+            let spans = Arc::clone(&collector.spans);
+            let cycle_id = cycle_id.clone();
+            async move {
+                tokio::task::spawn_blocking(move || telemetry.flush())
+                    .await
+                    .ok()?;
+                let spans = spans.lock().expect("collector lock");
+                let stage = spans.iter().find(|span| {
+                    span.name == "cycle.stage"
+                        && attribute(span, "cycle.id") == Some(cycle_id.as_str())
+                })?;
+                let trace: Vec<Span> = spans
+                    .iter()
+                    .filter(|span| span.trace_id == stage.trace_id)
+                    .cloned()
+                    .collect();
+                let services: std::collections::BTreeSet<&str> = trace
+                    .iter()
+                    .filter_map(|span| attribute(span, "syncguard.service"))
+                    .collect();
+                let all = ["gate", "ingest", "notifier", "retention", "stager"];
+                (services.len() == all.len()
+                    && trace.iter().any(|span| span.name == "objects.soft_delete"))
+                .then_some(trace)
+            }
+        },
+    )
+    .await?;
+    let names: std::collections::BTreeSet<&str> =
+        in_trace.iter().map(|span| span.name.as_str()).collect();
+    for expected in [
+        "syncguard.v1.IngestService/PushSnapshot",
+        "syncguard.v1.StagerService/StageCycle",
+        "syncguard.v1.GateService/DecideCycle",
+        "syncguard.v1.NotifierService/Notify",
+        "syncguard.v1.StagerService/ApplyCycle",
+        "syncguard.v1.RetentionService/SoftDeleteObjects",
+        "cycle.stage",
+        "cycle.decide",
+        "cycle.apply_approved",
+        "cycle.apply",
+        "objects.soft_delete",
+    ] {
+        assert!(
+            names.contains(expected),
+            "{expected} missing from the cycle's trace: {names:?}"
+        );
+    }
+    let decide = in_trace
+        .iter()
+        .find(|span| span.name == "cycle.decide")
+        .expect("decide span");
+    assert_eq!(attribute(decide, "decision"), Some("DECISION_QUARANTINED"));
+    let approved = in_trace
+        .iter()
+        .find(|span| span.name == "cycle.apply_approved")
+        .expect("approved apply span");
+    assert_eq!(attribute(approved, "actor"), Some("approver:alice"));
+    let allow_call = wait_for("the AllowDeletes span", Duration::from_secs(10), || {
+        let spans = Arc::clone(&collector.spans);
+        async move {
+            let spans = spans.lock().expect("collector lock");
+            spans
+                .iter()
+                .find(|span| span.name == "syncguard.v1.GateService/AllowDeletes")
+                .cloned()
+        }
+    })
+    .await?;
+    assert_eq!(
+        attribute(&allow_call, "enduser.id"),
+        Some("approver:alice"),
+        "admin calls record the principal"
+    );
     suite.stop().await
 }

@@ -17,6 +17,7 @@ use syncguard_proto::v1::NotificationKind;
 use syncguard_proto::v1::ingest_service_client::IngestServiceClient;
 use syncguard_proto::v1::notifier_service_client::NotifierServiceClient;
 use syncguard_proto::v1::stager_service_client::StagerServiceClient;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 /// Handlers of `syncguard.v1.GateService`.
@@ -43,9 +44,34 @@ impl GateApi {
         Self { pool, peers }
     }
 
-    /// Applies a decided cycle on behalf of `actor`, then stages the newest snapshot that
-    /// arrived while it was held (the job's next cycle).
+    /// Applies a decided cycle on behalf of `actor` (continuing the cycle's own trace), then
+    /// stages the newest snapshot that arrived while it was held (the job's next cycle).
     async fn apply_and_continue(
+        &self,
+        cycle_id: Uuid,
+        job_id: Uuid,
+        actor: &str,
+    ) -> Result<(), GateError> {
+        let (traceparent,): (Option<String>,) =
+            sqlx::query_as("SELECT trace_parent FROM cycles WHERE cycle_id = $1")
+                .bind(cycle_id)
+                .fetch_one(&self.pool)
+                .await?;
+        let span = tracing::info_span!(
+            "cycle.apply_approved",
+            cycle.id = %cycle_id,
+            job.id = %job_id,
+            actor = %actor,
+        );
+        if let Some(traceparent) = &traceparent {
+            syncguard_telemetry::continue_trace(&span, traceparent);
+        }
+        self.apply_decided(cycle_id, job_id, actor)
+            .instrument(span)
+            .await
+    }
+
+    async fn apply_decided(
         &self,
         cycle_id: Uuid,
         job_id: Uuid,
@@ -139,7 +165,17 @@ impl GateService for GateApi {
     ) -> Result<Response<v1::DecideCycleResponse>, Status> {
         let cycle_id = uuid::Uuid::parse_str(&request.get_ref().cycle_id)
             .map_err(|_| GateError::from(FieldError::new("cycle_id", "not a cycle id (a UUID)")))?;
-        let decided = decide(&self.pool, &self.peers.stager, cycle_id).await?;
+        let span = tracing::info_span!(
+            "cycle.decide",
+            cycle.id = %cycle_id,
+            decision = tracing::field::Empty,
+            breaches = tracing::field::Empty,
+        );
+        let decided = decide(&self.pool, &self.peers.stager, cycle_id)
+            .instrument(span.clone())
+            .await?;
+        span.record("decision", decided.decision.as_str_name());
+        span.record("breaches", decided.breaches.len());
         if let Some(quarantine_id) = decided.quarantine_id
             && decided.newly_quarantined
         {

@@ -4,6 +4,7 @@ use syncguard_proto::v1;
 use syncguard_proto::v1::retention_service_server::RetentionService;
 use syncguard_store::PgPool;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use std::sync::Arc;
@@ -48,8 +49,11 @@ impl RetentionService for RetentionApi {
                 ))
             })?);
         }
+        let span = tracing::info_span!("objects.soft_delete", cycle.id = %cycle_id, actions = action_ids.len());
         let (soft_deleted, already_deleted) =
-            soft_delete::soft_delete(&self.pool, self.clock.now(), cycle_id, &action_ids).await?;
+            soft_delete::soft_delete(&self.pool, self.clock.now(), cycle_id, &action_ids)
+                .instrument(span)
+                .await?;
         tracing::info!(cycle = %cycle_id, soft_deleted, already_deleted, "objects soft-deleted");
         Ok(Response::new(v1::SoftDeleteObjectsResponse {
             soft_deleted,

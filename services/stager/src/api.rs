@@ -8,6 +8,7 @@ use syncguard_proto::v1::retention_service_client::RetentionServiceClient;
 use syncguard_proto::v1::stager_service_server::StagerService;
 use syncguard_store::PgPool;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::error::StagerError;
@@ -51,7 +52,16 @@ impl StagerService for StagerApi {
         let body = request.into_inner();
         let job_id = JobId::parse("job_id", &body.job_id).map_err(StagerError::from)?;
         let snapshot_id = required_id("snapshot_id", &body.snapshot_id)?;
-        let cycle_id = match stage::stage(&self.pool, job_id, snapshot_id).await? {
+        let span = tracing::info_span!(
+            "cycle.stage",
+            job.id = %job_id,
+            snapshot.id = %snapshot_id,
+            cycle.id = tracing::field::Empty,
+        );
+        let staged = stage::stage(&self.pool, job_id, snapshot_id)
+            .instrument(span.clone())
+            .await?;
+        let cycle_id = match staged {
             Staged::New(cycle_id) => {
                 // The gate decides at once: apply within limits, or quarantine.
                 self.gate
@@ -59,6 +69,7 @@ impl StagerService for StagerApi {
                     .decide_cycle(v1::DecideCycleRequest {
                         cycle_id: cycle_id.to_string(),
                     })
+                    .instrument(span)
                     .await
                     .map_err(|status| StagerError::Peer {
                         service: "gate",
@@ -83,7 +94,10 @@ impl StagerService for StagerApi {
         } else {
             body.actor.trim().to_owned()
         };
-        apply::apply(&self.pool, &self.retention, cycle_id, &actor).await?;
+        let span = tracing::info_span!("cycle.apply", cycle.id = %cycle_id, actor = %actor);
+        apply::apply(&self.pool, &self.retention, cycle_id, &actor)
+            .instrument(span)
+            .await?;
         Ok(Response::new(reads::get_cycle(&self.pool, cycle_id).await?))
     }
 

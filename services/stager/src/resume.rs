@@ -9,6 +9,7 @@ use syncguard_bootstrap::PeerChannel;
 use syncguard_proto::v1;
 use syncguard_proto::v1::gate_service_client::GateServiceClient;
 use syncguard_proto::v1::retention_service_client::RetentionServiceClient;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::apply::apply;
@@ -26,8 +27,8 @@ pub async fn run(
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let stale: Result<Vec<(Uuid, String)>, sqlx::Error> = sqlx::query_as(
-            "SELECT cycle_id, state FROM cycles \
+        let stale: Result<Vec<(Uuid, String, Option<String>)>, sqlx::Error> = sqlx::query_as(
+            "SELECT cycle_id, state, trace_parent FROM cycles \
              WHERE state IN ('staged', 'evaluating', 'applying', 'allowed', 'rejected') \
                AND updated_at < now() - make_interval(secs => $1::double precision) \
              ORDER BY created_at LIMIT 10",
@@ -42,21 +43,29 @@ pub async fn run(
                 continue;
             }
         };
-        for (cycle_id, state) in stale {
+        for (cycle_id, state, traceparent) in stale {
             tracing::warn!(cycle = %cycle_id, state, "resuming an interrupted cycle");
-            let outcome = match state.as_str() {
-                "staged" | "evaluating" => gate
-                    .clone()
-                    .decide_cycle(v1::DecideCycleRequest {
-                        cycle_id: cycle_id.to_string(),
-                    })
-                    .await
-                    .map(|_| ())
-                    .map_err(|status| status.to_string()),
-                _ => apply(&pool, &retention, cycle_id, "service:stager (resumed)")
-                    .await
-                    .map_err(|error| error.to_string()),
+            // The resumed steps belong to the cycle's trace.
+            let span = tracing::info_span!("cycle.resume", cycle.id = %cycle_id, state = %state);
+            if let Some(traceparent) = &traceparent {
+                syncguard_telemetry::continue_trace(&span, traceparent);
+            }
+            let resumed = async {
+                match state.as_str() {
+                    "staged" | "evaluating" => gate
+                        .clone()
+                        .decide_cycle(v1::DecideCycleRequest {
+                            cycle_id: cycle_id.to_string(),
+                        })
+                        .await
+                        .map(|_| ())
+                        .map_err(|status| status.to_string()),
+                    _ => apply(&pool, &retention, cycle_id, "service:stager (resumed)")
+                        .await
+                        .map_err(|error| error.to_string()),
+                }
             };
+            let outcome = resumed.instrument(span).await;
             if let Err(error) = outcome {
                 tracing::warn!(cycle = %cycle_id, error, "resuming failed; will retry");
             }

@@ -72,16 +72,18 @@ pub async fn stage(pool: &PgPool, job_id: JobId, snapshot_id: Uuid) -> Result<St
     let cycle_id = Uuid::now_v7();
     // The cycle starts with the ingest phase its snapshot recorded while landing.
     let inserted = sqlx::query(
-        "INSERT INTO cycles (cycle_id, job_id, snapshot_id, state, source_objects, phases) \
+        "INSERT INTO cycles (cycle_id, job_id, snapshot_id, state, source_objects, phases, trace_parent) \
          SELECT $1, $2, $3, 'staged', $4, CASE WHEN s.load_millis IS NULL THEN '[]'::jsonb ELSE \
              jsonb_build_array(jsonb_build_object('phase', 'ingest', 'started_at', s.load_started_at, \
-                                                  'millis', s.load_millis)) END \
+                                                  'millis', s.load_millis)) END, $5 \
          FROM snapshots s WHERE s.snapshot_id = $3",
     )
     .bind(cycle_id)
     .bind(job_id.0)
     .bind(snapshot_id)
     .bind(objects)
+    // Later steps of the cycle (an apply after approval, a resumed apply) continue this trace.
+    .bind(syncguard_telemetry::current_traceparent())
     .execute(&mut *conn)
     .await;
     if let Err(error) = inserted {
@@ -133,6 +135,7 @@ pub async fn stage(pool: &PgPool, job_id: JobId, snapshot_id: Uuid) -> Result<St
     log_staged(conn, cycle_id).await?;
     record_phase(conn, cycle_id, "stage", started_at, started.elapsed()).await?;
     transaction.commit().await.map_err(StoreError::from)?;
+    tracing::Span::current().record("cycle.id", tracing::field::display(cycle_id));
     tracing::info!(job = %job_id, cycle = %cycle_id, objects, millis = started.elapsed().as_millis() as u64, "cycle staged");
     Ok(Staged::New(cycle_id))
 }

@@ -74,6 +74,7 @@ impl<S> AuthService<S> {
                 principal.name, principal.role
             )));
         }
+        tracing::Span::current().record("enduser.id", principal.to_string());
         request.extensions_mut().insert(principal);
         Ok(())
     }

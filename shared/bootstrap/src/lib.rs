@@ -5,6 +5,7 @@
 
 mod auth;
 mod config;
+mod health_probe;
 mod host;
 mod main_entry;
 mod peers;

@@ -7,11 +7,40 @@ use crate::config::{ServiceConfig, ServiceName};
 
 /// Reads the configuration from the environment, installs telemetry, runs `serve` until it
 /// returns, and maps the outcome to an exit code (0 clean, 1 failed, 2 bad configuration).
+/// `--health-check` instead asks the running service whether it is SERVING (exit 0 if so).
 pub fn run_main<F, Fut>(service: ServiceName, serve: F) -> ExitCode
 where
     F: FnOnce(ServiceConfig) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    match std::env::args().nth(1).as_deref() {
+        None => {}
+        Some("--health-check") => return crate::health_probe::probe(service),
+        Some("--version") => {
+            println!(
+                "syncguard-{} {}",
+                service.as_str(),
+                env!("CARGO_PKG_VERSION")
+            );
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            let help = other == "--help" || other == "-h";
+            let usage = format!(
+                "usage: syncguard-{0} [--health-check | --version]\n\n\
+                 Runs the {0} service, configured by environment variables (see the README's\n\
+                 configuration table). --health-check asks the service listening on\n\
+                 SYNCGUARD_LISTEN whether it is SERVING and exits 0 if it is.",
+                service.as_str()
+            );
+            if help {
+                println!("{usage}");
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("unknown argument {other:?}\n{usage}");
+            return ExitCode::from(2);
+        }
+    }
     let config = match ServiceConfig::from_env(service) {
         Ok(config) => config,
         Err(error) => {

@@ -7,6 +7,6 @@ mod propagation;
 
 pub use init::{TelemetryConfig, TelemetryGuard, init};
 pub use propagation::{
-    InjectTraceContext, InjectTraceContextLayer, ServerTrace, ServerTraceLayer, extract_context,
-    inject_current_context,
+    InjectTraceContext, InjectTraceContextLayer, ServerTrace, ServerTraceLayer, continue_trace,
+    current_traceparent, extract_context, inject_current_context,
 };

@@ -62,6 +62,27 @@ pub fn inject_current_context(headers: &mut HeaderMap) {
     });
 }
 
+/// The current span's context as a W3C `traceparent` value, to store with work that later
+/// steps continue (a cycle staged now and applied after an approval).
+pub fn current_traceparent() -> Option<String> {
+    let mut headers = HeaderMap::new();
+    inject_current_context(&mut headers);
+    headers
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Makes `span` a child of the stored `traceparent`, so it joins that trace.
+pub fn continue_trace(span: &tracing::Span, traceparent: &str) {
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(traceparent) {
+        headers.insert("traceparent", value);
+    }
+    // An unparsable value leaves the span in its own trace.
+    let _ = span.set_parent(extract_context(&headers));
+}
+
 /// Opens a server span per gRPC call, parented on the caller's trace context.
 #[derive(Debug, Clone)]
 pub struct ServerTraceLayer {
@@ -124,10 +145,17 @@ where
             rpc.method = %rpc_method,
             syncguard.service = self.service_name,
             rpc.grpc.status_code = tracing::field::Empty,
+            enduser.id = tracing::field::Empty,
         );
         // An invalid parent only means the caller sent no trace context: start a new trace.
         let _ = span.set_parent(extract_context(request.headers()));
-        let response = self.inner.call(request).instrument(span.clone());
+        // Entered while the inner layers take the request, so authentication can record the
+        // caller on this span.
+        let response = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        }
+        .instrument(span.clone());
         Box::pin(async move {
             let result = response.await;
             if let Ok(response) = &result {
