@@ -4,6 +4,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -23,6 +29,25 @@ use crate::jobs::push_job;
 #[derive(Clone, Default)]
 struct Collector {
     spans: Arc<Mutex<Vec<Span>>>,
+    metrics: Arc<Mutex<std::collections::BTreeSet<String>>>,
+}
+
+#[tonic::async_trait]
+impl MetricsService for Collector {
+    async fn export(
+        &self,
+        request: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        let mut names = self.metrics.lock().expect("collector lock");
+        for resource in request.into_inner().resource_metrics {
+            for scope in resource.scope_metrics {
+                names.extend(scope.metrics.into_iter().map(|metric| metric.name));
+            }
+        }
+        Ok(Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -66,6 +91,7 @@ async fn traces_follow_calls_and_one_cycle_is_one_trace_across_all_five_services
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(collector.clone()))
+            .add_service(MetricsServiceServer::new(collector.clone()))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
     let telemetry = syncguard_telemetry::init(&syncguard_telemetry::TelemetryConfig {
@@ -75,7 +101,13 @@ async fn traces_follow_calls_and_one_cycle_is_one_trace_across_all_five_services
         json_logs: false,
     })?;
 
-    let suite = Suite::start().await?;
+    // Background work every second, so the gauges (open quarantines, queue, purge backlog)
+    // are measured during the test.
+    let suite = Suite::start_with(syncguard_e2e::SuiteOptions {
+        maintenance_interval: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await?;
     let mut spec = push_job("traced");
     spec.protection_rules = vec![v1::ProtectionRule {
         max_count: Some(3),
@@ -249,5 +281,31 @@ async fn traces_follow_calls_and_one_cycle_is_one_trace_across_all_five_services
         Some("approver:alice"),
         "admin calls record the principal"
     );
+
+    // The dashboard's figures arrive over OTLP too.
+    let expected = [
+        "rpc.server.duration",
+        "syncguard.cycles",
+        "syncguard.staged_actions",
+        "syncguard.quarantines.open",
+        "syncguard.notifications.pending",
+        "syncguard.notifications.oldest_pending_age",
+        "syncguard.retention.purge_backlog",
+    ];
+    wait_for("the metrics", Duration::from_secs(30), || {
+        let telemetry = Arc::clone(&telemetry);
+        let metrics = Arc::clone(&collector.metrics);
+        async move {
+            tokio::task::spawn_blocking(move || telemetry.flush())
+                .await
+                .ok()?;
+            let names = metrics.lock().expect("collector lock");
+            expected
+                .iter()
+                .all(|name| names.contains(*name))
+                .then_some(())
+        }
+    })
+    .await?;
     suite.stop().await
 }

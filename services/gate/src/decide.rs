@@ -184,6 +184,7 @@ pub async fn decide(
         )
         .await?;
         transaction.commit().await.map_err(StoreError::from)?;
+        syncguard_telemetry::cycle_outcome("quarantined");
         tracing::warn!(job = %job_id, cycle = %cycle_id, quarantine = %quarantine_id, breach = %breaches[0].explanation, "cycle quarantined");
         return Ok(Decided {
             decision: Decision::Quarantined,

@@ -20,6 +20,15 @@ pub async fn run(pool: PgPool, peers: Peers, tick: Duration, reminder_interval: 
     loop {
         interval.tick().await;
         supersede_expired(&pool, &peers).await;
+        match sqlx::query_as::<_, (i64,)>("SELECT count(*) FROM quarantines WHERE state = 'open'")
+            .fetch_one(&pool)
+            .await
+        {
+            Ok((open,)) => syncguard_telemetry::metrics()
+                .open_quarantines
+                .record(open.max(0) as u64, &[]),
+            Err(error) => tracing::debug!(%error, "open quarantines not measured"),
+        }
         resend_unacknowledged(&pool, &peers).await;
         remind(&pool, &peers, reminder_interval).await;
     }

@@ -735,6 +735,7 @@ pub async fn supersede(
     log_admin(&mut transaction, &row, "Supersede", actor, reason).await?;
     close(&mut transaction, &row, "superseded", "superseded", actor).await?;
     transaction.commit().await.map_err(StoreError::from)?;
+    syncguard_telemetry::cycle_outcome("superseded");
     tracing::warn!(job = %job_id, quarantine = %row.quarantine_id, actor, reason, "quarantine superseded");
     Ok(Some(row))
 }

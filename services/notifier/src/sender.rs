@@ -75,11 +75,30 @@ pub async fn run(pool: PgPool, settings: MailSettings, wakeup: Wakeup) {
                 }
             }
         }
+        record_queue(&pool).await;
         let next_due = next_due_in(&pool).await.unwrap_or(settings.poll_interval);
         tokio::select! {
             () = wakeup.0.notified() => {}
             () = tokio::time::sleep(next_due.min(settings.poll_interval)) => {}
         }
+    }
+}
+
+/// Queue depth and the oldest waiting entry's age, for dashboards.
+async fn record_queue(pool: &PgPool) {
+    let measured: Result<(i64, Option<f64>), sqlx::Error> = sqlx::query_as(
+        "SELECT count(*), extract(epoch FROM now() - min(created_at))::float8 FROM notification_outbox WHERE status = 'pending'",
+    )
+    .fetch_one(pool)
+    .await;
+    if let Ok((pending, oldest)) = measured {
+        let metrics = syncguard_telemetry::metrics();
+        metrics
+            .notification_queue
+            .record(pending.max(0) as u64, &[]);
+        metrics
+            .notification_oldest_age
+            .record(oldest.unwrap_or(0.0), &[]);
     }
 }
 

@@ -30,6 +30,12 @@ async fn purge_loop(
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
+        match recovery::purge_backlog(&pool, &clock).await {
+            Ok(backlog) => syncguard_telemetry::metrics()
+                .purge_backlog
+                .record(backlog, &[]),
+            Err(error) => tracing::debug!(%error, "purge backlog not measured"),
+        }
         loop {
             match recovery::purge_due(&pool, &clock).await {
                 Ok(purged) => {

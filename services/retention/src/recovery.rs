@@ -259,6 +259,17 @@ pub async fn purge_due(pool: &PgPool, clock: &Arc<dyn Clock>) -> Result<usize, R
     Ok(purged.len())
 }
 
+/// Soft-deleted objects whose retention ended and that wait for the purge.
+pub async fn purge_backlog(pool: &PgPool, clock: &Arc<dyn Clock>) -> Result<u64, RetentionError> {
+    let (backlog,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM directory_objects WHERE deleted_at IS NOT NULL AND purge_after <= $1",
+    )
+    .bind(clock.now())
+    .fetch_one(pool)
+    .await?;
+    Ok(backlog.max(0) as u64)
+}
+
 /// Purges one soft-deleted object now (accelerated permanent deletion), for an approver.
 pub async fn purge_early(
     pool: &PgPool,

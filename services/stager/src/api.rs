@@ -77,9 +77,30 @@ impl StagerService for StagerApi {
                     })?;
                 cycle_id
             }
-            Staged::Existing(cycle_id) | Staged::SuspectEmpty(cycle_id) => cycle_id,
+            Staged::SuspectEmpty(cycle_id) => {
+                syncguard_telemetry::cycle_outcome("failed");
+                cycle_id
+            }
+            Staged::Existing(cycle_id) => cycle_id,
         };
-        Ok(Response::new(reads::get_cycle(&self.pool, cycle_id).await?))
+        let cycle = reads::get_cycle(&self.pool, cycle_id).await?;
+        if matches!(staged, Staged::New(_)) {
+            for count in &cycle.counts {
+                let kind = v1::ActionKind::try_from(count.action).unwrap_or_default();
+                let object_type = v1::ObjectType::try_from(count.object_type).unwrap_or_default();
+                syncguard_telemetry::metrics().staged_actions.add(
+                    count.count,
+                    &[
+                        syncguard_telemetry::KeyValue::new("kind", kind.as_str_name()),
+                        syncguard_telemetry::KeyValue::new(
+                            "object_type",
+                            object_type.as_str_name(),
+                        ),
+                    ],
+                );
+            }
+        }
+        Ok(Response::new(cycle))
     }
 
     async fn apply_cycle(

@@ -96,6 +96,7 @@ pub async fn apply(
     )
     .await?;
     transaction.commit().await.map_err(StoreError::from)?;
+    syncguard_telemetry::cycle_outcome("completed");
     tracing::info!(cycle = %cycle_id, deletes = deletes.len(), millis = started.elapsed().as_millis() as u64, "cycle applied");
     // Cleaning up is not part of the cycle: the caller need not wait for it.
     tokio::spawn(release_older_snapshots(pool.clone(), cycle_id));

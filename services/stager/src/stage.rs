@@ -20,7 +20,7 @@ struct JobScope {
 }
 
 /// What staging produced.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Staged {
     /// A new cycle in state `staged`, ready for the gate.
     New(Uuid),

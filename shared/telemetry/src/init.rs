@@ -6,6 +6,8 @@ use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicReader;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
@@ -40,21 +42,27 @@ impl TelemetryConfig {
     }
 }
 
-/// Keeps the tracer provider alive; dropping it flushes and shuts down the exporter so the
-/// last spans of a stopping service are not lost.
-#[must_use = "dropping the guard stops trace export"]
+/// Keeps the tracer and meter providers alive; dropping it flushes and shuts down the
+/// exporters so the last spans and figures of a stopping service are not lost.
+#[must_use = "dropping the guard stops trace and metric export"]
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
+    meters: Option<SdkMeterProvider>,
 }
 
 impl TelemetryGuard {
-    /// Exports every finished span now. Blocks the calling thread, so call it from a
-    /// blocking context (`spawn_blocking`) when inside a runtime.
+    /// Exports every finished span and the current metrics now. Blocks the calling thread,
+    /// so call it from a blocking context (`spawn_blocking`) when inside a runtime.
     pub fn flush(&self) {
         if let Some(provider) = &self.provider
             && let Err(error) = provider.force_flush()
         {
             eprintln!("syncguard: flushing traces failed: {error}");
+        }
+        if let Some(meters) = &self.meters
+            && let Err(error) = meters.force_flush()
+        {
+            eprintln!("syncguard: flushing metrics failed: {error}");
         }
     }
 }
@@ -65,6 +73,11 @@ impl Drop for TelemetryGuard {
             && let Err(error) = provider.shutdown_with_timeout(Duration::from_secs(5))
         {
             eprintln!("syncguard: shutting down trace export failed: {error}");
+        }
+        if let Some(meters) = self.meters.take()
+            && let Err(error) = meters.shutdown()
+        {
+            eprintln!("syncguard: shutting down metric export failed: {error}");
         }
     }
 }
@@ -80,6 +93,10 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
 
     let provider = match &config.otlp_endpoint {
         Some(endpoint) => Some(otlp_provider(&config.service_name, endpoint)?),
+        None => None,
+    };
+    let meters = match &config.otlp_endpoint {
+        Some(endpoint) => Some(otlp_meters(&config.service_name, endpoint)?),
         None => None,
     };
     let otel_layer = provider.as_ref().map(|provider| {
@@ -103,12 +120,43 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
         .try_init()
         .is_ok();
     if !installed {
-        return Ok(TelemetryGuard { provider: None });
+        return Ok(TelemetryGuard {
+            provider: None,
+            meters: None,
+        });
     }
     if let Some(provider) = &provider {
         opentelemetry::global::set_tracer_provider(provider.clone());
     }
-    Ok(TelemetryGuard { provider })
+    if let Some(meters) = &meters {
+        opentelemetry::global::set_meter_provider(meters.clone());
+    }
+    Ok(TelemetryGuard { provider, meters })
+}
+
+/// How often metrics are exported.
+const METRIC_INTERVAL: Duration = Duration::from_secs(15);
+
+fn otlp_meters(service_name: &str, endpoint: &str) -> anyhow::Result<SdkMeterProvider> {
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .with_timeout(Duration::from_secs(5))
+        .build()
+        .with_context(|| {
+            format!("OTEL_EXPORTER_OTLP_ENDPOINT {endpoint:?} is not usable for metrics")
+        })?;
+    let reader = PeriodicReader::builder(exporter, opentelemetry_sdk::runtime::Tokio)
+        .with_interval(METRIC_INTERVAL)
+        .build();
+    Ok(SdkMeterProvider::builder()
+        .with_reader(reader)
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service_name.to_owned())
+                .build(),
+        )
+        .build())
 }
 
 fn otlp_provider(service_name: &str, endpoint: &str) -> anyhow::Result<SdkTracerProvider> {

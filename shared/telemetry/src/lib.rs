@@ -3,9 +3,12 @@
 //! all five services.
 
 mod init;
+mod metrics;
 mod propagation;
 
 pub use init::{TelemetryConfig, TelemetryGuard, init};
+pub use metrics::{Metrics, cycle_outcome, metrics};
+pub use opentelemetry::KeyValue;
 pub use propagation::{
     InjectTraceContext, InjectTraceContextLayer, ServerTrace, ServerTraceLayer, continue_trace,
     current_traceparent, extract_context, inject_current_context,

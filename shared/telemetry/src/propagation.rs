@@ -135,6 +135,7 @@ where
         {
             return Box::pin(self.inner.call(request));
         }
+        let method = path.trim_start_matches('/').to_owned();
         let (rpc_service, rpc_method) = split_grpc_path(path);
         let span = tracing::info_span!(
             "grpc.server",
@@ -156,12 +157,15 @@ where
             self.inner.call(request)
         }
         .instrument(span.clone());
+        let service_name = self.service_name;
+        let started = std::time::Instant::now();
         Box::pin(async move {
             let result = response.await;
+            let mut code = -1;
             if let Ok(response) = &result {
                 // Errors answered before any message carry grpc-status in the headers;
                 // successful calls carry it in trailers, which means OK here.
-                let code = response
+                code = response
                     .headers()
                     .get("grpc-status")
                     .and_then(|value| value.to_str().ok())
@@ -169,6 +173,14 @@ where
                     .unwrap_or(0);
                 span.record("rpc.grpc.status_code", code);
             }
+            crate::metrics::metrics().rpc_duration.record(
+                started.elapsed().as_secs_f64() * 1000.0,
+                &[
+                    opentelemetry::KeyValue::new("rpc.method", method),
+                    opentelemetry::KeyValue::new("rpc.grpc.status_code", code),
+                    opentelemetry::KeyValue::new("syncguard.service", service_name),
+                ],
+            );
             result
         })
     }
