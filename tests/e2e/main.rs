@@ -2,6 +2,7 @@
 //! per test, and the tests talk to them only through gRPC.
 
 mod binaries;
+mod cli;
 mod cycle;
 mod foundation;
 mod imports;

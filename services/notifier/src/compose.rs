@@ -118,6 +118,11 @@ pub fn text(event: &v1::NotificationEvent) -> String {
                 "  reject: ... -d '{{\"quarantine_id\": \"{}\", \"digest\": \"<digest>\", \"reason\": \"<why>\"}}' <gate>:50053 syncguard.v1.GateService/RejectDeletes",
                 event.quarantine_id
             );
+            let _ = writeln!(
+                out,
+                "\nOr with the admin command line:\n  syncguard quarantine show {0}\n  syncguard quarantine allow {0} --reason '<why>'\n  syncguard quarantine reject {0} --reason '<why>'",
+                event.job_id
+            );
         }
         NotificationKind::QuarantineAllowed => {
             let _ = writeln!(

@@ -1,0 +1,427 @@
+//! The command line, as clap parses it. Every command's help ends with an example.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Where the services listen and who is calling.
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// Bearer token (reader, operator, approver or admin). With scripts/run the tokens are in
+    /// target/dev/tokens.
+    #[arg(long, env = "SYNCGUARD_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Ingest service URL.
+    #[arg(
+        long,
+        env = "SYNCGUARD_INGEST_URL",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    pub ingest_url: String,
+    /// Stager service URL.
+    #[arg(
+        long,
+        env = "SYNCGUARD_STAGER_URL",
+        default_value = "http://127.0.0.1:50052",
+        global = true
+    )]
+    pub stager_url: String,
+    /// Gate service URL.
+    #[arg(
+        long,
+        env = "SYNCGUARD_GATE_URL",
+        default_value = "http://127.0.0.1:50053",
+        global = true
+    )]
+    pub gate_url: String,
+    /// Notifier service URL.
+    #[arg(
+        long,
+        env = "SYNCGUARD_NOTIFIER_URL",
+        default_value = "http://127.0.0.1:50054",
+        global = true
+    )]
+    pub notifier_url: String,
+    /// Retention service URL.
+    #[arg(
+        long,
+        env = "SYNCGUARD_RETENTION_URL",
+        default_value = "http://127.0.0.1:50055",
+        global = true
+    )]
+    pub retention_url: String,
+    /// Print JSON instead of tables (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The syncguard admin command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "syncguard",
+    version,
+    about = "Administer syncguard: jobs, cycles, quarantines, logs, the directory, imports",
+    after_help = "Exit codes: 0 done, 1 failed, 2 bad usage or not confirmed, 3 not found, \
+                  4 not allowed (token or role), 5 refused in this state (e.g. stale digest), \
+                  6 a service is unreachable.\n\n\
+                  Example: SYNCGUARD_TOKEN=... syncguard jobs list"
+)]
+pub struct Cli {
+    /// Connection settings.
+    #[command(flatten)]
+    pub connection: Connection,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sync jobs and their settings.
+    #[command(
+        subcommand,
+        after_help = "Example: syncguard jobs create --name 'HR feed' --recipient ops@example.com --threshold 3"
+    )]
+    Jobs(JobsCommand),
+    /// Sync cycles.
+    #[command(
+        subcommand,
+        after_help = "Example: syncguard cycles list --job <job id>"
+    )]
+    Cycles(CyclesCommand),
+    /// Quarantined cycles: show, allow, reject, restart, pins.
+    #[command(subcommand, after_help = "Example: syncguard quarantine show <job id>")]
+    Quarantine(QuarantineCommand),
+    /// The provisioning log.
+    #[command(after_help = "Example: syncguard logs --job <job id> --action staged-delete")]
+    Logs(LogsArgs),
+    /// The target directory: objects, deleted objects, restore, purge.
+    #[command(
+        subcommand,
+        after_help = "Example: syncguard directory deleted <job id>"
+    )]
+    Directory(DirectoryCommand),
+    /// Push an LDIF or JSON export file (or a folder of them) as a job's snapshot.
+    #[command(after_help = "Example: syncguard import <job id> exports/people.ldif")]
+    Import(ImportArgs),
+    /// Play the accidental-deletion story against a running suite, step by step.
+    #[command(
+        after_help = "Example: SYNCGUARD_TOKEN=<admin token> syncguard demo --mail-dir target/dev/mail"
+    )]
+    Demo(DemoArgs),
+}
+
+/// Job commands.
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Create a job (protection on by default: deletes + disables above 500 per cycle).
+    #[command(
+        after_help = "Example: syncguard jobs create --name 'HR feed' --recipient ops@example.com --threshold 3"
+    )]
+    Create(CreateJob),
+    /// Show one job with its status.
+    #[command(after_help = "Example: syncguard jobs show <job id>")]
+    Show {
+        /// The job.
+        job: String,
+    },
+    /// List jobs.
+    #[command(after_help = "Example: syncguard jobs list --json")]
+    List,
+    /// Show or change a job's deletion protection (changes need an admin token).
+    #[command(
+        after_help = "Example: syncguard jobs protection <job id> --threshold 50 --reason 'quarterly review'"
+    )]
+    Protection {
+        /// The job.
+        job: String,
+        /// New limit: more deletes plus disables than this in one cycle quarantines it.
+        #[arg(long)]
+        threshold: Option<u64>,
+        /// Turn protection off (recorded with your name and the reason).
+        #[arg(long)]
+        off: bool,
+        /// Why (required for changes).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Set who is told about quarantines.
+    #[command(
+        after_help = "Example: syncguard jobs recipients <job id> --recipient ops@example.com"
+    )]
+    Recipients {
+        /// The job.
+        job: String,
+        /// An address; repeat for several.
+        #[arg(long = "recipient", required = true)]
+        recipients: Vec<String>,
+    },
+    /// Set how long deleted objects stay restorable (1 to 365 days).
+    #[command(after_help = "Example: syncguard jobs retention <job id> --days 30")]
+    Retention {
+        /// The job.
+        job: String,
+        /// Days.
+        #[arg(long)]
+        days: u32,
+    },
+    /// Delete a job's configuration (admin); its objects and logs stay.
+    #[command(after_help = "Example: syncguard jobs delete <job id> --yes")]
+    Delete {
+        /// The job.
+        job: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Options of `jobs create`.
+#[derive(Debug, Args)]
+pub struct CreateJob {
+    /// Name shown everywhere.
+    #[arg(long)]
+    pub name: String,
+    /// Read this export file each cycle instead of waiting for pushes.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Who is told about quarantines; repeat for several.
+    #[arg(long = "recipient")]
+    pub recipients: Vec<String>,
+    /// Quarantine a cycle with more deletes plus disables than this (default 500).
+    #[arg(long)]
+    pub threshold: Option<u64>,
+    /// Days deleted objects stay restorable (default 30).
+    #[arg(long)]
+    pub retention_days: Option<u32>,
+    /// Deprovision by disabling instead of deleting.
+    #[arg(long)]
+    pub disable_mode: bool,
+    /// Only objects whose DN ends with this (repeat for several).
+    #[arg(long = "base-dn")]
+    pub base_dns: Vec<String>,
+}
+
+/// Cycle commands.
+#[derive(Debug, Subcommand)]
+pub enum CyclesCommand {
+    /// Run a job's cycle now.
+    #[command(after_help = "Example: syncguard cycles trigger <job id>")]
+    Trigger {
+        /// The job.
+        job: String,
+    },
+    /// Show a cycle: state, phases, counts.
+    #[command(after_help = "Example: syncguard cycles show <cycle id>")]
+    Show {
+        /// The cycle.
+        cycle: String,
+    },
+    /// List cycles, newest first.
+    #[command(after_help = "Example: syncguard cycles list --job <job id>")]
+    List {
+        /// Only this job's.
+        #[arg(long)]
+        job: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+}
+
+/// Quarantine commands.
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// Show a job's open quarantine (or a quarantine by id): held actions, rules, digest.
+    #[command(after_help = "Example: syncguard quarantine show <job id>")]
+    Show {
+        /// A job id (its open quarantine) or a quarantine id.
+        target: String,
+    },
+    /// Allow the held deletes (all, or only --anchor ones; the rest are rejected and pinned).
+    #[command(
+        after_help = "Example: syncguard quarantine allow <job id> --reason 'HR confirmed the leavers' --yes"
+    )]
+    Allow(Decision),
+    /// Reject the held deletes and pin those objects.
+    #[command(
+        after_help = "Example: syncguard quarantine reject <job id> --reason 'broken export' --yes"
+    )]
+    Reject(Decision),
+    /// Supersede the held cycle and run a fresh one.
+    #[command(
+        after_help = "Example: syncguard quarantine restart <job id> --reason 'export fixed'"
+    )]
+    Restart {
+        /// The job.
+        job: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// List a job's pins, or release some.
+    #[command(
+        after_help = "Example: syncguard quarantine pins <job id> --release E-1001 --reason 'confirmed leaver'"
+    )]
+    Pins {
+        /// The job.
+        job: String,
+        /// Release this anchor's pin (repeat for several); with --all, every pin.
+        #[arg(long = "release")]
+        release: Vec<String>,
+        /// Release every pin of the job.
+        #[arg(long)]
+        all: bool,
+        /// Why (required to release).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// Options of allow and reject.
+#[derive(Debug, Args)]
+pub struct Decision {
+    /// A job id (its open quarantine) or a quarantine id.
+    pub target: String,
+    /// Why (logged with your name).
+    #[arg(long)]
+    pub reason: String,
+    /// Only these anchors (repeat for several).
+    #[arg(long = "anchor")]
+    pub anchors: Vec<String>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// Log actions as administrators know them.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogAction {
+    /// StagedDelete or StagedDisable.
+    StagedAction,
+    /// Held deletes.
+    StagedDelete,
+    /// Held disables.
+    StagedDisable,
+    /// Applied creates.
+    Create,
+    /// Applied updates.
+    Update,
+    /// Applied disables.
+    Disable,
+    /// Applied enables.
+    Enable,
+    /// Applied deletes.
+    Delete,
+    /// Restores.
+    Restore,
+    /// Purges.
+    Purge,
+    /// Admin decisions.
+    Admin,
+}
+
+/// Options of `logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Only this job.
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Only this cycle.
+    #[arg(long)]
+    pub cycle: Option<String>,
+    /// Only this object anchor.
+    #[arg(long)]
+    pub anchor: Option<String>,
+    /// Only this action.
+    #[arg(long, value_enum)]
+    pub action: Option<LogAction>,
+    /// Only entries by this actor (e.g. approver:alice).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only entries at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+}
+
+/// Directory commands.
+#[derive(Debug, Subcommand)]
+pub enum DirectoryCommand {
+    /// Show one object by object id.
+    #[command(after_help = "Example: syncguard directory get <object id>")]
+    Get {
+        /// The object id.
+        object: String,
+    },
+    /// List a job's live objects.
+    #[command(after_help = "Example: syncguard directory list <job id> --limit 20")]
+    List {
+        /// The job.
+        job: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// List a job's soft-deleted objects with their purge dates.
+    #[command(after_help = "Example: syncguard directory deleted <job id>")]
+    Deleted {
+        /// The job.
+        job: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Restore a soft-deleted object (same object id, attributes and groups).
+    #[command(
+        after_help = "Example: syncguard directory restore <object id> --reason 'deleted by mistake'"
+    )]
+    Restore {
+        /// The object id.
+        object: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Purge a soft-deleted object now; it can never be restored.
+    #[command(
+        after_help = "Example: syncguard directory purge <object id> --reason 'erasure request' --yes"
+    )]
+    Purge {
+        /// The object id.
+        object: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Options of `import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The job.
+    pub job: String,
+    /// An .ldif or .json file, or a folder of them (each pushed as one snapshot, in name order).
+    pub path: PathBuf,
+}
+
+/// Options of `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the notifier writes mail (scripts/run: target/dev/mail).
+    #[arg(long, env = "SYNCGUARD_MAIL_DIR", default_value = "target/dev/mail")]
+    pub mail_dir: PathBuf,
+    /// Users in the demo directory.
+    #[arg(long, default_value_t = 1000)]
+    pub users: usize,
+    /// How many of them leave the source.
+    #[arg(long, default_value_t = 600)]
+    pub remove: usize,
+}

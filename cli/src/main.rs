@@ -1,0 +1,52 @@
+//! `syncguard`: the admin command line for a running syncguard suite.
+
+mod args;
+mod client;
+mod commands;
+mod demo;
+mod failure;
+mod import;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use args::{Cli, Command};
+use client::Clients;
+use failure::Failure;
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let json = cli.connection.json;
+    let mut clients = Clients::new(&cli.connection)?;
+    match cli.command {
+        Command::Jobs(command) => commands::jobs(&mut clients, command, json).await,
+        Command::Cycles(command) => commands::cycles(&mut clients, command, json).await,
+        Command::Quarantine(command) => commands::quarantine(&mut clients, command, json).await,
+        Command::Logs(args) => commands::logs(&mut clients, args, json).await,
+        Command::Directory(command) => commands::directory(&mut clients, command, json).await,
+        Command::Import(args) => import::import(&mut clients, args, json).await,
+        Command::Demo(args) => demo::demo(&mut clients, args).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("syncguard: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("syncguard: {}", failure.message);
+            failure.exit_code()
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! The `syncguard` admin command line, run as a separate process against the suite.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use syncguard_bootstrap::ServiceName;
+use syncguard_e2e::Suite;
+use tokio::process::Command;
+
+fn cli_binary() -> PathBuf {
+    let test_exe = std::env::current_exe().expect("the test binary has a path");
+    let path = test_exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("syncguard"))
+        .expect("the test binary lives in target/<profile>/deps");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build --workspace --bins` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `syncguard <args>` against the suite with `token` (None: no token at all).
+async fn syncguard(suite: &Suite, token: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(cli_binary());
+    command
+        .args(args)
+        .env_remove("SYNCGUARD_TOKEN")
+        .stdin(std::process::Stdio::null());
+    for service in ServiceName::ALL {
+        command.env(
+            service.url_variable(),
+            format!("http://{}", suite.address(service)),
+        );
+    }
+    if let Some(token) = token {
+        command.env("SYNCGUARD_TOKEN", token);
+    }
+    command.output().await.expect("the CLI runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        stdout(output)
+    );
+    serde_json::from_slice(&output.stdout).expect("--json prints JSON")
+}
+
+fn users_json(range: std::ops::Range<usize>) -> String {
+    let objects: Vec<serde_json::Value> = range
+        .map(|n| {
+            serde_json::json!({
+                "anchor": format!("E-{n:04}"), "type": "user",
+                "attributes": {"cn": format!("Person {n}"), "mail": format!("p{n}@example.org")}
+            })
+        })
+        .collect();
+    serde_json::json!({ "objects": objects }).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_takes_a_quarantine_from_import_to_restore_with_the_cli() -> anyhow::Result<()> {
+    let suite = Suite::start().await?;
+    let operator = suite.tokens.operator.clone();
+    let approver = suite.tokens.approver.clone();
+    let dir = std::env::temp_dir().join(format!("syncguard-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+
+    let created = json(
+        &syncguard(
+            &suite,
+            Some(&operator),
+            &[
+                "jobs",
+                "create",
+                "--name",
+                "hr",
+                "--threshold",
+                "3",
+                "--recipient",
+                "ops@example.com",
+                "--json",
+            ],
+        )
+        .await,
+    );
+    let job = created["job_id"].as_str().expect("job id").to_owned();
+    assert_eq!(created["health"], "healthy");
+
+    let full = dir.join("full.json");
+    std::fs::write(&full, users_json(0..10))?;
+    let imported = json(
+        &syncguard(
+            &suite,
+            Some(&operator),
+            &["import", &job, full.to_str().unwrap_or_default(), "--json"],
+        )
+        .await,
+    );
+    assert_eq!(imported[0]["cycle_state"], "completed");
+    assert_eq!(imported[0]["objects"], 10);
+
+    let broken = dir.join("broken.json");
+    std::fs::write(&broken, users_json(4..10))?;
+    let held = json(
+        &syncguard(
+            &suite,
+            Some(&operator),
+            &[
+                "import",
+                &job,
+                broken.to_str().unwrap_or_default(),
+                "--json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(held[0]["cycle_state"], "quarantined");
+
+    let shown = syncguard(&suite, Some(&approver), &["quarantine", "show", &job]).await;
+    let table = stdout(&shown);
+    assert!(
+        table.contains("Delete threshold exceeded") || table.contains("counted 4"),
+        "{table}"
+    );
+    assert!(
+        table.contains("E-0000") && table.contains("removed_from_source"),
+        "{table}"
+    );
+
+    // Not at a terminal and without --yes, nothing is allowed.
+    let unconfirmed = syncguard(
+        &suite,
+        Some(&approver),
+        &["quarantine", "allow", &job, "--reason", "hr confirmed"],
+    )
+    .await;
+    assert_eq!(unconfirmed.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unconfirmed.stderr).contains("--yes"));
+    let quarantine = json(
+        &syncguard(
+            &suite,
+            Some(&approver),
+            &["quarantine", "show", &job, "--json"],
+        )
+        .await,
+    );
+    assert_eq!(quarantine["state"], "open");
+
+    let allowed = syncguard(
+        &suite,
+        Some(&approver),
+        &[
+            "quarantine",
+            "allow",
+            &job,
+            "--reason",
+            "hr confirmed",
+            "--yes",
+        ],
+    )
+    .await;
+    assert!(
+        allowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    assert!(
+        stdout(&allowed).contains("4 actions applied"),
+        "{}",
+        stdout(&allowed)
+    );
+
+    let deleted = json(
+        &syncguard(
+            &suite,
+            Some(&approver),
+            &["directory", "deleted", &job, "--json"],
+        )
+        .await,
+    );
+    let deleted = deleted.as_array().expect("a list").clone();
+    assert_eq!(deleted.len(), 4);
+    let object_id = deleted[0]["object_id"]
+        .as_str()
+        .expect("object id")
+        .to_owned();
+    let restored = json(
+        &syncguard(
+            &suite,
+            Some(&approver),
+            &[
+                "directory",
+                "restore",
+                &object_id,
+                "--reason",
+                "mistake",
+                "--json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(restored["object_id"], object_id.as_str());
+
+    let staged = json(
+        &syncguard(
+            &suite,
+            Some(&approver),
+            &["logs", "--job", &job, "--action", "staged-delete", "--json"],
+        )
+        .await,
+    );
+    assert_eq!(staged.as_array().map(Vec::len), Some(4));
+    let cycles = json(
+        &syncguard(
+            &suite,
+            Some(&approver),
+            &["cycles", "list", "--job", &job, "--json"],
+        )
+        .await,
+    );
+    assert_eq!(cycles.as_array().map(Vec::len), Some(2));
+    std::fs::remove_dir_all(&dir)?;
+    suite.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_exit_with_the_documented_codes() -> anyhow::Result<()> {
+    let suite = Suite::start().await?;
+    let no_token = syncguard(&suite, None, &["jobs", "list"]).await;
+    assert_eq!(no_token.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_token.stderr).contains("SYNCGUARD_TOKEN"));
+    let wrong = syncguard(&suite, Some("not-a-token-of-this-suite"), &["jobs", "list"]).await;
+    assert_eq!(wrong.status.code(), Some(4));
+    let missing = syncguard(
+        &suite,
+        Some(&suite.tokens.reader),
+        &["jobs", "show", &uuid::Uuid::new_v4().to_string()],
+    )
+    .await;
+    assert_eq!(missing.status.code(), Some(3));
+    let reader = syncguard(
+        &suite,
+        Some(&suite.tokens.reader),
+        &["jobs", "create", "--name", "x"],
+    )
+    .await;
+    assert_eq!(reader.status.code(), Some(4));
+    assert!(
+        String::from_utf8_lossy(&reader.stderr).contains("operator"),
+        "{}",
+        String::from_utf8_lossy(&reader.stderr)
+    );
+    let empty = syncguard(&suite, Some(&suite.tokens.reader), &["jobs", "list"]).await;
+    assert!(empty.status.success());
+    assert!(stdout(&empty).contains("(none)"));
+    suite.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_explains_itself_with_an_example() -> anyhow::Result<()> {
+    let suite = Suite::start().await?;
+    let commands: &[&[&str]] = &[
+        &[],
+        &["jobs"],
+        &["jobs", "create"],
+        &["jobs", "show"],
+        &["jobs", "list"],
+        &["jobs", "protection"],
+        &["jobs", "recipients"],
+        &["jobs", "retention"],
+        &["jobs", "delete"],
+        &["cycles"],
+        &["cycles", "trigger"],
+        &["cycles", "show"],
+        &["cycles", "list"],
+        &["quarantine"],
+        &["quarantine", "show"],
+        &["quarantine", "allow"],
+        &["quarantine", "reject"],
+        &["quarantine", "restart"],
+        &["quarantine", "pins"],
+        &["logs"],
+        &["directory"],
+        &["directory", "get"],
+        &["directory", "list"],
+        &["directory", "deleted"],
+        &["directory", "restore"],
+        &["directory", "purge"],
+        &["import"],
+        &["demo"],
+    ];
+    for command in commands {
+        let mut args: Vec<&str> = command.to_vec();
+        args.push("--help");
+        let help = syncguard(&suite, None, &args).await;
+        assert!(help.status.success(), "{command:?}");
+        assert!(
+            stdout(&help).contains("Example:"),
+            "{command:?} has no example:\n{}",
+            stdout(&help)
+        );
+    }
+    suite.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_plays_the_whole_story() -> anyhow::Result<()> {
+    let mail_dir =
+        std::env::temp_dir().join(format!("syncguard-demo-mail-{}", uuid::Uuid::new_v4()));
+    let suite = Suite::start_with(syncguard_e2e::SuiteOptions {
+        mail: Some(syncguard_notifier::settings::MailSettings {
+            delivery: syncguard_notifier::settings::Delivery::Directory(mail_dir.clone()),
+            poll_interval: std::time::Duration::from_millis(200),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await?;
+    let demo = syncguard(
+        &suite,
+        Some(&suite.tokens.admin),
+        &["demo", "--mail-dir", mail_dir.to_str().unwrap_or_default()],
+    )
+    .await;
+    let printed = stdout(&demo);
+    assert!(
+        demo.status.success(),
+        "{}\n{printed}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    for expected in [
+        "1000 objects, completed",
+        "quarantined",
+        "job status: Delete threshold exceeded",
+        "600 StagedDelete entries",
+        "Subject: [syncguard] Delete threshold exceeded",
+        "600 delete users",
+        "applied 600 deletes",
+        "600 soft-deleted objects",
+        "(the same object id)",
+    ] {
+        assert!(
+            printed.contains(expected),
+            "missing {expected:?} in:\n{printed}"
+        );
+    }
+    suite.stop().await
+}
