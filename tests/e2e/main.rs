@@ -7,6 +7,7 @@ mod cycle;
 mod foundation;
 mod imports;
 mod jobs;
+mod ldap;
 mod mail;
 mod protection;
 mod quarantine;

@@ -3,6 +3,7 @@
 
 mod database;
 pub mod directory;
+pub mod slapd;
 pub mod smtp;
 mod suite;
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use syncguard_bootstrap::PeerChannel;
 use syncguard_domain::{FieldError, JobId};
+use syncguard_proto::v1::notifier_service_client::NotifierServiceClient;
 use syncguard_proto::v1::stager_service_client::StagerServiceClient;
 use syncguard_proto::v1::{self, CycleState};
 use tonic::Code;
@@ -35,12 +36,21 @@ pub struct StagedSnapshot {
 pub struct CycleStarter {
     pool: PgPool,
     stager: StagerServiceClient<PeerChannel>,
+    notifier: NotifierServiceClient<PeerChannel>,
 }
 
 impl CycleStarter {
-    /// A starter over the database and the stager.
-    pub fn new(pool: PgPool, stager: StagerServiceClient<PeerChannel>) -> Self {
-        Self { pool, stager }
+    /// A starter over the database, the stager, and the notifier for failed reads.
+    pub fn new(
+        pool: PgPool,
+        stager: StagerServiceClient<PeerChannel>,
+        notifier: NotifierServiceClient<PeerChannel>,
+    ) -> Self {
+        Self {
+            pool,
+            stager,
+            notifier,
+        }
     }
 
     /// Asks the stager to stage `snapshot`. A job whose previous cycle is still open (held in
@@ -103,7 +113,7 @@ impl CycleStarter {
                 let file = match read_file_source(job.source_config()).await {
                     Ok(file) => file,
                     Err(error) => {
-                        record_failure(&self.pool, job_id, "file", &error.to_string()).await;
+                        self.source_failed(job_id, "file", &error.to_string()).await;
                         return Err(error);
                     }
                 };
@@ -114,8 +124,25 @@ impl CycleStarter {
                 let snapshot = self.latest_unstaged_or_copy(job_id).await?;
                 self.stage(job_id, snapshot).await
             }
+            "ldap" => {
+                let mut writer =
+                    SnapshotWriter::begin(&self.pool, job_id, "full", Origin::Ldap, None).await?;
+                let read = match crate::ldap_source::read(job.source_config(), &mut writer).await {
+                    Ok(read) => read,
+                    Err(error) => {
+                        // The writer is dropped: the partial snapshot rolls back.
+                        self.source_failed(job_id, "ldap", &error.to_string()).await;
+                        return Err(error);
+                    }
+                };
+                if !read.unresolved_members.is_empty() {
+                    tracing::warn!(job = %job_id, count = read.unresolved_members.len(), first = %read.unresolved_members[0], "group members outside the read were left out");
+                }
+                let snapshot = writer.commit(None).await?;
+                self.stage(job_id, snapshot).await
+            }
             other => Err(IngestError::Unavailable(format!(
-                "reading {other} sources is not implemented yet"
+                "reading {other} sources is not implemented"
             ))),
         }
     }
@@ -184,18 +211,50 @@ pub fn parse_export(name: &str, format: &str, text: &str) -> Result<ExportFile, 
     parsed.map_err(IngestError::ExportFile)
 }
 
-async fn record_failure(pool: &PgPool, job_id: JobId, origin: &str, error: &str) {
-    let outcome = sqlx::query(
-        "INSERT INTO source_failures (failure_id, job_id, origin, error) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(Uuid::now_v7())
-    .bind(job_id.0)
-    .bind(origin)
-    .bind(error)
-    .execute(pool)
-    .await;
-    if let Err(db_error) = outcome {
-        tracing::error!(job = %job_id, error = %db_error, "could not record a source failure");
+impl CycleStarter {
+    /// Records a failed read on the job and asks the notifier to tell its recipients.
+    async fn source_failed(&self, job_id: JobId, origin: &str, error: &str) {
+        let failure_id = Uuid::now_v7();
+        let outcome = sqlx::query(
+            "INSERT INTO source_failures (failure_id, job_id, origin, error) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(failure_id)
+        .bind(job_id.0)
+        .bind(origin)
+        .bind(error)
+        .execute(&self.pool)
+        .await;
+        if let Err(db_error) = outcome {
+            tracing::error!(job = %job_id, error = %db_error, "could not record a source failure");
+        }
+        tracing::warn!(job = %job_id, origin, error, "source read failed; no cycle");
+        let job: Result<(String, Vec<String>), sqlx::Error> =
+            sqlx::query_as("SELECT name, notification_recipients FROM jobs WHERE job_id = $1")
+                .bind(job_id.0)
+                .fetch_one(&self.pool)
+                .await;
+        let Ok((name, recipients)) = job else {
+            return;
+        };
+        if recipients.is_empty() {
+            return;
+        }
+        let notice = v1::NotifyRequest {
+            idempotency_key: format!("{job_id}:source_failure:{failure_id}"),
+            recipients,
+            event: Some(v1::NotificationEvent {
+                kind: v1::NotificationKind::CycleFailed as i32,
+                job_id: job_id.to_string(),
+                job_name: name,
+                detail: format!(
+                    "the {origin} source could not be read completely, so no cycle ran: {error}"
+                ),
+                ..Default::default()
+            }),
+        };
+        if let Err(status) = self.notifier.clone().notify(notice).await {
+            tracing::warn!(job = %job_id, %status, "the failure notice was not handed to the notifier");
+        }
     }
 }
 
@@ -207,7 +266,7 @@ pub async fn run_scheduler(starter: CycleStarter, tick: Duration) {
         interval.tick().await;
         let due: Result<Vec<(Uuid,)>, sqlx::Error> = sqlx::query_as(
             "UPDATE jobs SET next_run_at = now() + make_interval(secs => schedule_interval_secs) \
-             WHERE job_id IN (SELECT job_id FROM jobs WHERE deleted_at IS NULL AND source_kind = 'file' \
+             WHERE job_id IN (SELECT job_id FROM jobs WHERE deleted_at IS NULL AND source_kind IN ('file', 'ldap') \
                               AND next_run_at <= now() ORDER BY next_run_at LIMIT 5 FOR UPDATE SKIP LOCKED) \
              RETURNING job_id",
         )

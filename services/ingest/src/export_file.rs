@@ -50,15 +50,16 @@ impl Default for LdifOptions {
     }
 }
 
-const GROUP_CLASSES: [&str; 4] = ["group", "groupofnames", "groupofuniquenames", "posixgroup"];
-const USER_CLASSES: [&str; 5] = [
+pub(crate) const GROUP_CLASSES: [&str; 4] =
+    ["group", "groupofnames", "groupofuniquenames", "posixgroup"];
+pub(crate) const USER_CLASSES: [&str; 5] = [
     "person",
     "inetorgperson",
     "organizationalperson",
     "user",
     "posixaccount",
 ];
-const MEMBER_ATTRIBUTES: [&str; 2] = ["member", "uniquemember"];
+pub(crate) const MEMBER_ATTRIBUTES: [&str; 2] = ["member", "uniquemember"];
 
 struct LdifRecord {
     line: usize,
@@ -240,7 +241,7 @@ pub fn parse_ldif(
 }
 
 /// AD's `userAccountControl` bit 2, or the common lock attributes of other servers.
-fn is_disabled(attributes: &BTreeMap<String, Vec<String>>) -> bool {
+pub(crate) fn is_disabled(attributes: &BTreeMap<String, Vec<String>>) -> bool {
     let first = |name: &str| attributes.get(name).and_then(|values| values.first());
     let uac_disabled = first("useraccountcontrol")
         .and_then(|value| value.trim().parse::<u32>().ok())
@@ -249,7 +250,8 @@ fn is_disabled(attributes: &BTreeMap<String, Vec<String>>) -> bool {
     uac_disabled || locked("nsaccountlock") || locked("logindisabled")
 }
 
-fn normalize_dn(dn: &str) -> String {
+/// A DN compared case- and space-insensitively.
+pub(crate) fn normalize_dn(dn: &str) -> String {
     dn.split(',')
         .map(|part| part.trim().to_ascii_lowercase())
         .collect::<Vec<_>>()
@@ -257,7 +259,7 @@ fn normalize_dn(dn: &str) -> String {
 }
 
 /// Binary values: a 16-byte objectGUID becomes its canonical GUID text; anything else hex.
-fn canonical_binary(name: &str, bytes: &[u8]) -> String {
+pub(crate) fn canonical_binary(name: &str, bytes: &[u8]) -> String {
     if name.eq_ignore_ascii_case("objectGUID") && bytes.len() == 16 {
         // AD stores the first three groups little-endian.
         let b = bytes;

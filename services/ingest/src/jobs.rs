@@ -94,7 +94,7 @@ impl JobRow {
     }
 }
 
-/// Inserts a new job; its first cycle is due at once.
+/// Inserts a new job; its first scheduled cycle is one interval away (TriggerCycle runs one now).
 pub async fn insert(
     conn: &mut PgConnection,
     job_id: JobId,
@@ -105,7 +105,8 @@ pub async fn insert(
         "INSERT INTO jobs (job_id, name, source_kind, source_config, scope_rules, \
              schedule_interval_secs, deprovision_mode, notification_recipients, retention_days, \
              hold_limit_secs, required_approvals, allow_empty_source, created_by, next_run_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now()) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+                 now() + make_interval(secs => $6)) \
          RETURNING {JOB_COLUMNS}"
     );
     Ok(bind_spec(
@@ -238,6 +239,20 @@ pub async fn job_status(pool: &PgPool, job_id: JobId) -> Result<v1::JobStatus, I
                 error.as_deref().unwrap_or("no error recorded")
             );
         }
+    }
+    let last_failure: Option<(String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT error, failed_at FROM source_failures WHERE job_id = $1 ORDER BY failed_at DESC LIMIT 1",
+    )
+    .bind(job_id.0)
+    .fetch_optional(pool)
+    .await?;
+    if let Some((error, failed_at)) = last_failure
+        && last_cycle
+            .as_ref()
+            .is_none_or(|(_, _, _, at)| failed_at > *at)
+    {
+        status.health = JobHealth::Failed as i32;
+        status.message = format!("Source read failed: {error}");
     }
     if let Some((quarantine_id, breaches)) = quarantine {
         let explanation = breaches

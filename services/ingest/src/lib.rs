@@ -8,6 +8,7 @@ mod error;
 pub mod export_file;
 mod job_spec;
 mod jobs;
+mod ldap_source;
 mod snapshot_load;
 pub mod source_object;
 
@@ -19,6 +20,7 @@ pub use error::IngestError;
 use syncguard_bootstrap::{ServiceConfig, ServiceHost, ServiceName};
 use syncguard_proto::v1::gate_service_client::GateServiceClient;
 use syncguard_proto::v1::ingest_service_server::{IngestServiceServer, SERVICE_NAME};
+use syncguard_proto::v1::notifier_service_client::NotifierServiceClient;
 use syncguard_proto::v1::stager_service_client::StagerServiceClient;
 use tonic::service::Routes;
 
@@ -56,7 +58,8 @@ impl App {
         let stager = StagerServiceClient::new(self.host.peer(ServiceName::Stager)?)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
-        let starter = CycleStarter::new(pool.clone(), stager);
+        let notifier = NotifierServiceClient::new(self.host.peer(ServiceName::Notifier)?);
+        let starter = CycleStarter::new(pool.clone(), stager, notifier);
         let api = IngestApi::new(pool, gate, starter.clone());
 
         // File sources are read on their schedule once the database is ready.

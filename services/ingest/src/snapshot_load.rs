@@ -32,6 +32,8 @@ pub enum Origin {
     Import,
     /// A file source read by ingest.
     File,
+    /// An LDAP source read by ingest.
+    Ldap,
 }
 
 impl Origin {
@@ -40,6 +42,7 @@ impl Origin {
             Origin::Push => "push",
             Origin::Import => "import",
             Origin::File => "file",
+            Origin::Ldap => "ldap",
         }
     }
 }

@@ -1,0 +1,308 @@
+//! An LDAP or Active Directory tree as a job's source: a bind, then one paged search streamed
+//! into the snapshot writer. Users go straight to the writer; groups wait for the end so
+//! their member DNs can be resolved to anchors (a member outside the read is reported, not
+//! invented). Any error, a size or time limit, or a broken connection fails the read: the
+//! snapshot is rolled back and never becomes a cycle.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use ldap3::adapters::{EntriesOnly, PagedResults};
+use ldap3::{LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry};
+use serde_json::Value;
+use syncguard_proto::v1::{self, AttributeValues, ObjectType};
+
+use crate::error::IngestError;
+use crate::export_file::{
+    GROUP_CLASSES, MEMBER_ATTRIBUTES, USER_CLASSES, canonical_binary, is_disabled, normalize_dn,
+};
+use crate::snapshot_load::SnapshotWriter;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a read brought in.
+#[derive(Debug, Default)]
+pub struct LdapRead {
+    /// Users and groups written.
+    pub objects: u64,
+    /// Group members whose DN was not among the entries read.
+    pub unresolved_members: Vec<String>,
+}
+
+fn text(config: &Value, key: &str) -> String {
+    config
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn failed(what: &str, error: impl std::fmt::Display) -> IngestError {
+    IngestError::NoSourceData(format!("LDAP {what}: {error}"))
+}
+
+fn password(config: &Value) -> Result<String, IngestError> {
+    let file = text(config, "password_file");
+    if !file.is_empty() {
+        return std::fs::read_to_string(&file)
+            .map(|secret| secret.trim_end_matches(['\n', '\r']).to_owned())
+            .map_err(|error| {
+                failed(
+                    "bind password",
+                    format!("cannot read password_file {file}: {error}"),
+                )
+            });
+    }
+    let variable = text(config, "password_env");
+    if !variable.is_empty() {
+        return std::env::var(&variable).map_err(|_| {
+            failed(
+                "bind password",
+                format!("the variable {variable} is not set in the ingest service"),
+            )
+        });
+    }
+    Ok(String::new())
+}
+
+fn ldap_error(what: &str, error: LdapError) -> IngestError {
+    match &error {
+        LdapError::LdapResult { result } => match result.rc {
+            49 => failed(
+                what,
+                format!(
+                    "invalid credentials (49): check bind_dn and the password {}",
+                    result.text
+                ),
+            ),
+            87 => failed(what, format!("bad search filter (87): {}", result.text)),
+            4 => failed(
+                what,
+                "the server's size limit was hit (4): the read is incomplete and was discarded",
+            ),
+            3 => failed(
+                what,
+                "the server's time limit was hit (3): the read is incomplete and was discarded",
+            ),
+            32 => failed(
+                what,
+                format!("the base DN does not exist (32): {}", result.matched),
+            ),
+            rc => failed(what, format!("result code {rc}: {}", result.text)),
+        },
+        LdapError::FilterParsing => failed(what, "bad search filter: it does not parse"),
+        _ => failed(what, error),
+    }
+}
+
+/// Reads the whole tree `config` describes into `writer`.
+pub async fn read(config: &Value, writer: &mut SnapshotWriter) -> Result<LdapRead, IngestError> {
+    let url = text(config, "url");
+    let settings = LdapConnSettings::new()
+        .set_conn_timeout(CONNECT_TIMEOUT)
+        .set_starttls(
+            config
+                .get("starttls")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        );
+    let (connection, mut ldap) = LdapConnAsync::with_settings(settings, &url)
+        .await
+        .map_err(|error| failed(&format!("connection to {url}"), error))?;
+    let driver = tokio::spawn(async move {
+        if let Err(error) = connection.drive().await {
+            tracing::warn!(%error, "LDAP connection ended with an error");
+        }
+    });
+    let outcome = read_entries(config, &mut ldap, writer).await;
+    let _ = ldap.unbind().await;
+    driver.abort();
+    outcome
+}
+
+async fn read_entries(
+    config: &Value,
+    ldap: &mut ldap3::Ldap,
+    writer: &mut SnapshotWriter,
+) -> Result<LdapRead, IngestError> {
+    let bind_dn = text(config, "bind_dn");
+    if !bind_dn.is_empty() {
+        ldap.with_timeout(OPERATION_TIMEOUT)
+            .simple_bind(&bind_dn, &password(config)?)
+            .await
+            .map_err(|error| failed(&format!("bind as {bind_dn}"), error))?
+            .success()
+            .map_err(|error| ldap_error(&format!("bind as {bind_dn}"), error))?;
+    }
+    let anchor_attribute = match text(config, "anchor_attribute") {
+        name if name.is_empty() => "entryUUID".to_owned(),
+        name => name,
+    };
+    let scope = match text(config, "scope").as_str() {
+        "base" => Scope::Base,
+        "one" => Scope::OneLevel,
+        _ => Scope::Subtree,
+    };
+    let filter = match text(config, "filter") {
+        filter if filter.is_empty() => "(objectClass=*)".to_owned(),
+        filter => filter,
+    };
+    let mut attributes: Vec<String> = config
+        .get("attributes")
+        .and_then(Value::as_array)
+        .map(|values| {
+            values
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if attributes.is_empty() {
+        attributes.push("*".into());
+    }
+    attributes.extend([
+        anchor_attribute.clone(),
+        "objectClass".into(),
+        "member".into(),
+        "uniqueMember".into(),
+    ]);
+    let page_size = config
+        .get("page_size")
+        .and_then(Value::as_u64)
+        .unwrap_or(500)
+        .clamp(1, 10_000) as i32;
+    let disabled_attribute = text(config, "disabled_attribute").to_ascii_lowercase();
+    let disabled_value = text(config, "disabled_value");
+    let base = text(config, "base_dn");
+
+    let adapters: Vec<Box<dyn ldap3::adapters::Adapter<_, _>>> = vec![
+        Box::new(EntriesOnly::new()),
+        Box::new(PagedResults::new(page_size)),
+    ];
+    let mut stream = ldap
+        .with_timeout(OPERATION_TIMEOUT)
+        .streaming_search_with(adapters, &base, scope, &filter, attributes)
+        .await
+        .map_err(|error| ldap_error("search", error))?;
+
+    let mut read = LdapRead::default();
+    let mut anchors_by_dn: HashMap<String, String> = HashMap::new();
+    let mut groups: Vec<(v1::SourceObject, Vec<String>)> = Vec::new();
+    loop {
+        let entry = match stream.next().await {
+            Ok(Some(entry)) => entry,
+            Ok(None) => break,
+            Err(error) => return Err(ldap_error("search (the read broke off)", error)),
+        };
+        let entry = SearchEntry::construct(entry);
+        let Some((object, members)) = to_object(
+            &entry,
+            &anchor_attribute,
+            &disabled_attribute,
+            &disabled_value,
+        )?
+        else {
+            continue;
+        };
+        anchors_by_dn.insert(normalize_dn(&entry.dn), object.anchor.clone());
+        if object.object_type == ObjectType::Group as i32 {
+            groups.push((object, members));
+        } else {
+            writer.add(object).await?;
+            read.objects += 1;
+        }
+    }
+    stream
+        .finish()
+        .await
+        .success()
+        .map_err(|error| ldap_error("search", error))?;
+
+    for (mut group, members) in groups {
+        for dn in members {
+            match anchors_by_dn.get(&normalize_dn(&dn)) {
+                Some(anchor) => group.member_anchors.push(anchor.clone()),
+                None => read.unresolved_members.push(dn),
+            }
+        }
+        writer.add(group).await?;
+        read.objects += 1;
+    }
+    Ok(read)
+}
+
+type Converted = Option<(v1::SourceObject, Vec<String>)>;
+
+/// A directory entry as a source object (None for entries that are neither users nor groups).
+fn to_object(
+    entry: &SearchEntry,
+    anchor_attribute: &str,
+    disabled_attribute: &str,
+    disabled_value: &str,
+) -> Result<Converted, IngestError> {
+    let mut attributes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, values) in &entry.attrs {
+        attributes
+            .entry(name.to_ascii_lowercase())
+            .or_default()
+            .extend(values.iter().cloned());
+    }
+    for (name, values) in &entry.bin_attrs {
+        let texts = values.iter().map(|bytes| canonical_binary(name, bytes));
+        attributes
+            .entry(name.to_ascii_lowercase())
+            .or_default()
+            .extend(texts);
+    }
+    let classes: Vec<String> = attributes
+        .get("objectclass")
+        .map(|values| values.iter().map(|c| c.to_ascii_lowercase()).collect())
+        .unwrap_or_default();
+    let object_type = if classes.iter().any(|c| GROUP_CLASSES.contains(&c.as_str())) {
+        ObjectType::Group
+    } else if classes.iter().any(|c| USER_CLASSES.contains(&c.as_str())) {
+        ObjectType::User
+    } else {
+        return Ok(None);
+    };
+    let anchor = attributes
+        .remove(&anchor_attribute.to_ascii_lowercase())
+        .and_then(|values| values.into_iter().next())
+        .ok_or_else(|| {
+            failed(
+                "entry",
+                format!(
+                    "{} has no {anchor_attribute}: it cannot be synced",
+                    entry.dn
+                ),
+            )
+        })?;
+    let mut members = Vec::new();
+    for name in MEMBER_ATTRIBUTES {
+        members.extend(attributes.remove(name).unwrap_or_default());
+    }
+    let configured_disabled = !disabled_attribute.is_empty()
+        && attributes.get(disabled_attribute).is_some_and(|values| {
+            values
+                .iter()
+                .any(|value| value.eq_ignore_ascii_case(disabled_value))
+        });
+    let enabled = !(is_disabled(&attributes) || configured_disabled);
+    Ok(Some((
+        v1::SourceObject {
+            anchor,
+            object_type: object_type as i32,
+            distinguished_name: entry.dn.clone(),
+            attributes: attributes
+                .into_iter()
+                .map(|(name, values)| (name, AttributeValues { values }))
+                .collect(),
+            enabled,
+            member_anchors: Vec::new(),
+            deleted_in_source: false,
+        },
+        members,
+    )))
+}

@@ -1,0 +1,204 @@
+//! A real OpenLDAP `slapd` for the LDAP source tests: a throwaway configuration and database
+//! in a temporary folder, on a free loopback port, stopped by its pid. Entries are changed
+//! with the ldap-utils commands, as an administrator would.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::smtp::free_port;
+use crate::wait_for;
+
+/// The directory's suffix.
+pub const SUFFIX: &str = "dc=example,dc=org";
+/// The administrator's DN.
+pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=org";
+/// The administrator's password.
+pub const ADMIN_PASSWORD: &str = "slapd-test-secret";
+
+/// A running slapd.
+pub struct Slapd {
+    /// Its port.
+    pub port: u16,
+    dir: PathBuf,
+}
+
+fn slapd_binary() -> anyhow::Result<PathBuf> {
+    [
+        "/usr/sbin/slapd",
+        "/usr/local/sbin/slapd",
+        "/usr/local/libexec/slapd",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|path| path.exists())
+    .ok_or_else(|| {
+        anyhow::anyhow!("slapd is not installed: apt-get install slapd ldap-utils (.ci/run does)")
+    })
+}
+
+impl Slapd {
+    /// Starts slapd with the base entries (the suffix, ou=people, ou=groups).
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("syncguard-slapd-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(dir.join("db"))?;
+        let config = format!(
+            "include /etc/ldap/schema/core.schema\n\
+             include /etc/ldap/schema/cosine.schema\n\
+             include /etc/ldap/schema/inetorgperson.schema\n\
+             include /etc/ldap/schema/nis.schema\n\
+             modulepath /usr/lib/ldap\n\
+             moduleload back_mdb\n\
+             pidfile {dir}/slapd.pid\n\
+             database mdb\n\
+             maxsize 1073741824\n\
+             suffix \"{SUFFIX}\"\n\
+             rootdn \"{ADMIN_DN}\"\n\
+             rootpw {ADMIN_PASSWORD}\n\
+             directory {dir}/db\n",
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("slapd.conf"), config)?;
+        let port = free_port();
+        let started = Command::new(slapd_binary()?)
+            .args(["-h", &format!("ldap://127.0.0.1:{port}/"), "-f"])
+            .arg(dir.join("slapd.conf"))
+            .status()
+            .await?;
+        anyhow::ensure!(started.success(), "slapd did not start ({started})");
+        wait_for("slapd to listen", Duration::from_secs(20), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await?;
+        let slapd = Self { port, dir };
+        slapd
+            .add(&format!(
+                "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
+                 dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
+                 dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n"
+            ))
+            .await?;
+        Ok(slapd)
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    async fn tool(&self, tool: &str, input: &str) -> anyhow::Result<()> {
+        let file = self.dir.join(format!("{}.ldif", uuid::Uuid::new_v4()));
+        std::fs::write(&file, input)?;
+        let output = Command::new(tool)
+            .args([
+                "-x",
+                "-H",
+                &self.url(),
+                "-D",
+                ADMIN_DN,
+                "-w",
+                ADMIN_PASSWORD,
+            ])
+            .arg("-f")
+            .arg(&file)
+            .output()
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!("cannot run {tool} ({error}): apt-get install ldap-utils")
+            })?;
+        anyhow::ensure!(
+            output.status.success(),
+            "{tool} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    }
+
+    /// Adds the LDIF entries.
+    pub async fn add(&self, ldif: &str) -> anyhow::Result<()> {
+        self.tool("ldapadd", ldif).await
+    }
+
+    /// Applies an LDIF change file (changetype: modify, ...).
+    pub async fn modify(&self, ldif: &str) -> anyhow::Result<()> {
+        self.tool("ldapmodify", ldif).await
+    }
+
+    /// Deletes the entries with these DNs.
+    pub async fn delete(&self, dns: &[String]) -> anyhow::Result<()> {
+        let output = Command::new("ldapdelete")
+            .args([
+                "-x",
+                "-H",
+                &self.url(),
+                "-D",
+                ADMIN_DN,
+                "-w",
+                ADMIN_PASSWORD,
+            ])
+            .args(dns)
+            .output()
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!("cannot run ldapdelete ({error}): apt-get install ldap-utils")
+            })?;
+        anyhow::ensure!(
+            output.status.success(),
+            "ldapdelete failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    }
+
+    /// Stops slapd.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let pid = std::fs::read_to_string(self.dir.join("slapd.pid"))?;
+        Command::new("kill").arg(pid.trim()).status().await?;
+        Ok(())
+    }
+}
+
+/// A TCP relay in front of a server that cuts every connection after `limit` bytes came back
+/// from the server: a connection that breaks in the middle of a read. (A test double for a
+/// fault that cannot be caused on cue otherwise; the server behind it is real.)
+pub async fn breaking_relay(target_port: u16, limit: usize) -> anyhow::Result<u16> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
+                else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let upstream = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                });
+                let mut passed = 0usize;
+                let mut buffer = vec![0u8; 4096];
+                while let Ok(read) = server_read.read(&mut buffer).await {
+                    if read == 0 {
+                        break;
+                    }
+                    let allowed = read.min(limit - passed);
+                    if client_write.write_all(&buffer[..allowed]).await.is_err() {
+                        break;
+                    }
+                    passed += allowed;
+                    if passed >= limit {
+                        break;
+                    }
+                }
+                upstream.abort();
+            });
+        }
+    });
+    Ok(port)
+}
