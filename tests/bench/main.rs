@@ -4,8 +4,13 @@
 //! service's peak RSS, and beside it the time `psql \copy` takes to load the same snapshot
 //! into an indexed table. Run it with `scripts/bench [N ...]`.
 //!
+//! `scripts/bench --ldap [N ...]` reads the same kind of directory from a real slapd instead
+//! (see `ldap_mode`).
+//!
 //! Phases, as the cycle records them: ingest (receive, validate, hash, COPY, commit), stage
 //! (the diff), decide (the protection rules), apply (target writes and soft deletes).
+
+mod ldap_mode;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -163,6 +168,21 @@ struct Services {
     addresses: HashMap<ServiceName, SocketAddr>,
 }
 
+impl Services {
+    /// SIGTERM to each service, waiting up to 10 s for it to exit.
+    async fn stop(self) {
+        for (_, mut child) in self.children {
+            if let Some(pid) = child.id() {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .await;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+        }
+    }
+}
+
 async fn start_services(
     database: &TestDatabase,
     tokens: &Tokens,
@@ -286,12 +306,29 @@ fn print_cycle(label: &str, figures: &CycleFigures) {
 
 /// Loads the changed snapshot with `psql \copy` into an indexed table, timing only the copy.
 async fn psql_copy(database: &TestDatabase, total: usize, dir: &Path) -> anyhow::Result<Duration> {
-    let csv = dir.join(format!("snapshot-{total}.csv"));
-    let mut out = Vec::with_capacity(count(total, Round::Changed) * 256);
+    let rows = snapshot(total, Round::Changed)
+        .enumerate()
+        .map(|(index, object)| canonicalize(index as u64, object));
+    time_psql_copy(database, dir, rows).await
+}
+
+/// Writes the snapshot rows as the CSV ingest's COPY sends, then times `psql \copy` loading
+/// them into a table shaped and indexed like `source_objects`.
+async fn time_psql_copy(
+    database: &TestDatabase,
+    dir: &Path,
+    rows: impl Iterator<
+        Item = Result<
+            syncguard_ingest::source_object::CanonicalObject,
+            syncguard_domain::FieldError,
+        >,
+    >,
+) -> anyhow::Result<Duration> {
+    let csv = dir.join("snapshot.csv");
+    let mut out = Vec::new();
     let snapshot_id = uuid::Uuid::nil().to_string();
-    for (index, object) in snapshot(total, Round::Changed).enumerate() {
-        let canonical = canonicalize(index as u64, object)?;
-        canonical.write_csv_row(&snapshot_id, "present", &mut out);
+    for canonical in rows {
+        canonical?.write_csv_row(&snapshot_id, "present", &mut out);
     }
     std::fs::write(&csv, &out)?;
     let url = database.url();
@@ -378,15 +415,7 @@ async fn run(total: usize) -> anyhow::Result<()> {
             cpu
         );
     }
-    for (_, mut child) in services.children {
-        if let Some(pid) = child.id() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .await;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-    }
+    services.stop().await;
 
     let copy = psql_copy(&database, total, &dir).await?;
     println!(
@@ -404,8 +433,9 @@ async fn run(total: usize) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let ldap = std::env::args().nth(1).as_deref() == Some("--ldap");
     let sizes: Vec<usize> = std::env::args()
-        .skip(1)
+        .skip(if ldap { 2 } else { 1 })
         .map(|arg| arg.replace('_', "").parse())
         .collect::<Result<_, _>>()
         .map_err(|error| anyhow::anyhow!("sizes are object counts like 100000: {error}"))?;
@@ -415,7 +445,11 @@ async fn main() -> anyhow::Result<()> {
         sizes
     };
     for total in sizes {
-        run(total).await?;
+        if ldap {
+            ldap_mode::run(total).await?;
+        } else {
+            run(total).await?;
+        }
     }
     Ok(())
 }
