@@ -71,6 +71,34 @@ impl GateApi {
             .await
     }
 
+    /// After a final allow or reject: apply the cycle, tell people, answer with the
+    /// quarantine as it now stands.
+    async fn finish_decision(
+        &self,
+        decided: quarantine::Decided,
+        caller: &syncguard_domain::Principal,
+        reason: &str,
+        kind: NotificationKind,
+    ) -> Result<v1::DecisionResponse, GateError> {
+        let row = quarantine::find(&self.pool, &decided.quarantine_id.to_string(), "").await?;
+        if let Some(cycle_id) = decided.apply_cycle {
+            let actor = caller.to_string();
+            self.apply_and_continue(cycle_id, row.job_id, &actor)
+                .await?;
+            notify::decided(
+                &self.pool,
+                &self.peers.notifier,
+                row.quarantine_id,
+                kind,
+                &actor,
+                reason,
+            )
+            .await;
+        }
+        let view = quarantine::view(&self.pool, &row, None).await?;
+        Ok(decision_response(view, &decided))
+    }
+
     async fn apply_decided(
         &self,
         cycle_id: Uuid,
@@ -323,22 +351,15 @@ impl GateService for GateApi {
         )
         .map_err(GateError::from)?;
         let decided = quarantine::allow(&self.pool, &parsed, &caller).await?;
-        let row = quarantine::find(&self.pool, &decided.quarantine_id.to_string(), "").await?;
-        if let Some(cycle_id) = decided.apply_cycle {
-            self.apply_and_continue(cycle_id, row.job_id, &caller.to_string())
-                .await?;
-            notify::decided(
-                &self.pool,
-                &self.peers.notifier,
-                row.quarantine_id,
-                NotificationKind::QuarantineAllowed,
-                &caller.to_string(),
+        let response = self
+            .finish_decision(
+                decided,
+                &caller,
                 &parsed.reason,
+                NotificationKind::QuarantineAllowed,
             )
-            .await;
-        }
-        let view = quarantine::view(&self.pool, &row, None).await?;
-        Ok(Response::new(decision_response(view, &decided)))
+            .await?;
+        Ok(Response::new(response))
     }
 
     async fn reject_deletes(
@@ -355,22 +376,15 @@ impl GateService for GateApi {
         )
         .map_err(GateError::from)?;
         let decided = quarantine::reject(&self.pool, &parsed, &caller).await?;
-        let row = quarantine::find(&self.pool, &decided.quarantine_id.to_string(), "").await?;
-        if let Some(cycle_id) = decided.apply_cycle {
-            self.apply_and_continue(cycle_id, row.job_id, &caller.to_string())
-                .await?;
-            notify::decided(
-                &self.pool,
-                &self.peers.notifier,
-                row.quarantine_id,
-                NotificationKind::QuarantineRejected,
-                &caller.to_string(),
+        let response = self
+            .finish_decision(
+                decided,
+                &caller,
                 &parsed.reason,
+                NotificationKind::QuarantineRejected,
             )
-            .await;
-        }
-        let view = quarantine::view(&self.pool, &row, None).await?;
-        Ok(Response::new(decision_response(view, &decided)))
+            .await?;
+        Ok(Response::new(response))
     }
 
     async fn restart_job(

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
+use syncguard_bootstrap::timestamp;
 use syncguard_domain::{FieldError, JobId, Principal, SourceAnchor};
 use syncguard_proto::names;
 use syncguard_proto::v1::{self, QuarantineState};
@@ -40,13 +41,6 @@ pub struct QuarantineRow {
 
 const QUARANTINE_COLUMNS: &str = "quarantine_id, job_id, cycle_id, state, breaches, digest, required_approvals, \
     opened_at, hold_until, closed_at";
-
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
-}
 
 fn state_of(name: &str) -> QuarantineState {
     match name {
@@ -249,20 +243,15 @@ pub async fn list(
                 })
         })
         .collect::<Result<_, _>>()?;
-    let page = request.page.clone().unwrap_or_default();
-    let size = i64::from(if page.page_size == 0 {
-        100
-    } else {
-        page.page_size.min(1000)
-    });
-    let before =
-        if page.page_token.is_empty() {
-            None
-        } else {
-            Some(Uuid::parse_str(&page.page_token).map_err(|_| {
-                FieldError::new("page.page_token", "not a token this service issued")
-            })?)
-        };
+    let page = syncguard_bootstrap::page(request.page.as_ref())?;
+    let size = page.size;
+    let before = page
+        .token
+        .map(|token| {
+            Uuid::parse_str(&token)
+                .map_err(|_| FieldError::new("page.page_token", "not a token this service issued"))
+        })
+        .transpose()?;
     let rows: Vec<QuarantineRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {QUARANTINE_COLUMNS} FROM quarantines \
          WHERE ($1::uuid IS NULL OR job_id = $1) AND (cardinality($2::text[]) = 0 OR state = ANY($2)) \
@@ -749,13 +738,9 @@ pub async fn pins(
     request: &v1::ListPinsRequest,
 ) -> Result<v1::ListPinsResponse, GateError> {
     let job_id = JobId::parse("job_id", &request.job_id)?;
-    let page = request.page.clone().unwrap_or_default();
-    let size = i64::from(if page.page_size == 0 {
-        100
-    } else {
-        page.page_size.min(1000)
-    });
-    let after = Some(page.page_token).filter(|token| !token.is_empty());
+    let page = syncguard_bootstrap::page(request.page.as_ref())?;
+    let size = page.size;
+    let after = page.token;
     let rows: Vec<PinRow> = sqlx::query_as(
         "SELECT anchor, quarantine_id, pinned_by, reason, pinned_at FROM pins \
          WHERE job_id = $1 AND ($2::text IS NULL OR anchor COLLATE \"C\" > $2) ORDER BY anchor COLLATE \"C\" LIMIT $3",

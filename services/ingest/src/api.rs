@@ -14,9 +14,6 @@ use crate::error::IngestError;
 use crate::snapshot_load::{Origin, SnapshotWriter};
 use crate::{job_spec, jobs};
 
-const DEFAULT_PAGE_SIZE: u32 = 100;
-const MAX_PAGE_SIZE: u32 = 1000;
-
 /// Handlers of `syncguard.v1.IngestService`.
 #[derive(Clone)]
 pub struct IngestApi {
@@ -107,29 +104,17 @@ fn broken(status: &Status) -> IngestError {
     ))
 }
 
-/// Reads a page request: size within bounds, token the last id of the previous page.
+/// Reads a page request; the token is the last job id of the previous page.
 fn page(page: Option<&v1::PageRequest>) -> Result<(Option<Uuid>, u32), FieldError> {
-    let Some(page) = page else {
-        return Ok((None, DEFAULT_PAGE_SIZE));
-    };
-    let size = match page.page_size {
-        0 => DEFAULT_PAGE_SIZE,
-        size if size > MAX_PAGE_SIZE => {
-            return Err(FieldError::new(
-                "page.page_size",
-                format!("at most {MAX_PAGE_SIZE}"),
-            ));
-        }
-        size => size,
-    };
-    let after =
-        match page.page_token.as_str() {
-            "" => None,
-            token => Some(Uuid::parse_str(token).map_err(|_| {
-                FieldError::new("page.page_token", "not a token this service issued")
-            })?),
-        };
-    Ok((after, size))
+    let page = syncguard_bootstrap::page(page)?;
+    let after = page
+        .token
+        .map(|token| {
+            Uuid::parse_str(&token)
+                .map_err(|_| FieldError::new("page.page_token", "not a token this service issued"))
+        })
+        .transpose()?;
+    Ok((after, page.size as u32))
 }
 
 #[tonic::async_trait]

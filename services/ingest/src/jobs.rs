@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
+pub use syncguard_bootstrap::timestamp;
 use syncguard_domain::JobId;
 use syncguard_proto::v1::{self, JobHealth};
 use uuid::Uuid;
@@ -31,14 +32,6 @@ pub struct JobRow {
     created_by: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
-}
-
-/// Converts a database time to the API's timestamp.
-pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
 }
 
 fn duration(seconds: i32) -> prost_types::Duration {

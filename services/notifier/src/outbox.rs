@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use prost::Message as _;
 use sqlx::PgPool;
+use syncguard_bootstrap::timestamp;
 use syncguard_domain::{FieldError, parse_email};
 use syncguard_proto::v1::{self, NotificationKind};
 use uuid::Uuid;
@@ -45,13 +46,6 @@ struct OutboxRow {
     created_at: DateTime<Utc>,
     next_attempt_at: DateTime<Utc>,
     sent_at: Option<DateTime<Utc>>,
-}
-
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
 }
 
 impl OutboxRow {
@@ -182,20 +176,15 @@ pub async fn list(
             _ => None,
         })
         .collect();
-    let page = request.page.clone().unwrap_or_default();
-    let size = i64::from(if page.page_size == 0 {
-        100
-    } else {
-        page.page_size.min(1000)
-    });
-    let before =
-        if page.page_token.is_empty() {
-            None
-        } else {
-            Some(Uuid::parse_str(&page.page_token).map_err(|_| {
-                FieldError::new("page.page_token", "not a token this service issued")
-            })?)
-        };
+    let page = syncguard_bootstrap::page(request.page.as_ref())?;
+    let size = page.size;
+    let before = page
+        .token
+        .map(|token| {
+            Uuid::parse_str(&token)
+                .map_err(|_| FieldError::new("page.page_token", "not a token this service issued"))
+        })
+        .transpose()?;
     let rows: Vec<OutboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {OUTBOX_COLUMNS} FROM notification_outbox \
          WHERE ($1::uuid IS NULL OR job_id = $1) AND (cardinality($2::text[]) = 0 OR status = ANY($2)) \

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use syncguard_bootstrap::timestamp;
 use syncguard_domain::{FieldError, JobId, SourceAnchor};
 use syncguard_proto::names;
 use syncguard_proto::v1::{self, ObjectType, object_ref};
@@ -10,8 +11,18 @@ use uuid::Uuid;
 
 use crate::error::RetentionError;
 
-const DEFAULT_PAGE_SIZE: u32 = 100;
-const MAX_PAGE_SIZE: u32 = 1000;
+/// A validated page of objects: its size and the object id it starts after.
+fn object_page(page: Option<&v1::PageRequest>) -> Result<(u32, Option<Uuid>), FieldError> {
+    let page = syncguard_bootstrap::page(page)?;
+    let after = page
+        .token
+        .map(|token| {
+            Uuid::parse_str(&token)
+                .map_err(|_| FieldError::new("page.page_token", "not a token this service issued"))
+        })
+        .transpose()?;
+    Ok((page.size as u32, after))
+}
 
 #[derive(sqlx::FromRow)]
 struct ObjectRow {
@@ -34,13 +45,6 @@ const OBJECT_SELECT: &str = "SELECT d.object_id, d.job_id, d.anchor, d.object_ty
     COALESCE((SELECT array_agg(m.member_anchor ORDER BY m.member_anchor COLLATE \"C\") FROM directory_memberships m \
               WHERE m.job_id = d.job_id AND m.group_anchor = d.anchor), '{}') AS member_anchors \
     FROM directory_objects d";
-
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
-}
 
 impl ObjectRow {
     fn view(self, projection: &[String]) -> v1::DirectoryObject {
@@ -158,24 +162,7 @@ pub async fn list_objects(
         Ok(ObjectType::Group) => Some("group"),
         Err(_) => return Err(FieldError::new("object_type", "not an object type").into()),
     };
-    let page = request.page.clone().unwrap_or_default();
-    let size = match page.page_size {
-        0 => DEFAULT_PAGE_SIZE,
-        size if size > MAX_PAGE_SIZE => {
-            return Err(
-                FieldError::new("page.page_size", format!("at most {MAX_PAGE_SIZE}")).into(),
-            );
-        }
-        size => size,
-    };
-    let after =
-        if page.page_token.is_empty() {
-            None
-        } else {
-            Some(Uuid::parse_str(&page.page_token).map_err(|_| {
-                FieldError::new("page.page_token", "not a token this service issued")
-            })?)
-        };
+    let (size, after) = object_page(request.page.as_ref())?;
     let rows: Vec<ObjectRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{OBJECT_SELECT} WHERE d.deleted_at IS NULL AND ($1::uuid IS NULL OR d.job_id = $1) \
            AND ($2::text IS NULL OR d.object_type = $2) AND ($3::uuid IS NULL OR d.object_id > $3) \
@@ -218,24 +205,7 @@ pub async fn list_deleted(
     purge_before: Option<DateTime<Utc>>,
     page: Option<&v1::PageRequest>,
 ) -> Result<v1::ListObjectsResponse, RetentionError> {
-    let page = page.cloned().unwrap_or_default();
-    let size = match page.page_size {
-        0 => DEFAULT_PAGE_SIZE,
-        size if size > MAX_PAGE_SIZE => {
-            return Err(
-                FieldError::new("page.page_size", format!("at most {MAX_PAGE_SIZE}")).into(),
-            );
-        }
-        size => size,
-    };
-    let after =
-        if page.page_token.is_empty() {
-            None
-        } else {
-            Some(Uuid::parse_str(&page.page_token).map_err(|_| {
-                FieldError::new("page.page_token", "not a token this service issued")
-            })?)
-        };
+    let (size, after) = object_page(page)?;
     let rows: Vec<ObjectRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{OBJECT_SELECT} WHERE d.deleted_at IS NOT NULL AND ($1::uuid IS NULL OR d.job_id = $1) \
            AND ($2::text IS NULL OR d.object_type = $2) \

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use syncguard_bootstrap::timestamp;
 use syncguard_domain::FieldError;
 use syncguard_proto::names;
 use syncguard_proto::v1;
@@ -9,33 +10,10 @@ use uuid::Uuid;
 
 use crate::error::StagerError;
 
-const DEFAULT_PAGE_SIZE: u32 = 100;
-const MAX_PAGE_SIZE: u32 = 1000;
-
 /// Page size and token of a request; the token is the sort key of the last row returned.
 pub fn page(page: Option<&v1::PageRequest>) -> Result<(i64, Option<String>), FieldError> {
-    let Some(page) = page else {
-        return Ok((i64::from(DEFAULT_PAGE_SIZE), None));
-    };
-    let size = match page.page_size {
-        0 => DEFAULT_PAGE_SIZE,
-        size if size > MAX_PAGE_SIZE => {
-            return Err(FieldError::new(
-                "page.page_size",
-                format!("at most {MAX_PAGE_SIZE}"),
-            ));
-        }
-        size => size,
-    };
-    let token = Some(page.page_token.clone()).filter(|token| !token.is_empty());
-    Ok((i64::from(size), token))
-}
-
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
+    let page = syncguard_bootstrap::page(page)?;
+    Ok((page.size, page.token))
 }
 
 fn to_time(
