@@ -10,6 +10,7 @@ use std::time::Duration;
 use ldap3::adapters::{EntriesOnly, PagedResults};
 use ldap3::{LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry};
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 use syncguard_proto::v1::{self, AttributeValues, ObjectType};
 
 use crate::error::IngestError;
@@ -188,7 +189,8 @@ async fn read_entries(
         .map_err(|error| ldap_error("search", error))?;
 
     let mut read = LdapRead::default();
-    let mut anchors_by_dn: HashMap<String, String> = HashMap::new();
+    // Keyed by a 128-bit digest of the normalized DN: a million entries fit in about 100 MB.
+    let mut anchors_by_dn: HashMap<[u8; 16], Box<str>> = HashMap::new();
     let mut groups: Vec<(v1::SourceObject, Vec<String>)> = Vec::new();
     loop {
         let entry = match stream.next().await {
@@ -206,7 +208,7 @@ async fn read_entries(
         else {
             continue;
         };
-        anchors_by_dn.insert(normalize_dn(&entry.dn), object.anchor.clone());
+        anchors_by_dn.insert(dn_key(&entry.dn), object.anchor.clone().into_boxed_str());
         if object.object_type == ObjectType::Group as i32 {
             groups.push((object, members));
         } else {
@@ -222,8 +224,8 @@ async fn read_entries(
 
     for (mut group, members) in groups {
         for dn in members {
-            match anchors_by_dn.get(&normalize_dn(&dn)) {
-                Some(anchor) => group.member_anchors.push(anchor.clone()),
+            match anchors_by_dn.get(&dn_key(&dn)) {
+                Some(anchor) => group.member_anchors.push(anchor.to_string()),
                 None => read.unresolved_members.push(dn),
             }
         }
@@ -231,6 +233,14 @@ async fn read_entries(
         read.objects += 1;
     }
     Ok(read)
+}
+
+/// The map key of a DN: SHA-256 of its normalized form, cut to 128 bits.
+fn dn_key(dn: &str) -> [u8; 16] {
+    let digest = Sha256::digest(normalize_dn(dn).as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
 }
 
 type Converted = Option<(v1::SourceObject, Vec<String>)>;
