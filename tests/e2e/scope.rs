@@ -365,3 +365,38 @@ async fn an_anchor_that_reappears_is_restored_with_its_object_id_and_groups() ->
     );
     suite.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_read_of_a_populated_directory_is_treated_as_a_failure() -> anyhow::Result<()> {
+    let suite = Suite::start().await?;
+    let job_id = create(&suite, push_job("empty guard")).await?;
+    let mut ingest = suite.ingest(Some(&suite.tokens.operator));
+    push_snapshot(&mut ingest, &job_id, &directory(10, 0)).await?;
+    let empty = push_snapshot(&mut ingest, &job_id, &[]).await?;
+    assert_eq!(empty.cycle_state, CycleState::Failed as i32);
+    let live = live_objects(&mut suite.retention(Some(&suite.tokens.reader)), &job_id).await?;
+    assert_eq!(live.len(), 10, "nothing was deleted");
+    let status = ingest
+        .get_job(v1::GetJobRequest {
+            job_id: job_id.clone(),
+        })
+        .await?
+        .into_inner()
+        .status
+        .expect("status");
+    assert!(status.message.contains("no objects"), "{}", status.message);
+
+    // A job that allows empty sources stages the deletes (here within its protection).
+    let mut spec = push_job("empty allowed");
+    spec.allow_empty_source = true;
+    let allowed = create(&suite, spec).await?;
+    push_snapshot(&mut ingest, &allowed, &directory(10, 0)).await?;
+    let emptied = push_snapshot(&mut ingest, &allowed, &[]).await?;
+    assert_eq!(emptied.cycle_state, CycleState::Completed as i32);
+    assert!(
+        live_objects(&mut suite.retention(Some(&suite.tokens.reader)), &allowed)
+            .await?
+            .is_empty()
+    );
+    suite.stop().await
+}
