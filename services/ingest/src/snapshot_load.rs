@@ -184,16 +184,15 @@ impl SnapshotWriter {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        if let WriterState::Open(_) = self.state {
-            let WriterState::Open(transaction) =
-                std::mem::replace(&mut self.state, WriterState::Spent)
-            else {
-                unreachable!("checked above");
-            };
-            let (chunks, receiver) = mpsc::channel(COPY_CHUNKS_IN_FLIGHT);
-            let copier = tokio::spawn(copy_chunks(transaction, receiver));
-            self.state = WriterState::Copying { chunks, copier };
-        }
+        // The first chunk hands the transaction to a copier task.
+        self.state = match std::mem::replace(&mut self.state, WriterState::Spent) {
+            WriterState::Open(transaction) => {
+                let (chunks, receiver) = mpsc::channel(COPY_CHUNKS_IN_FLIGHT);
+                let copier = tokio::spawn(copy_chunks(transaction, receiver));
+                WriterState::Copying { chunks, copier }
+            }
+            other => other,
+        };
         let chunk = std::mem::replace(
             &mut self.buffer,
             Vec::with_capacity(COPY_BATCH_BYTES + 64 * 1024),
