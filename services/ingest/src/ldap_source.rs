@@ -199,8 +199,9 @@ async fn read_entries(
             Err(error) => return Err(ldap_error("search (the read broke off)", error)),
         };
         let entry = SearchEntry::construct(entry);
+        let key = dn_key(&entry.dn);
         let Some((object, members)) = to_object(
-            &entry,
+            entry,
             &anchor_attribute,
             &disabled_attribute,
             &disabled_value,
@@ -208,7 +209,7 @@ async fn read_entries(
         else {
             continue;
         };
-        anchors_by_dn.insert(dn_key(&entry.dn), object.anchor.clone().into_boxed_str());
+        anchors_by_dn.insert(key, object.anchor.clone().into_boxed_str());
         if object.object_type == ObjectType::Group as i32 {
             groups.push((object, members));
         } else {
@@ -247,20 +248,27 @@ type Converted = Option<(v1::SourceObject, Vec<String>)>;
 
 /// A directory entry as a source object (None for entries that are neither users nor groups).
 fn to_object(
-    entry: &SearchEntry,
+    entry: SearchEntry,
     anchor_attribute: &str,
     disabled_attribute: &str,
     disabled_value: &str,
 ) -> Result<Converted, IngestError> {
+    let SearchEntry {
+        dn,
+        attrs,
+        bin_attrs,
+    } = entry;
     let mut attributes: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, values) in &entry.attrs {
-        attributes
-            .entry(name.to_ascii_lowercase())
-            .or_default()
-            .extend(values.iter().cloned());
+    for (name, values) in attrs {
+        let key = if name.bytes().any(|c| c.is_ascii_uppercase()) {
+            name.to_ascii_lowercase()
+        } else {
+            name
+        };
+        attributes.entry(key).or_default().extend(values);
     }
-    for (name, values) in &entry.bin_attrs {
-        let texts = values.iter().map(|bytes| canonical_binary(name, bytes));
+    for (name, values) in bin_attrs {
+        let texts = values.iter().map(|bytes| canonical_binary(&name, bytes));
         attributes
             .entry(name.to_ascii_lowercase())
             .or_default()
@@ -283,10 +291,7 @@ fn to_object(
         .ok_or_else(|| {
             failed(
                 "entry",
-                format!(
-                    "{} has no {anchor_attribute}: it cannot be synced",
-                    entry.dn
-                ),
+                format!("{dn} has no {anchor_attribute}: it cannot be synced"),
             )
         })?;
     let mut members = Vec::new();
@@ -304,7 +309,7 @@ fn to_object(
         v1::SourceObject {
             anchor,
             object_type: object_type as i32,
-            distinguished_name: entry.dn.clone(),
+            distinguished_name: dn,
             attributes: attributes
                 .into_iter()
                 .map(|(name, values)| (name, AttributeValues { values }))
