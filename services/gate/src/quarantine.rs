@@ -245,13 +245,7 @@ pub async fn list(
         .collect::<Result<_, _>>()?;
     let page = syncguard_bootstrap::page(request.page.as_ref())?;
     let size = page.size;
-    let before = page
-        .token
-        .map(|token| {
-            Uuid::parse_str(&token)
-                .map_err(|_| FieldError::new("page.page_token", "not a token this service issued"))
-        })
-        .transpose()?;
+    let before = page.token_as::<Uuid>()?;
     let rows: Vec<QuarantineRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {QUARANTINE_COLUMNS} FROM quarantines \
          WHERE ($1::uuid IS NULL OR job_id = $1) AND (cardinality($2::text[]) = 0 OR state = ANY($2)) \

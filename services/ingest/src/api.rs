@@ -107,13 +107,7 @@ fn broken(status: &Status) -> IngestError {
 /// Reads a page request; the token is the last job id of the previous page.
 fn page(page: Option<&v1::PageRequest>) -> Result<(Option<Uuid>, u32), FieldError> {
     let page = syncguard_bootstrap::page(page)?;
-    let after = page
-        .token
-        .map(|token| {
-            Uuid::parse_str(&token)
-                .map_err(|_| FieldError::new("page.page_token", "not a token this service issued"))
-        })
-        .transpose()?;
+    let after = page.token_as::<Uuid>()?;
     Ok((after, page.size as u32))
 }
 

@@ -178,13 +178,7 @@ pub async fn list(
         .collect();
     let page = syncguard_bootstrap::page(request.page.as_ref())?;
     let size = page.size;
-    let before = page
-        .token
-        .map(|token| {
-            Uuid::parse_str(&token)
-                .map_err(|_| FieldError::new("page.page_token", "not a token this service issued"))
-        })
-        .transpose()?;
+    let before = page.token_as::<Uuid>()?;
     let rows: Vec<OutboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {OUTBOX_COLUMNS} FROM notification_outbox \
          WHERE ($1::uuid IS NULL OR job_id = $1) AND (cardinality($2::text[]) = 0 OR status = ANY($2)) \

@@ -14,13 +14,7 @@ use crate::error::RetentionError;
 /// A validated page of objects: its size and the object id it starts after.
 fn object_page(page: Option<&v1::PageRequest>) -> Result<(u32, Option<Uuid>), FieldError> {
     let page = syncguard_bootstrap::page(page)?;
-    let after = page
-        .token
-        .map(|token| {
-            Uuid::parse_str(&token)
-                .map_err(|_| FieldError::new("page.page_token", "not a token this service issued"))
-        })
-        .transpose()?;
+    let after = page.token_as::<Uuid>()?;
     Ok((page.size as u32, after))
 }
 

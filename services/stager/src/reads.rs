@@ -335,14 +335,8 @@ pub async fn query_logs(
     };
     let since = to_time("since", request.since.as_ref())?;
     let until = to_time("until", request.until.as_ref())?;
-    let (size, token) = page(request.page.as_ref())?;
-    let before = token
-        .map(|token| {
-            token
-                .parse::<i64>()
-                .map_err(|_| FieldError::new("page.page_token", "not a token this service issued"))
-        })
-        .transpose()?;
+    let requested = syncguard_bootstrap::page(request.page.as_ref())?;
+    let (size, before) = (requested.size, requested.token_as::<i64>()?);
     let anchor = Some(request.anchor.as_str()).filter(|anchor| !anchor.is_empty());
     let actor = Some(request.actor.as_str()).filter(|actor| !actor.is_empty());
     let rows: Vec<LogRow> = sqlx::query_as(

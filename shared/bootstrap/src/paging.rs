@@ -24,6 +24,19 @@ impl Page {
         self.size + 1
     }
 
+    /// The token parsed as the sort key it carries (an id, a log number); a token this
+    /// service could not have issued is refused naming `page.page_token`.
+    pub fn token_as<T: std::str::FromStr>(&self) -> Result<Option<T>, FieldError> {
+        self.token
+            .as_deref()
+            .map(|token| {
+                token.parse().map_err(|_| {
+                    FieldError::new("page.page_token", "not a token this service issued")
+                })
+            })
+            .transpose()
+    }
+
     /// Cuts `rows` to the page and returns the next page's token (empty when this is the last).
     pub fn finish<T>(&self, rows: &mut Vec<T>, token_of: impl Fn(&T) -> String) -> String {
         if rows.len() as i64 > self.size {
@@ -91,6 +104,16 @@ mod tests {
         let mut rows = vec!["c", "d", "e"];
         assert_eq!(second.finish(&mut rows, |row| (*row).to_owned()), "d");
         assert_eq!(rows, ["c", "d"]);
+        assert_eq!(
+            second.token_as::<i64>().unwrap_err().field,
+            "page.page_token"
+        );
+        let numbered = page(Some(&v1::PageRequest {
+            page_size: 0,
+            page_token: "42".into(),
+        }))
+        .unwrap();
+        assert_eq!(numbered.token_as::<i64>(), Ok(Some(42)));
         let mut last = vec!["f"];
         assert_eq!(second.finish(&mut last, |row| (*row).to_owned()), "");
     }
