@@ -37,9 +37,36 @@ fn grpcurl() -> PathBuf {
     )
 }
 
-fn free_address() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("bound")
+/// Reads the service's log until its `listening` line and returns the address in it; the rest
+/// of the log is passed on to this test's output.
+async fn listening_address(
+    service: ServiceName,
+    stdout: tokio::process::ChildStdout,
+) -> anyhow::Result<SocketAddr> {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await? {
+            println!("[{}] {line}", service.as_str());
+            let Ok(record) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if record["fields"]["message"] == "listening"
+                && let Some(address) = record["fields"]["address"].as_str()
+            {
+                return Ok::<SocketAddr, anyhow::Error>(address.parse()?);
+            }
+        }
+        anyhow::bail!("{} exited before it listened", service.as_str())
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("{} did not report where it listens", service.as_str()))??;
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            println!("[{}] {line}", service.as_str());
+        }
+    });
+    Ok(found)
 }
 
 async fn grpcurl_output(args: &[&str]) -> String {
@@ -63,31 +90,33 @@ async fn each_binary_serves_is_discoverable_and_stops_within_five_seconds() -> a
     let token_file =
         std::env::temp_dir().join(format!("syncguard-tokens-{}", uuid::Uuid::new_v4()));
     std::fs::write(&token_file, tokens.file_text())?;
-    let addresses: Vec<(ServiceName, SocketAddr)> = ServiceName::ALL
-        .into_iter()
-        .map(|service| (service, free_address()))
-        .collect();
-
+    // Each binary binds port 0 and reports where it listens: picking a "free" port here and
+    // handing it over would race with other tests binding ports at the same time. The peers
+    // are not called in this test.
     let mut children: Vec<(ServiceName, SocketAddr, Child)> = Vec::new();
-    for (service, address) in &addresses {
-        let mut command = Command::new(binary(*service));
+    for service in ServiceName::ALL {
+        let mut command = Command::new(binary(service));
         command
             .env("DATABASE_URL", database.url())
-            .env("SYNCGUARD_LISTEN", address.to_string())
+            .env("SYNCGUARD_LISTEN", "127.0.0.1:0")
             .env("SYNCGUARD_TOKENS_FILE", &token_file)
             .env("SYNCGUARD_SERVICE_TOKEN", &tokens.service)
             .env(
                 "SYNCGUARD_MAIL_DIR",
                 std::env::temp_dir().join("syncguard-binaries-mail"),
             )
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,syncguard_bootstrap::host=info")
+            .env("SYNCGUARD_LOG_FORMAT", "json")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .kill_on_drop(true);
-        for (peer, peer_address) in &addresses {
-            command.env(peer.url_variable(), format!("http://{peer_address}"));
+        for peer in ServiceName::ALL {
+            command.env(peer.url_variable(), "http://127.0.0.1:9");
         }
-        children.push((*service, *address, command.spawn()?));
+        let mut child = command.spawn()?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let address = listening_address(service, stdout).await?;
+        children.push((service, address, child));
     }
 
     for (service, address, _) in &children {
@@ -107,11 +136,11 @@ async fn each_binary_serves_is_discoverable_and_stops_within_five_seconds() -> a
         assert!(listed.contains("grpc.health.v1.Health"), "{listed}");
     }
 
-    let gate = addresses[2].1.to_string();
+    let gate = children[2].1.to_string();
     let described =
         grpcurl_output(&["-plaintext", &gate, "describe", "syncguard.v1.GateService"]).await;
     assert!(described.contains("rpc AllowDeletes"), "{described}");
-    let ingest = addresses[0].1.to_string();
+    let ingest = children[0].1.to_string();
     let authorization = format!("authorization: Bearer {}", tokens.reader);
     let jobs = grpcurl_output(&[
         "-plaintext",
@@ -137,7 +166,8 @@ async fn each_binary_serves_is_discoverable_and_stops_within_five_seconds() -> a
     }
     let nobody = Command::new(binary(ServiceName::Gate))
         .arg("--health-check")
-        .env("SYNCGUARD_LISTEN", free_address().to_string())
+        // Port 9 (discard): nothing listens there on these machines.
+        .env("SYNCGUARD_LISTEN", "127.0.0.1:9")
         .stderr(Stdio::null())
         .status()
         .await?;
