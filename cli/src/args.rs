@@ -157,15 +157,23 @@ pub enum JobsCommand {
         /// An address; repeat for several.
         #[arg(long = "recipient", required = true)]
         recipients: Vec<String>,
+        /// Why (recipients guard deletions: admin only, recorded in the provisioning log).
+        #[arg(long)]
+        reason: String,
     },
     /// Set how long deleted objects stay restorable (1 to 365 days).
-    #[command(after_help = "Example: syncguard jobs retention <job id> --days 30")]
+    #[command(
+        after_help = "Example: syncguard jobs retention <job id> --days 30 --reason 'legal hold policy'"
+    )]
     Retention {
         /// The job.
         job: String,
         /// Days.
         #[arg(long)]
         days: u32,
+        /// Why (retention guards deletions: admin only, recorded in the provisioning log).
+        #[arg(long)]
+        reason: String,
     },
     /// Delete a job's configuration (admin); its objects and logs stay.
     #[command(after_help = "Example: syncguard jobs delete <job id> --yes")]

@@ -179,15 +179,20 @@ pub async fn jobs(clients: &mut Clients, command: JobsCommand, json: bool) -> Re
             }
             println!("set by {}", protection.updated_by);
         }
-        JobsCommand::Recipients { job, recipients } => {
-            let updated = update_job(clients, &job, |spec| {
+        JobsCommand::Recipients {
+            job,
+            recipients,
+            reason,
+        } => {
+            let updated = update_job(clients, &job, &reason, |spec| {
                 spec.notification_recipients = recipients
             })
             .await?;
             print_job(&updated, json);
         }
-        JobsCommand::Retention { job, days } => {
-            let updated = update_job(clients, &job, |spec| spec.retention_days = days).await?;
+        JobsCommand::Retention { job, days, reason } => {
+            let updated =
+                update_job(clients, &job, &reason, |spec| spec.retention_days = days).await?;
             print_job(&updated, json);
         }
         JobsCommand::Delete { job, yes } => {
@@ -207,6 +212,7 @@ pub async fn jobs(clients: &mut Clients, command: JobsCommand, json: bool) -> Re
 async fn update_job(
     clients: &mut Clients,
     job_id: &str,
+    reason: &str,
     change: impl FnOnce(&mut v1::JobSpec),
 ) -> Result<v1::Job, Failure> {
     let job = clients
@@ -223,6 +229,7 @@ async fn update_job(
         .update_job(v1::UpdateJobRequest {
             job_id: job_id.into(),
             spec: Some(spec),
+            reason: reason.into(),
         })
         .await?
         .into_inner())
@@ -234,6 +241,7 @@ fn job_spec(create: CreateJob) -> Result<v1::JobSpec, Failure> {
         Some(path) => job_source::Kind::File(v1::FileSource {
             path: path.display().to_string(),
             format: file_format(path)? as i32,
+            anchor_attribute: String::new(),
         }),
     };
     Ok(v1::JobSpec {

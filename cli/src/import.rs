@@ -56,6 +56,7 @@ pub async fn import(clients: &mut Clients, args: ImportArgs, json: bool) -> Resu
                     job_id: args.job.clone(),
                     format: format as i32,
                     file_name: name.clone(),
+                    anchor_attribute: String::new(),
                 })),
             })
             .await

@@ -12,24 +12,31 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-const SCHEMA_TABLES: [&str; 17] = [
-    "approvals",
-    "cycles",
-    "directory_memberships",
-    "directory_objects",
-    "job_protection",
-    "jobs",
-    "notification_attempts",
-    "notification_outbox",
-    "pins",
-    "protection_rules",
-    "provisioning_log",
-    "purged_objects",
-    "quarantines",
-    "snapshots",
-    "source_failures",
-    "source_objects",
-    "staged_actions",
+/// Every table and the one service that writes it (the schema's ownership comments). The
+/// provisioning log is the exception: append-only, every service appends its own rows.
+const OWNERS: [(&str, &str); 22] = [
+    ("applied_cycles", "retention"),
+    ("approvals", "gate"),
+    ("cycles", "stager"),
+    ("decisions", "gate"),
+    ("directory_changes", "retention"),
+    ("directory_memberships", "retention"),
+    ("directory_objects", "retention"),
+    ("feed_clock", "retention"),
+    ("held_verdicts", "gate"),
+    ("job_protection", "gate"),
+    ("jobs", "ingest"),
+    ("notification_attempts", "notifier"),
+    ("notification_outbox", "notifier"),
+    ("pins", "gate"),
+    ("protection_rules", "gate"),
+    ("provisioning_log", "every service appends"),
+    ("purged_objects", "retention"),
+    ("quarantines", "gate"),
+    ("snapshots", "ingest"),
+    ("source_failures", "ingest"),
+    ("source_objects", "ingest"),
+    ("staged_actions", "stager"),
 ];
 
 fn grpc_name(service: ServiceName) -> &'static str {
@@ -175,21 +182,25 @@ async fn five_services_starting_at_once_leave_one_migrated_schema() -> anyhow::R
     assert_eq!(applied, expected);
     let tables: Vec<(String,)> = sqlx::query_as(
         "SELECT table_name::text FROM information_schema.tables \
-         WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations' ORDER BY table_name",
+         WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name <> '_sqlx_migrations' \
+         ORDER BY table_name",
     )
     .fetch_all(&mut conn)
     .await?;
     let tables: Vec<String> = tables.into_iter().map(|(name,)| name).collect();
-    assert_eq!(tables, SCHEMA_TABLES);
+    let mut owned: Vec<&str> = OWNERS.iter().map(|(table, _)| *table).collect();
+    owned.sort_unstable();
+    assert_eq!(tables, owned, "every table has an owner in OWNERS");
     drop(conn);
     suite.stop().await?;
 
     // And the migrator alone, raced twenty times over one empty database.
     let database = TestDatabase::create().await?;
     let pool = sqlx::PgPool::connect_with(database.options()).await?;
+    let options = database.options();
     let races = (0..20).map(|_| {
-        let pool = pool.clone();
-        async move { syncguard_store::migrate(&pool).await }
+        let options = options.clone();
+        async move { syncguard_store::migrate(&options).await }
     });
     for outcome in futures_join_all(races).await {
         outcome?;
@@ -243,6 +254,80 @@ async fn the_provisioning_log_refuses_updates_and_deletes() -> anyhow::Result<()
         delete.to_string().contains("never updated or deleted"),
         "{delete}"
     );
+    drop(conn);
+    suite.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_table_is_written_by_its_owning_service_only() -> anyhow::Result<()> {
+    let suite = Suite::start().await?;
+    let mut conn = suite.database().connect().await?;
+    // The grants, read back: who may insert, update or delete each table.
+    let grants: Vec<(String, String)> = sqlx::query_as(
+        "SELECT DISTINCT table_name::text, grantee::text FROM information_schema.role_table_grants \
+         WHERE table_schema = 'public' AND grantee LIKE 'syncguard\\_%' \
+           AND privilege_type IN ('INSERT', 'UPDATE', 'DELETE') ORDER BY 1, 2",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    for (table, owner) in OWNERS {
+        let writers: Vec<&str> = grants
+            .iter()
+            .filter(|(granted, _)| granted == table)
+            .map(|(_, role)| role.trim_start_matches("syncguard_"))
+            .collect();
+        if table == "provisioning_log" {
+            assert_eq!(
+                writers.len(),
+                6,
+                "every service appends to the log: {writers:?}"
+            );
+        } else {
+            assert_eq!(writers, [owner], "{table} is written by {owner} only");
+        }
+    }
+    // And enforced: the gate's role cannot change a cycle the stager owns, nor the target
+    // directory; the stager's role cannot decide a quarantine; nobody rewrites the log.
+    sqlx::query("SET ROLE syncguard_gate")
+        .execute(&mut conn)
+        .await?;
+    let refused = sqlx::query("UPDATE cycles SET state = 'failed'")
+        .execute(&mut conn)
+        .await
+        .expect_err("the gate may not write cycles");
+    assert!(
+        refused.to_string().contains("permission denied"),
+        "{refused}"
+    );
+    let refused = sqlx::query("DELETE FROM directory_objects")
+        .execute(&mut conn)
+        .await
+        .expect_err("the gate may not write the target directory");
+    assert!(
+        refused.to_string().contains("permission denied"),
+        "{refused}"
+    );
+    sqlx::query("RESET ROLE").execute(&mut conn).await?;
+    sqlx::query("SET ROLE syncguard_stager")
+        .execute(&mut conn)
+        .await?;
+    let refused = sqlx::query("UPDATE quarantines SET state = 'allowed'")
+        .execute(&mut conn)
+        .await
+        .expect_err("the stager may not decide quarantines");
+    assert!(
+        refused.to_string().contains("permission denied"),
+        "{refused}"
+    );
+    let refused = sqlx::query("UPDATE provisioning_log SET actor = 'x'")
+        .execute(&mut conn)
+        .await
+        .expect_err("the log is append-only");
+    assert!(
+        refused.to_string().contains("permission denied"),
+        "{refused}"
+    );
+    sqlx::query("RESET ROLE").execute(&mut conn).await?;
     drop(conn);
     suite.stop().await
 }

@@ -60,6 +60,7 @@ fn import_messages(
             job_id: job_id.into(),
             format: format as i32,
             file_name: name.into(),
+            anchor_attribute: String::new(),
         })),
     }];
     // Small chunks, split mid-line and mid-character, as a streaming client would send them.
@@ -169,7 +170,7 @@ async fn bad_files_are_refused_naming_file_line_and_field() -> anyhow::Result<()
     assert_eq!(error.code(), Code::InvalidArgument);
     assert_eq!(
         error.message(),
-        "people.ldif: line 14: entryUUID: entry \"uid=bob,ou=people,dc=example,dc=org\" has no anchor"
+        "people.ldif: line 14: entryUUID or objectGUID: entry \"uid=bob,ou=people,dc=example,dc=org\" has no anchor"
     );
     let error = ingest
         .import_file(tokio_stream::iter(import_messages(
@@ -207,6 +208,7 @@ async fn a_file_source_is_read_when_its_cycle_is_triggered() -> anyhow::Result<(
         kind: Some(job_source::Kind::File(v1::FileSource {
             path: path.display().to_string(),
             format: FileFormat::Ldif as i32,
+            anchor_attribute: String::new(),
         })),
     });
     let mut ingest = suite.ingest(Some(&suite.tokens.operator));

@@ -81,16 +81,80 @@ async fn jobs_are_created_read_listed_updated_and_deleted() -> anyhow::Result<()
     assert_eq!(second_page.jobs[0].job_id, second.job_id);
     assert!(second_page.next_page_token.is_empty());
 
-    let mut changed = push_job("hr feed (eu)");
-    changed.retention_days = 14;
-    let updated = operator
+    // An operator renames the job; a setting that guards deletions needs an admin and a reason.
+    let renamed = operator
         .update_job(v1::UpdateJobRequest {
             job_id: created.job_id.clone(),
-            spec: Some(changed),
+            spec: Some(push_job("hr feed (eu)")),
+            reason: String::new(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        renamed.spec.as_ref().map(|s| s.name.as_str()),
+        Some("hr feed (eu)")
+    );
+    let mut shorter = push_job("hr feed (eu)");
+    shorter.retention_days = 14;
+    let refused = operator
+        .update_job(v1::UpdateJobRequest {
+            job_id: created.job_id.clone(),
+            spec: Some(shorter.clone()),
+            reason: "make room".into(),
+        })
+        .await
+        .expect_err("an operator cannot shorten retention");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("retention_days"),
+        "{}",
+        refused.message()
+    );
+    let unexplained = suite
+        .ingest(Some(&tokens.admin))
+        .update_job(v1::UpdateJobRequest {
+            job_id: created.job_id.clone(),
+            spec: Some(shorter.clone()),
+            reason: String::new(),
+        })
+        .await
+        .expect_err("a guarded change needs a reason");
+    assert_eq!(unexplained.code(), Code::InvalidArgument);
+    let updated = suite
+        .ingest(Some(&tokens.admin))
+        .update_job(v1::UpdateJobRequest {
+            job_id: created.job_id.clone(),
+            spec: Some(shorter),
+            reason: "legal asked for two weeks".into(),
         })
         .await?
         .into_inner();
     assert_eq!(updated.spec.as_ref().map(|s| s.retention_days), Some(14));
+    let logged = suite
+        .stager(Some(&tokens.reader))
+        .query_provisioning_logs(v1::QueryProvisioningLogsRequest {
+            job_id: created.job_id.clone(),
+            action: v1::LogActionFilter::Admin as i32,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .entries;
+    let change = logged
+        .iter()
+        .find(|entry| entry.display_action == "UpdateJob")
+        .expect("the guarded change is logged");
+    assert_eq!(change.actor, "admin:ada");
+    assert!(
+        change.detail.contains("retention_days 30 -> 14"),
+        "{}",
+        change.detail
+    );
+    assert!(
+        change.detail.starts_with("legal asked for two weeks"),
+        "{}",
+        change.detail
+    );
 
     let operator_delete = operator
         .delete_job(v1::DeleteJobRequest {

@@ -217,6 +217,7 @@ async fn failed_reads_say_why_and_never_become_cycles() -> anyhow::Result<()> {
     let update = |spec: v1::JobSpec| v1::UpdateJobRequest {
         job_id: job.clone(),
         spec: Some(spec),
+        reason: String::new(),
     };
 
     // The connection breaks in the middle of the paged read.
@@ -299,7 +300,7 @@ async fn failed_reads_say_why_and_never_become_cycles() -> anyhow::Result<()> {
     assert_eq!(
         notices
             .iter()
-            .filter(|n| n.idempotency_key.contains(":source_failure:"))
+            .filter(|n| n.idempotency_key.ends_with(":source_failed"))
             .count(),
         3
     );

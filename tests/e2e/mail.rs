@@ -235,28 +235,62 @@ async fn reminders_arrive_at_the_interval_and_stop_when_the_quarantine_closes() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invalid_recipient_is_refused() -> anyhow::Result<()> {
+async fn a_notice_names_a_recorded_event_and_goes_to_the_jobs_recipients() -> anyhow::Result<()> {
     let suite = Suite::start().await?;
-    let refused = suite
-        .notifier(Some(&suite.tokens.service))
+    let mut spec = push_job("mailed");
+    spec.notification_recipients = vec!["ops@example.com".into()];
+    let job_id = suite
+        .ingest(Some(&suite.tokens.operator))
+        .create_job(v1::CreateJobRequest { spec: Some(spec) })
+        .await?
+        .into_inner()
+        .job_id;
+    let mut notifier = suite.notifier(Some(&suite.tokens.service));
+    // Nothing in the request can become mail text or a recipient: it only names records.
+    let unknown_kind = notifier
         .notify(v1::NotifyRequest {
-            idempotency_key: "test:1".into(),
-            recipients: vec![
-                "ops@example.com".into(),
-                "x@example.com\r\nBcc: all@example.com".into(),
-            ],
-            event: Some(v1::NotificationEvent {
-                kind: v1::NotificationKind::CycleFailed as i32,
-                ..Default::default()
-            }),
+            job_id: job_id.clone(),
+            ..Default::default()
         })
         .await
-        .expect_err("header injection is refused");
-    assert_eq!(refused.code(), Code::InvalidArgument);
+        .expect_err("a kind is required");
+    assert_eq!(unknown_kind.code(), Code::InvalidArgument);
     assert!(
-        refused.message().starts_with("recipients[1]"),
+        unknown_kind.message().starts_with("kind"),
         "{}",
-        refused.message()
+        unknown_kind.message()
     );
+    let invented = notifier
+        .notify(v1::NotifyRequest {
+            kind: v1::NotificationKind::QuarantineOpened as i32,
+            job_id: job_id.clone(),
+            quarantine_id: uuid::Uuid::now_v7().to_string(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a quarantine that does not exist");
+    assert_eq!(invented.code(), Code::InvalidArgument);
+    assert!(
+        invented.message().starts_with("quarantine_id"),
+        "{}",
+        invented.message()
+    );
+    let other_job = notifier
+        .notify(v1::NotifyRequest {
+            kind: v1::NotificationKind::CycleFailed as i32,
+            job_id: uuid::Uuid::now_v7().to_string(),
+            cycle_id: uuid::Uuid::now_v7().to_string(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a job that does not exist");
+    assert_eq!(other_job.code(), Code::NotFound);
+    // An operator's token cannot send mail at all.
+    let operator = suite
+        .notifier(Some(&suite.tokens.operator))
+        .notify(v1::NotifyRequest::default())
+        .await
+        .expect_err("operators do not notify");
+    assert_eq!(operator.code(), Code::PermissionDenied);
     suite.stop().await
 }

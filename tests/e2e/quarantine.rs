@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use syncguard_e2e::Suite;
 use syncguard_e2e::directory::{directory, push_snapshot};
+use syncguard_e2e::{Suite, wait_for};
 use syncguard_proto::v1::{
     self, ActionKind, CycleState, JobHealth, LogActionFilter, QuarantineState, protection_window,
 };
@@ -259,7 +259,8 @@ async fn allow_applies_exactly_the_held_cycle_and_the_next_cycle_is_healthy() ->
         directory(20, 0),
         &["u-00001", "u-00002", "u-00003", "u-00004", "u-00010"],
     );
-    assert!(push(&suite, &job, &newer).await?.cycle_id.is_empty());
+    let kept = push(&suite, &job, &newer).await?;
+    assert_eq!(kept.cycle_state, CycleState::Queued as i32, "{kept:?}");
 
     let decided = suite
         .gate(Some(&suite.tokens.approver))
@@ -268,8 +269,31 @@ async fn allow_applies_exactly_the_held_cycle_and_the_next_cycle_is_healthy() ->
         .into_inner();
     assert!(decided.applied);
     assert_eq!(decided.actions_applied, 4);
-    // The held four are gone; the kept snapshot then ran as the next cycle (it holds one
-    // more delete, within the threshold), and the job is healthy.
+    assert_eq!(
+        decided.cycle_state,
+        CycleState::Completed as i32,
+        "the allow answers once applied"
+    );
+    // The held four are gone; the kept snapshot then runs as the next cycle on its own (it
+    // holds one more delete, within the threshold), and the job is healthy.
+    let stager = suite.stager(Some(&suite.tokens.reader));
+    wait_for(
+        "the kept push to run after the decision",
+        Duration::from_secs(30),
+        || {
+            let mut stager = stager.clone();
+            let cycle_id = kept.cycle_id.clone();
+            async move {
+                let cycle = stager
+                    .get_cycle(v1::GetCycleRequest { cycle_id })
+                    .await
+                    .ok()?
+                    .into_inner();
+                (cycle.state == CycleState::Completed as i32).then_some(())
+            }
+        },
+    )
+    .await?;
     let live = live_objects(&mut suite.retention(Some(&suite.tokens.reader)), &job).await?;
     assert_eq!(live.len(), 15);
     let status = suite
@@ -749,9 +773,15 @@ async fn restart_supersedes_the_held_cycle_and_preview_changes_nothing() -> anyh
         .into_inner()
         .cycles
         .len();
+    assert_eq!(
+        cycles_before, 2,
+        "the first load and the held cycle; the preview made none"
+    );
 
-    // The source is fixed, then the job restarted: the held cycle is superseded, a fresh one runs.
-    push(&suite, &job, &directory(20, 0)).await?;
+    // The source is fixed (that push queues behind the held cycle), then the job restarted:
+    // the held cycle is superseded and a fresh cycle runs on the latest data.
+    let fixed = push(&suite, &job, &directory(20, 0)).await?;
+    assert_eq!(fixed.cycle_state, CycleState::Queued as i32);
     let restarted = suite
         .gate(Some(&suite.tokens.approver))
         .restart_job(v1::RestartJobRequest {
@@ -789,8 +819,8 @@ async fn restart_supersedes_the_held_cycle_and_preview_changes_nothing() -> anyh
         .len();
     assert_eq!(
         cycles_after,
-        cycles_before + 1,
-        "the preview made no cycle; the restart made one"
+        cycles_before + 2,
+        "the fixed push and the restart's fresh cycle"
     );
     suite.stop().await
 }

@@ -217,11 +217,16 @@ async fn deltas_apply_onto_the_latest_snapshot_and_retries_are_idempotent() -> a
         .into_inner()
         .entries
         .len();
-    let reapplied = suite
-        .stager(Some(&suite.tokens.service))
+    suite
+        .retention(Some(&suite.tokens.service))
         .apply_cycle(v1::ApplyCycleRequest {
             cycle_id: first.cycle_id.clone(),
-            ..Default::default()
+        })
+        .await?;
+    let reapplied = suite
+        .stager(Some(&suite.tokens.reader))
+        .get_cycle(v1::GetCycleRequest {
+            cycle_id: first.cycle_id.clone(),
         })
         .await?
         .into_inner();
@@ -315,9 +320,10 @@ async fn more_than_500_deletes_quarantine_the_cycle_and_nothing_is_applied() -> 
         101
     );
 
-    // While quarantined, a new push is kept but not staged.
+    // While quarantined, a new push is accepted and queued, not staged.
     let kept = push_snapshot(&mut ingest, &job_id, &next).await?;
-    assert!(kept.cycle_id.is_empty(), "{kept:?}");
+    assert!(!kept.cycle_id.is_empty(), "{kept:?}");
+    assert_eq!(kept.cycle_state, CycleState::Queued as i32, "{kept:?}");
     assert_eq!(kept.objects_received, next.len() as u64);
     suite.stop().await
 }

@@ -242,8 +242,7 @@ async fn traces_follow_calls_and_one_cycle_is_one_trace_across_all_five_services
         "syncguard.v1.StagerService/StageCycle",
         "syncguard.v1.GateService/DecideCycle",
         "syncguard.v1.NotifierService/Notify",
-        "syncguard.v1.StagerService/ApplyCycle",
-        "syncguard.v1.RetentionService/SoftDeleteObjects",
+        "syncguard.v1.RetentionService/ApplyCycle",
         "cycle.stage",
         "cycle.decide",
         "cycle.apply_approved",
@@ -259,7 +258,7 @@ async fn traces_follow_calls_and_one_cycle_is_one_trace_across_all_five_services
         .iter()
         .find(|span| span.name == "cycle.decide")
         .expect("decide span");
-    assert_eq!(attribute(decide, "decision"), Some("DECISION_QUARANTINED"));
+    assert_eq!(attribute(decide, "decision"), Some("quarantine"));
     let approved = in_trace
         .iter()
         .find(|span| span.name == "cycle.apply_approved")

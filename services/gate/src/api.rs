@@ -1,175 +1,152 @@
 //! The `GateService` gRPC API.
 
-use syncguard_bootstrap::principal;
-use syncguard_domain::{FieldError, JobId, Role};
-use syncguard_proto::v1;
-use syncguard_proto::v1::gate_service_server::GateService;
-use syncguard_store::{PgPool, in_transaction};
-use tonic::{Request, Response, Status};
+use std::time::Duration;
 
-use crate::decide::{breach_view, breaches_of_counts, decide};
-use crate::error::GateError;
-use crate::quarantine::{self, DecisionRequest};
-use crate::rules::{Rule, parse_rules};
-use crate::{notify, protection};
-use syncguard_bootstrap::PeerChannel;
+use syncguard_bootstrap::{
+    KeyedWorker, PeerChannel, StepOwners, peer_status, principal, wait_settled,
+};
+use syncguard_domain::{FieldError, JobId};
+use syncguard_proto::names;
+use syncguard_proto::v1;
 use syncguard_proto::v1::NotificationKind;
+use syncguard_proto::v1::gate_service_server::GateService;
 use syncguard_proto::v1::ingest_service_client::IngestServiceClient;
 use syncguard_proto::v1::notifier_service_client::NotifierServiceClient;
+use syncguard_proto::v1::retention_service_client::RetentionServiceClient;
 use syncguard_proto::v1::stager_service_client::StagerServiceClient;
+use syncguard_store::{PgPool, in_transaction};
+use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 use uuid::Uuid;
+
+use crate::decide::{breach_view, breaches_of_counts};
+use crate::decisions::{self, DecisionRequest};
+use crate::error::GateError;
+use crate::quarantine_view;
+use crate::rules::{Rule, parse_rules};
+use crate::{notify, protection};
+
+/// The services the gate calls.
+#[derive(Clone)]
+pub struct Peers {
+    /// Stages the job's next push once a held cycle is superseded.
+    pub stager: StagerServiceClient<PeerChannel>,
+    /// Runs fresh cycles on restart and after an expired hold.
+    pub ingest: IngestServiceClient<PeerChannel>,
+    /// Tells people.
+    pub notifier: NotifierServiceClient<PeerChannel>,
+    /// Applies decided cycles.
+    pub retention: RetentionServiceClient<PeerChannel>,
+}
+
+impl Peers {
+    /// Wakes retention to apply a decided cycle.
+    pub async fn wake_apply(&self, cycle_id: Uuid) {
+        let mut retention = self.retention.clone();
+        let call = retention.apply_cycle(v1::ApplyCycleRequest {
+            cycle_id: cycle_id.to_string(),
+        });
+        syncguard_bootstrap::wake("retention", cycle_id, call).await;
+    }
+
+    /// Asks ingest for a fresh cycle of the job (its source read again, or its latest data).
+    pub async fn fresh_cycle(&self, job_id: JobId) -> Option<v1::TriggerCycleResponse> {
+        match self
+            .ingest
+            .clone()
+            .trigger_cycle(v1::TriggerCycleRequest {
+                job_id: job_id.to_string(),
+            })
+            .await
+        {
+            Ok(response) => Some(response.into_inner()),
+            Err(status) => {
+                tracing::warn!(job = %job_id, %status, "no fresh cycle");
+                None
+            }
+        }
+    }
+}
 
 /// Handlers of `syncguard.v1.GateService`.
 #[derive(Clone)]
 pub struct GateApi {
     pool: PgPool,
     peers: Peers,
-}
-
-/// The services the gate calls.
-#[derive(Clone)]
-pub struct Peers {
-    /// Applies decided cycles and stages waiting snapshots.
-    pub stager: StagerServiceClient<PeerChannel>,
-    /// Runs fresh cycles on restart.
-    pub ingest: IngestServiceClient<PeerChannel>,
-    /// Tells people.
-    pub notifier: NotifierServiceClient<PeerChannel>,
+    decide: KeyedWorker<JobId>,
+    owners: StepOwners,
+    max_wait: Duration,
 }
 
 impl GateApi {
-    /// An API over the shared database and the peers it calls.
-    pub fn new(pool: PgPool, peers: Peers) -> Self {
-        Self { pool, peers }
-    }
-
-    /// Applies a decided cycle on behalf of `actor` (continuing the cycle's own trace), then
-    /// stages the newest snapshot that arrived while it was held (the job's next cycle).
-    async fn apply_and_continue(
-        &self,
-        cycle_id: Uuid,
-        job_id: Uuid,
-        actor: &str,
-    ) -> Result<(), GateError> {
-        let (traceparent,): (Option<String>,) =
-            sqlx::query_as("SELECT trace_parent FROM cycles WHERE cycle_id = $1")
-                .bind(cycle_id)
-                .fetch_one(&self.pool)
-                .await?;
-        let span = tracing::info_span!(
-            "cycle.apply_approved",
-            cycle.id = %cycle_id,
-            job.id = %job_id,
-            actor = %actor,
-        );
-        if let Some(traceparent) = &traceparent {
-            syncguard_telemetry::continue_trace(&span, traceparent);
+    /// An API over the shared database; `decide` is the decide worker it wakes.
+    pub fn new(
+        pool: PgPool,
+        peers: Peers,
+        decide: KeyedWorker<JobId>,
+        owners: StepOwners,
+        max_wait: Duration,
+    ) -> Self {
+        Self {
+            pool,
+            peers,
+            decide,
+            owners,
+            max_wait,
         }
-        self.apply_decided(cycle_id, job_id, actor)
-            .instrument(span)
-            .await
     }
 
-    /// After a final allow or reject: apply the cycle, tell people, answer with the
-    /// quarantine as it now stands.
+    /// After an approver's decision: if it is final, retention applies the cycle (the call
+    /// waits for that) and people are told; answers with the quarantine as it now stands.
     async fn finish_decision(
         &self,
-        decided: quarantine::Decided,
-        caller: &syncguard_domain::Principal,
-        reason: &str,
+        decided: decisions::Decided,
+        actor: &str,
         kind: NotificationKind,
     ) -> Result<v1::DecisionResponse, GateError> {
-        let row = quarantine::find(&self.pool, &decided.quarantine_id.to_string(), "").await?;
+        let mut cycle_state = v1::CycleState::Quarantined;
         if let Some(cycle_id) = decided.apply_cycle {
-            let actor = caller.to_string();
-            self.apply_and_continue(cycle_id, row.job_id, &actor)
-                .await?;
-            notify::decided(
-                &self.pool,
-                &self.peers.notifier,
-                row.quarantine_id,
-                kind,
-                &actor,
-                reason,
-            )
-            .await;
+            // The approved apply belongs to the held cycle's trace.
+            let (traceparent,): (Option<String>,) =
+                sqlx::query_as("SELECT trace_parent FROM cycles WHERE cycle_id = $1")
+                    .bind(cycle_id)
+                    .fetch_one(&self.pool)
+                    .await?;
+            let span = tracing::info_span!(
+                "cycle.apply_approved",
+                cycle.id = %cycle_id,
+                job.id = %decided.job_id,
+                actor = %actor,
+            );
+            if let Some(traceparent) = &traceparent {
+                syncguard_telemetry::continue_trace(&span, traceparent);
+            }
+            let settled = async {
+                self.peers.wake_apply(cycle_id).await;
+                notify::decided(
+                    &self.peers.notifier,
+                    decided.job_id,
+                    decided.quarantine_id,
+                    kind,
+                )
+                .await;
+                wait_settled(&self.pool, cycle_id, self.max_wait, &self.owners).await
+            }
+            .instrument(span)
+            .await?;
+            if let Some(cycle) = settled {
+                cycle_state = names::cycle_state(cycle.state);
+            }
         }
-        let view = quarantine::view(&self.pool, &row, None).await?;
-        Ok(decision_response(view, &decided))
-    }
-
-    async fn apply_decided(
-        &self,
-        cycle_id: Uuid,
-        job_id: Uuid,
-        actor: &str,
-    ) -> Result<(), GateError> {
-        self.peers
-            .stager
-            .clone()
-            .apply_cycle(v1::ApplyCycleRequest {
-                cycle_id: cycle_id.to_string(),
-                scope: v1::ApplyScope::All as i32,
-                allowed_action_ids: Vec::new(),
-                via_state: v1::CycleState::Allowed as i32,
-                actor: actor.to_owned(),
-            })
-            .await
-            .map_err(|status| GateError::Peer {
-                service: "stager",
-                status,
-            })?;
-        stage_waiting_snapshot(&self.pool, &self.peers.stager, JobId(job_id)).await;
-        Ok(())
-    }
-}
-
-/// Stages the newest snapshot no cycle used yet (kept while the job was quarantined).
-pub async fn stage_waiting_snapshot(
-    pool: &PgPool,
-    stager: &StagerServiceClient<PeerChannel>,
-    job_id: JobId,
-) {
-    let waiting: Result<Option<(Uuid,)>, sqlx::Error> = sqlx::query_as(
-        "SELECT s.snapshot_id FROM snapshots s WHERE s.job_id = $1 \
-           AND NOT EXISTS (SELECT 1 FROM cycles c WHERE c.snapshot_id = s.snapshot_id) \
-           AND s.received_at > (SELECT max(s2.received_at) FROM snapshots s2 JOIN cycles c2 ON c2.snapshot_id = s2.snapshot_id \
-                                WHERE s2.job_id = $1) \
-         ORDER BY s.received_at DESC LIMIT 1",
-    )
-    .bind(job_id.0)
-    .fetch_optional(pool)
-    .await;
-    let snapshot_id = match waiting {
-        Ok(Some((snapshot_id,))) => snapshot_id,
-        Ok(None) => return,
-        Err(error) => {
-            tracing::warn!(job = %job_id, %error, "cannot look for a waiting snapshot");
-            return;
-        }
-    };
-    let staged = stager
-        .clone()
-        .stage_cycle(v1::StageCycleRequest {
-            job_id: job_id.to_string(),
-            snapshot_id: snapshot_id.to_string(),
+        let row = quarantine_view::find(&self.pool, &decided.quarantine_id.to_string(), "").await?;
+        let view = quarantine_view::view(&self.pool, &row, None).await?;
+        Ok(v1::DecisionResponse {
+            quarantine: Some(view),
+            applied: decided.apply_cycle.is_some(),
+            actions_applied: decided.allowed,
+            actions_rejected: decided.rejected,
+            cycle_state: cycle_state as i32,
         })
-        .await;
-    if let Err(status) = staged {
-        tracing::warn!(job = %job_id, snapshot = %snapshot_id, %status, "the waiting snapshot was not staged");
-    }
-}
-
-fn decision_response(
-    quarantine: v1::Quarantine,
-    decided: &quarantine::Decided,
-) -> v1::DecisionResponse {
-    v1::DecisionResponse {
-        quarantine: Some(quarantine),
-        applied: decided.apply_cycle.is_some(),
-        actions_applied: decided.allowed,
-        actions_rejected: decided.rejected,
     }
 }
 
@@ -191,41 +168,29 @@ impl GateService for GateApi {
         &self,
         request: Request<v1::DecideCycleRequest>,
     ) -> Result<Response<v1::DecideCycleResponse>, Status> {
-        let cycle_id = uuid::Uuid::parse_str(&request.get_ref().cycle_id)
+        let cycle_id = Uuid::parse_str(&request.get_ref().cycle_id)
             .map_err(|_| GateError::from(FieldError::new("cycle_id", "not a cycle id (a UUID)")))?;
-        let span = tracing::info_span!(
-            "cycle.decide",
-            cycle.id = %cycle_id,
-            decision = tracing::field::Empty,
-            breaches = tracing::field::Empty,
-        );
-        let decided = decide(&self.pool, &self.peers.stager, cycle_id)
-            .instrument(span.clone())
-            .await?;
-        span.record("decision", decided.decision.as_str_name());
-        span.record("breaches", decided.breaches.len());
-        if let Some(quarantine_id) = decided.quarantine_id
-            && decided.newly_quarantined
-        {
-            notify::opened(&self.pool, &self.peers.notifier, quarantine_id).await;
-        }
-        let job: (uuid::Uuid,) = sqlx::query_as("SELECT job_id FROM cycles WHERE cycle_id = $1")
-            .bind(cycle_id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(GateError::from)?;
-        let rules = protection::load(&self.pool, JobId(job.0)).await?.rules;
+        let cycle: Option<(Uuid, Option<String>, Option<Uuid>)> = sqlx::query_as(
+            "SELECT c.job_id, d.verdict, d.quarantine_id FROM cycles c \
+             LEFT JOIN decisions d ON d.cycle_id = c.cycle_id WHERE c.cycle_id = $1",
+        )
+        .bind(cycle_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(GateError::from)?;
+        let Some((job_id, verdict, quarantine_id)) = cycle else {
+            return Err(GateError::CycleNotFound(cycle_id).into());
+        };
+        self.decide.wake(JobId(job_id));
+        let decision = match verdict.as_deref() {
+            Some("apply") => v1::Decision::Applied,
+            Some("quarantine") => v1::Decision::Quarantined,
+            _ => v1::Decision::Unspecified,
+        };
         Ok(Response::new(v1::DecideCycleResponse {
-            decision: decided.decision as i32,
-            quarantine_id: decided
-                .quarantine_id
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
-            breaches: decided
-                .breaches
-                .iter()
-                .map(|breach| breach_view(breach, &rules))
-                .collect(),
+            decision: decision as i32,
+            quarantine_id: quarantine_id.map(|id| id.to_string()).unwrap_or_default(),
+            breaches: Vec::new(),
         }))
     }
 
@@ -241,15 +206,16 @@ impl GateService for GateApi {
             .counts
             .iter()
             .filter_map(|count| {
-                let action = syncguard_proto::names::action_name(
-                    v1::ActionKind::try_from(count.action).ok()?,
-                )?;
-                let object_type = match v1::ObjectType::try_from(count.object_type).ok()? {
-                    v1::ObjectType::User => "user",
-                    v1::ObjectType::Group => "group",
-                    v1::ObjectType::Unspecified => return None,
-                };
-                Some(((action.to_owned(), object_type.to_owned()), count.count))
+                let action = v1::ActionKind::try_from(count.action)
+                    .ok()
+                    .and_then(names::domain_action_kind)?;
+                let object_type = v1::ObjectType::try_from(count.object_type)
+                    .ok()
+                    .and_then(names::domain_object_type)?;
+                Some((
+                    (action.as_str().to_owned(), object_type.as_str().to_owned()),
+                    count.count,
+                ))
             })
             .collect();
         let breaches = breaches_of_counts(&self.pool, job_id, &rules, &counts).await?;
@@ -294,23 +260,9 @@ impl GateService for GateApi {
         &self,
         request: Request<v1::InitProtectionRequest>,
     ) -> Result<Response<v1::Protection>, Status> {
-        let caller = principal(&request)?;
-        let body = request.into_inner();
-        let job_id = JobId::parse("job_id", &body.job_id).map_err(GateError::from)?;
-        let rules = parse_rules(&body.rules).map_err(GateError::from)?;
-        let on_behalf_of = body.on_behalf_of.trim();
-        let actor = if on_behalf_of.is_empty() || caller.role != Role::Service {
-            caller.to_string()
-        } else {
-            on_behalf_of.to_owned()
-        };
-        let reason = if body.reason.trim().is_empty() {
-            "protection set when the job was created".to_owned()
-        } else {
-            body.reason.trim().to_owned()
-        };
+        let job_id = JobId::parse("job_id", &request.get_ref().job_id).map_err(GateError::from)?;
         in_transaction(&self.pool, async |conn| {
-            protection::save(conn, job_id, !body.disabled, &rules, &actor, &reason).await
+            protection::initialize(conn, job_id).await
         })
         .await?;
         let stored = protection::load(&self.pool, job_id).await?;
@@ -322,9 +274,9 @@ impl GateService for GateApi {
         request: Request<v1::GetQuarantineRequest>,
     ) -> Result<Response<v1::Quarantine>, Status> {
         let body = request.get_ref();
-        let row = quarantine::find(&self.pool, &body.quarantine_id, &body.job_id).await?;
+        let row = quarantine_view::find(&self.pool, &body.quarantine_id, &body.job_id).await?;
         Ok(Response::new(
-            quarantine::view(&self.pool, &row, body.page.as_ref()).await?,
+            quarantine_view::view(&self.pool, &row, body.page.as_ref()).await?,
         ))
     }
 
@@ -333,7 +285,7 @@ impl GateService for GateApi {
         request: Request<v1::ListQuarantinesRequest>,
     ) -> Result<Response<v1::ListQuarantinesResponse>, Status> {
         Ok(Response::new(
-            quarantine::list(&self.pool, request.get_ref()).await?,
+            quarantine_view::list(&self.pool, request.get_ref()).await?,
         ))
     }
 
@@ -350,12 +302,11 @@ impl GateService for GateApi {
             &body.anchors,
         )
         .map_err(GateError::from)?;
-        let decided = quarantine::allow(&self.pool, &parsed, &caller).await?;
+        let decided = decisions::allow(&self.pool, &parsed, &caller).await?;
         let response = self
             .finish_decision(
                 decided,
-                &caller,
-                &parsed.reason,
+                &caller.to_string(),
                 NotificationKind::QuarantineAllowed,
             )
             .await?;
@@ -375,12 +326,11 @@ impl GateService for GateApi {
             &body.anchors,
         )
         .map_err(GateError::from)?;
-        let decided = quarantine::reject(&self.pool, &parsed, &caller).await?;
+        let decided = decisions::reject(&self.pool, &parsed, &caller).await?;
         let response = self
             .finish_decision(
                 decided,
-                &caller,
-                &parsed.reason,
+                &caller.to_string(),
                 NotificationKind::QuarantineRejected,
             )
             .await?;
@@ -396,15 +346,13 @@ impl GateService for GateApi {
         let job_id = JobId::parse("job_id", &body.job_id).map_err(GateError::from)?;
         let reason = required_reason(&body.reason)?;
         let superseded =
-            quarantine::supersede(&self.pool, job_id, &caller.to_string(), &reason).await?;
+            decisions::supersede(&self.pool, job_id, &caller.to_string(), &reason).await?;
         if let Some(row) = &superseded {
             notify::decided(
-                &self.pool,
                 &self.peers.notifier,
+                row.job_id,
                 row.quarantine_id,
                 NotificationKind::QuarantineSuperseded,
-                &caller.to_string(),
-                &reason,
             )
             .await;
         }
@@ -416,10 +364,7 @@ impl GateService for GateApi {
                 job_id: job_id.to_string(),
             })
             .await
-            .map_err(|status| GateError::Peer {
-                service: "ingest",
-                status,
-            })?
+            .map_err(|status| peer_status("ingest", &status))?
             .into_inner();
         Ok(Response::new(v1::RestartJobResponse {
             superseded_quarantine_id: superseded
@@ -434,7 +379,7 @@ impl GateService for GateApi {
         request: Request<v1::ListPinsRequest>,
     ) -> Result<Response<v1::ListPinsResponse>, Status> {
         Ok(Response::new(
-            quarantine::pins(&self.pool, request.get_ref()).await?,
+            crate::pins::pins(&self.pool, request.get_ref()).await?,
         ))
     }
 
@@ -443,7 +388,7 @@ impl GateService for GateApi {
         request: Request<v1::ReleasePinsRequest>,
     ) -> Result<Response<v1::ReleasePinsResponse>, Status> {
         let caller = principal(&request)?;
-        let released = quarantine::release_pins(&self.pool, request.get_ref(), &caller).await?;
+        let released = crate::pins::release_pins(&self.pool, request.get_ref(), &caller).await?;
         Ok(Response::new(v1::ReleasePinsResponse { released }))
     }
 }

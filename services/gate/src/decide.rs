@@ -1,34 +1,35 @@
-//! Deciding a staged cycle: within limits it is applied at once; over any rule it is
-//! quarantined whole, its destructive actions held and logged as `StagedDelete` /
-//! `StagedDisable`, in one transaction with the cycle's state change.
+//! Deciding, the gate's step of a cycle: within every rule the cycle may be applied; over any
+//! rule it is quarantined whole, its destructive actions held and logged as `StagedDelete` /
+//! `StagedDisable`. The decision, the quarantine and its log rows are one transaction in the
+//! gate's own tables; retention applies what was decided.
 
 use std::collections::HashMap;
 
-use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
-use syncguard_bootstrap::PeerChannel;
-use syncguard_domain::JobId;
-use syncguard_proto::v1::stager_service_client::StagerServiceClient;
-use syncguard_proto::v1::{self, CycleState, Decision};
-use syncguard_store::StoreError;
+use syncguard_domain::{Breach, JobId, Verdict};
+use syncguard_proto::v1;
+use syncguard_store::{Claim, StoreError};
 use uuid::Uuid;
 
 use crate::error::GateError;
-use crate::evaluate::{Breach, Counts, evaluate};
+use crate::evaluate::{Counts, evaluate, needs_population};
 use crate::protection::{self, StoredProtection};
 use crate::rules::Rule;
+
+/// Who an apply within limits is attributed to in the provisioning log.
+pub const WITHIN_LIMITS_ACTOR: &str = "service:gate (within protection limits)";
 
 /// The outcome of a decision.
 #[derive(Debug, Clone)]
 pub struct Decided {
-    /// Applied or quarantined.
-    pub decision: Decision,
+    /// The cycle decided.
+    pub cycle_id: Uuid,
+    /// Apply or quarantine.
+    pub verdict: Verdict,
     /// Set when quarantined.
     pub quarantine_id: Option<Uuid>,
     /// The rules exceeded.
     pub breaches: Vec<Breach>,
-    /// True only for the call that opened the quarantine (so people are told once).
-    pub newly_quarantined: bool,
 }
 
 async fn grouped_counts(
@@ -59,7 +60,7 @@ pub async fn breaches_of_cycle(
     let cycle_counts = grouped_counts(
         conn,
         "SELECT action, object_type, count(*) FROM staged_actions \
-         WHERE cycle_id = $1 AND status <> 'skipped_pinned' AND $2 >= 0 \
+         WHERE cycle_id = $1 AND status = 'staged' AND $2 >= 0 \
          GROUP BY action, object_type",
         cycle_id,
         None,
@@ -91,11 +92,15 @@ async fn breaches_with(
         let counts = match rule.window_secs {
             None => Counts::new(),
             Some(seconds) => {
+                // What retention applied in the window: the cycles it applied, and of each the
+                // actions that were carried out.
                 grouped_counts(
                     conn,
-                    "SELECT action, object_type, count(*) FROM staged_actions \
-                     WHERE job_id = $1 AND applied_at >= now() - make_interval(secs => $2) \
-                     GROUP BY action, object_type",
+                    "SELECT s.action, s.object_type, count(*) FROM applied_cycles ac \
+                     JOIN action_states s ON s.cycle_id = ac.cycle_id \
+                     WHERE ac.job_id = $1 AND ac.applied_at >= now() - make_interval(secs => $2) \
+                       AND s.status = 'applied' \
+                     GROUP BY s.action, s.object_type",
                     job_id.0,
                     Some(seconds),
                 )
@@ -104,136 +109,128 @@ async fn breaches_with(
         };
         window_counts.push(counts);
     }
-    let populations: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT object_type, count(*) FROM directory_objects WHERE job_id = $1 AND deleted_at IS NULL GROUP BY object_type",
-    )
-    .bind(job_id.0)
-    .fetch_all(&mut *conn)
-    .await?;
-    let populations: HashMap<String, u64> = populations
-        .into_iter()
-        .map(|(object_type, count)| (object_type, count as u64))
-        .collect();
+    // Counting the population is a scan of the job's objects: only percentage rules need it.
+    let populations: HashMap<String, u64> = if needs_population(rules) {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT object_type, count(*) FROM directory_objects WHERE job_id = $1 AND deleted_at IS NULL GROUP BY object_type",
+        )
+        .bind(job_id.0)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.into_iter()
+            .map(|(object_type, count)| (object_type, count as u64))
+            .collect()
+    } else {
+        HashMap::new()
+    };
     Ok(evaluate(rules, cycle_counts, &window_counts, &populations))
 }
 
-/// Decides `cycle_id`. Idempotent: a cycle decided before returns its decision again.
-pub async fn decide(
-    pool: &PgPool,
-    stager: &StagerServiceClient<PeerChannel>,
-    cycle_id: Uuid,
-) -> Result<Decided, GateError> {
+/// The cycle of `job_id` waiting for a decision: its newest staged cycle, if the gate has not
+/// decided it yet.
+async fn undecided_cycle(
+    conn: &mut PgConnection,
+    job_id: JobId,
+) -> Result<Option<Uuid>, GateError> {
+    let cycle: Option<(Uuid,)> = sqlx::query_as(
+        "SELECT c.cycle_id FROM (SELECT cycle_id, state FROM cycles WHERE job_id = $1 ORDER BY seq DESC LIMIT 1) c \
+         WHERE c.state = 'staged' AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.cycle_id = c.cycle_id)",
+    )
+    .bind(job_id.0)
+    .fetch_optional(conn)
+    .await?;
+    Ok(cycle.map(|(id,)| id))
+}
+
+/// Jobs whose newest staged cycle waits for a decision.
+pub async fn due_jobs(pool: &PgPool) -> Result<Vec<JobId>, GateError> {
+    let rows: Vec<(Uuid,)> = sqlx::query_as(
+        "SELECT j.job_id FROM jobs j
+         CROSS JOIN LATERAL (SELECT cycle_id, state FROM cycles c WHERE c.job_id = j.job_id
+                             ORDER BY seq DESC LIMIT 1) latest
+         WHERE latest.state = 'staged'
+           AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.cycle_id = latest.cycle_id)
+         LIMIT 200",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(id,)| JobId(id)).collect())
+}
+
+/// Decides the job's staged cycle, if one waits; `None` when there is nothing to decide or
+/// another gate instance is deciding it.
+pub async fn decide_next(pool: &PgPool, job_id: JobId) -> Result<Option<Decided>, GateError> {
     let started = std::time::Instant::now();
     let started_at = chrono::Utc::now();
     let mut transaction = pool.begin().await.map_err(StoreError::from)?;
-    let cycle: Option<(Uuid, String)> =
-        sqlx::query_as("SELECT job_id, state FROM cycles WHERE cycle_id = $1 FOR UPDATE")
-            .bind(cycle_id)
-            .fetch_optional(&mut *transaction)
-            .await?;
-    let Some((job_id, state)) = cycle else {
-        return Err(GateError::CycleNotFound(cycle_id));
+    let Some(cycle_id) = undecided_cycle(&mut transaction, job_id).await? else {
+        return Ok(None);
     };
-    let job_id = JobId(job_id);
-    match state.as_str() {
-        "staged" | "evaluating" => {}
-        "quarantined" => {
-            let (quarantine_id, breaches): (Uuid, serde_json::Value) = sqlx::query_as(
-                "SELECT quarantine_id, breaches FROM quarantines WHERE cycle_id = $1",
-            )
-            .bind(cycle_id)
-            .fetch_one(&mut *transaction)
-            .await?;
-            return Ok(Decided {
-                decision: Decision::Quarantined,
-                quarantine_id: Some(quarantine_id),
-                breaches: serde_json::from_value(breaches).unwrap_or_default(),
-                newly_quarantined: false,
-            });
-        }
-        "applying" | "completed" | "allowed" | "rejected" => {
-            return Ok(Decided {
-                decision: Decision::Applied,
-                quarantine_id: None,
-                breaches: Vec::new(),
-                newly_quarantined: false,
-            });
-        }
-        other => {
-            return Err(GateError::WrongState(format!(
-                "cycle {cycle_id} is {other}, not staged"
-            )));
-        }
+    if !syncguard_store::try_claim(&mut transaction, Claim::DecideCycle(cycle_id)).await? {
+        return Ok(None);
     }
-    sqlx::query("UPDATE cycles SET state = 'evaluating', updated_at = now() WHERE cycle_id = $1")
-        .bind(cycle_id)
-        .execute(&mut *transaction)
-        .await?;
-    let StoredProtection { enabled, rules, .. } = protection::load(pool, job_id).await?;
+    // Another instance may have decided it between the look and the claim.
+    if undecided_cycle(&mut transaction, job_id).await? != Some(cycle_id) {
+        return Ok(None);
+    }
+    let StoredProtection { enabled, rules, .. } =
+        protection::ensure_recorded(&mut transaction, job_id).await?;
     let rules: Vec<Rule> = rules.into_iter().map(|(_, rule)| rule).collect();
     let (_, breaches) = breaches_of_cycle(&mut transaction, job_id, cycle_id, &rules).await?;
-
-    if enabled && !breaches.is_empty() {
-        let quarantine_id = quarantine(&mut transaction, job_id, cycle_id, &breaches).await?;
-        syncguard_store::record_phase(
-            &mut transaction,
-            cycle_id,
-            "decide",
-            started_at,
-            started.elapsed(),
-        )
-        .await?;
-        transaction.commit().await.map_err(StoreError::from)?;
-        syncguard_telemetry::cycle_outcome("quarantined");
-        tracing::warn!(job = %job_id, cycle = %cycle_id, quarantine = %quarantine_id, breach = %breaches[0].explanation, "cycle quarantined");
-        return Ok(Decided {
-            decision: Decision::Quarantined,
-            quarantine_id: Some(quarantine_id),
-            breaches,
-            newly_quarantined: true,
-        });
-    }
-    syncguard_store::record_phase(
-        &mut transaction,
-        cycle_id,
-        "decide",
-        started_at,
-        started.elapsed(),
+    let quarantine_id = if enabled && !breaches.is_empty() {
+        Some(quarantine(&mut transaction, job_id, cycle_id, &breaches).await?)
+    } else {
+        None
+    };
+    let verdict = if quarantine_id.is_some() {
+        Verdict::Quarantine
+    } else {
+        Verdict::Apply
+    };
+    sqlx::query(
+        "INSERT INTO decisions (cycle_id, job_id, verdict, quarantine_id, actor, started_at, millis) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
+    .bind(cycle_id)
+    .bind(job_id.0)
+    .bind(verdict.as_str())
+    .bind(quarantine_id)
+    .bind(WITHIN_LIMITS_ACTOR)
+    .bind(started_at)
+    .bind(started.elapsed().as_millis() as i64)
+    .execute(&mut *transaction)
     .await?;
+    release_returned_pins(&mut transaction, job_id, cycle_id).await?;
     transaction.commit().await.map_err(StoreError::from)?;
-    stager
-        .clone()
-        .apply_cycle(v1::ApplyCycleRequest {
-            cycle_id: cycle_id.to_string(),
-            scope: v1::ApplyScope::All as i32,
-            allowed_action_ids: Vec::new(),
-            via_state: CycleState::Evaluating as i32,
-            actor: "service:gate (within protection limits)".into(),
-        })
-        .await
-        .map_err(|status| GateError::Peer {
-            service: "stager",
-            status,
-        })?;
-    Ok(Decided {
-        decision: Decision::Applied,
-        quarantine_id: None,
+    match verdict {
+        Verdict::Quarantine => {
+            syncguard_telemetry::cycle_outcome("quarantined");
+            tracing::warn!(job = %job_id, cycle = %cycle_id, quarantine = ?quarantine_id, breach = %breaches[0].explanation, "cycle quarantined");
+        }
+        Verdict::Apply => {
+            tracing::info!(job = %job_id, cycle = %cycle_id, "cycle within protection limits")
+        }
+    }
+    Ok(Some(Decided {
+        cycle_id,
+        verdict,
+        quarantine_id,
         breaches,
-        newly_quarantined: false,
-    })
+    }))
 }
 
-/// SHA-256 over the cycle and its sorted held action ids: what an approver saw.
-pub fn held_set_digest(cycle_id: Uuid, held_action_ids: &[Uuid]) -> String {
-    let mut sorted = held_action_ids.to_vec();
-    sorted.sort_unstable();
-    let mut hasher = Sha256::new();
-    hasher.update(cycle_id.as_bytes());
-    for id in sorted {
-        hasher.update(id.as_bytes());
-    }
-    hex::encode(hasher.finalize())
+/// SHA-256 over the cycle and its sorted held action ids, computed in Postgres: what an
+/// approver saw. Held: the cycle's deletes and disables not pinned and not decided yet.
+pub async fn held_set_digest(conn: &mut PgConnection, cycle_id: Uuid) -> Result<String, GateError> {
+    let (digest,): (String,) = sqlx::query_as(
+        "SELECT encode(sha256(convert_to($1::text || ':' || COALESCE(string_agg(a.action_id::text, ',' ORDER BY a.action_id), ''), 'UTF8')), 'hex')
+         FROM staged_actions a LEFT JOIN held_verdicts hv ON hv.action_id = a.action_id
+         WHERE a.cycle_id = $1 AND a.status = 'staged' AND a.action IN ('delete', 'disable') AND hv.action_id IS NULL",
+    )
+    .bind(cycle_id)
+    .fetch_one(conn)
+    .await?;
+    Ok(digest)
 }
 
 async fn quarantine(
@@ -242,15 +239,8 @@ async fn quarantine(
     cycle_id: Uuid,
     breaches: &[Breach],
 ) -> Result<Uuid, GateError> {
-    let held: Vec<(Uuid,)> = sqlx::query_as(
-        "UPDATE staged_actions SET status = 'held' \
-         WHERE cycle_id = $1 AND action IN ('delete', 'disable') AND status = 'staged' RETURNING action_id",
-    )
-    .bind(cycle_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let held_ids: Vec<Uuid> = held.into_iter().map(|(id,)| id).collect();
     let quarantine_id = Uuid::now_v7();
+    let digest = held_set_digest(conn, cycle_id).await?;
     sqlx::query(
         "INSERT INTO quarantines (quarantine_id, job_id, cycle_id, state, breaches, digest, required_approvals, hold_until) \
          SELECT $1, $2, $3, 'open', $4, $5, j.required_approvals, now() + make_interval(secs => j.hold_limit_secs) \
@@ -259,8 +249,8 @@ async fn quarantine(
     .bind(quarantine_id)
     .bind(job_id.0)
     .bind(cycle_id)
-    .bind(serde_json::to_value(breaches).unwrap_or_default())
-    .bind(held_set_digest(cycle_id, &held_ids))
+    .bind(Breach::list_to_stored(breaches))
+    .bind(&digest)
     .execute(&mut *conn)
     .await?;
     sqlx::query(
@@ -269,7 +259,7 @@ async fn quarantine(
          SELECT job_id, cycle_id, action_id, $2, object_id, anchor, object_type, action, 'held', reason, \
              CASE action WHEN 'delete' THEN 'StagedDelete' ELSE 'StagedDisable' END, changed_attributes, \
              'service:gate', $3 \
-         FROM staged_actions WHERE cycle_id = $1 AND status = 'held' \
+         FROM staged_actions WHERE cycle_id = $1 AND status = 'staged' AND action IN ('delete', 'disable') \
          ON CONFLICT DO NOTHING",
     )
     .bind(cycle_id)
@@ -280,11 +270,35 @@ async fn quarantine(
     ))
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE cycles SET state = 'quarantined', updated_at = now() WHERE cycle_id = $1")
-        .bind(cycle_id)
-        .execute(&mut *conn)
-        .await?;
     Ok(quarantine_id)
+}
+
+/// Pins whose objects the cycle's source shows back (the stager recorded which) are
+/// released, each with a log row.
+async fn release_returned_pins(
+    conn: &mut PgConnection,
+    job_id: JobId,
+    cycle_id: Uuid,
+) -> Result<(), GateError> {
+    let released: Vec<(String,)> = sqlx::query_as(
+        "WITH released AS (
+             DELETE FROM pins p USING cycles c
+             WHERE c.cycle_id = $2 AND p.job_id = $1 AND p.anchor = ANY(c.returned_pins)
+             RETURNING p.anchor
+         )
+         INSERT INTO provisioning_log (job_id, cycle_id, anchor, display_action, actor, detail)
+         SELECT $1, $2, anchor, 'PinCleared', 'service:gate',
+                'the source shows the object back in the state the rejected change would have changed'
+         FROM released RETURNING anchor",
+    )
+    .bind(job_id.0)
+    .bind(cycle_id)
+    .fetch_all(conn)
+    .await?;
+    if !released.is_empty() {
+        tracing::info!(job = %job_id, cycle = %cycle_id, cleared = released.len(), "pins cleared: the objects are back");
+    }
+    Ok(())
 }
 
 /// The API view of a breach.

@@ -3,28 +3,13 @@
 
 use std::collections::HashMap;
 
+pub use syncguard_domain::Breach;
+
 use crate::protection::describe_rule;
 use crate::rules::Rule;
 
 /// Counts keyed by (action, object type), e.g. `("delete", "user")`.
 pub type Counts = HashMap<(String, String), u64>;
-
-/// A rule the cycle exceeds, and by how much.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Breach {
-    /// Index of the rule in the job's rules.
-    pub rule_index: usize,
-    /// The rule's name.
-    pub rule_name: String,
-    /// What the rule counted (this cycle plus its rolling window).
-    pub counted: u64,
-    /// The most the rule allows.
-    pub limit: u64,
-    /// Objects of the rule's type in scope (for percentage rules).
-    pub population: u64,
-    /// One line for people: which rule, what it counted, its limit.
-    pub explanation: String,
-}
 
 fn matches(rule: &Rule, action: &str, object_type: &str) -> bool {
     rule.counted_actions.iter().any(|counted| counted == action)
@@ -40,6 +25,11 @@ fn count(rule: &Rule, counts: &Counts) -> u64 {
         .filter(|((action, object_type), _)| matches(rule, action, object_type))
         .map(|(_, n)| *n)
         .sum()
+}
+
+/// Whether any rule needs the population of objects in scope (a percentage limit).
+pub fn needs_population(rules: &[Rule]) -> bool {
+    rules.iter().any(|rule| rule.max_percent.is_some())
 }
 
 /// The limit a rule sets for a population: the smaller of its count and (when the

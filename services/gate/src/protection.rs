@@ -1,13 +1,15 @@
 //! Reading and writing a job's protection; every change is logged with principal and reason.
 
 use chrono::{DateTime, Utc};
+use prost::Message as _;
 use sqlx::{PgConnection, PgPool};
-use syncguard_domain::JobId;
+use syncguard_domain::{FieldError, JobId};
 use syncguard_proto::v1;
+use syncguard_store::StoreError;
 use uuid::Uuid;
 
 use crate::error::GateError;
-use crate::rules::{Rule, default_rules};
+use crate::rules::{Rule, default_rules, parse_rules};
 
 /// A job's protection as stored.
 #[derive(Debug, Clone)]
@@ -65,16 +67,20 @@ type RuleRow = (
     Option<i32>,
 );
 
-/// The effective protection of a job: its stored rules, or the default when none were set.
-pub async fn load(pool: &PgPool, job_id: JobId) -> Result<StoredProtection, GateError> {
-    let mut conn = pool.acquire().await?;
-    ensure_job_exists(&mut conn, job_id).await?;
+/// The recorded protection of a job, or `None` when the gate never recorded one.
+async fn recorded(
+    conn: &mut PgConnection,
+    job_id: JobId,
+) -> Result<Option<StoredProtection>, GateError> {
     let settings: Option<(bool, String, String, DateTime<Utc>)> = sqlx::query_as(
         "SELECT enabled, updated_by, reason, updated_at FROM job_protection WHERE job_id = $1",
     )
     .bind(job_id.0)
     .fetch_optional(&mut *conn)
     .await?;
+    let Some((enabled, updated_by, reason, updated_at)) = settings else {
+        return Ok(None);
+    };
     let rows: Vec<RuleRow> = sqlx::query_as(
         "SELECT rule_id, name, counted_actions, object_type, max_count, max_percent, \
                 min_population, window_secs \
@@ -106,22 +112,85 @@ pub async fn load(pool: &PgPool, job_id: JobId) -> Result<StoredProtection, Gate
             })
             .collect()
     };
-    Ok(match settings {
-        Some((enabled, updated_by, reason, updated_at)) => StoredProtection {
-            enabled,
-            rules,
-            updated_by,
-            reason,
-            updated_at: Some(updated_at),
-        },
-        None => StoredProtection {
-            enabled: true,
-            rules,
-            updated_by: "default".into(),
-            reason: String::new(),
-            updated_at: None,
-        },
+    Ok(Some(StoredProtection {
+        enabled,
+        rules,
+        updated_by,
+        reason,
+        updated_at: Some(updated_at),
+    }))
+}
+
+/// What the job's creator asked for, validated: (enabled, rules, reason, creator). Errors
+/// name the field of the job's specification.
+async fn requested(
+    conn: &mut PgConnection,
+    job_id: JobId,
+) -> Result<(bool, Vec<Rule>, String, String), GateError> {
+    let (encoded, created_by): (Vec<u8>, String) =
+        sqlx::query_as("SELECT initial_protection, created_by FROM jobs WHERE job_id = $1")
+            .bind(job_id.0)
+            .fetch_one(&mut *conn)
+            .await?;
+    let initial = v1::InitialProtection::decode(encoded.as_slice()).map_err(|error| {
+        StoreError::Corrupt(format!("initial protection of job {job_id}: {error}"))
+    })?;
+    let rules = parse_rules(&initial.rules).map_err(|error| {
+        FieldError::new(format!("spec.protection_{}", error.field), error.message)
+    })?;
+    let reason = if initial.reason.is_empty() {
+        "protection set when the job was created".to_owned()
+    } else {
+        initial.reason
+    };
+    Ok((!initial.disabled, rules, reason, created_by))
+}
+
+/// The effective protection of a job: what the gate recorded, or (before it recorded
+/// anything) what the job's creator asked for.
+pub async fn load(pool: &PgPool, job_id: JobId) -> Result<StoredProtection, GateError> {
+    let mut conn = pool.acquire().await?;
+    ensure_job_exists(&mut conn, job_id).await?;
+    if let Some(stored) = recorded(&mut conn, job_id).await? {
+        return Ok(stored);
+    }
+    let (enabled, rules, reason, created_by) = requested(&mut conn, job_id).await?;
+    Ok(StoredProtection {
+        enabled,
+        rules: rules.into_iter().map(|rule| (None, rule)).collect(),
+        updated_by: created_by,
+        reason,
+        updated_at: None,
     })
+}
+
+/// Records the protection the job's creator asked for. Refused when the job's protection is
+/// recorded already: changes go through SetProtection (admin, with a reason).
+pub async fn initialize(conn: &mut PgConnection, job_id: JobId) -> Result<(), GateError> {
+    ensure_job_exists(conn, job_id).await?;
+    if recorded(conn, job_id).await?.is_some() {
+        return Err(GateError::WrongState(format!(
+            "the protection of job {job_id} is recorded already; change it with SetProtection"
+        )));
+    }
+    let (enabled, rules, reason, created_by) = requested(conn, job_id).await?;
+    save(conn, job_id, enabled, &rules, &created_by, &reason).await
+}
+
+/// The job's recorded protection, recording what its creator asked for first if the gate
+/// never did (a job created while the gate was away is protected all the same).
+pub async fn ensure_recorded(
+    conn: &mut PgConnection,
+    job_id: JobId,
+) -> Result<StoredProtection, GateError> {
+    if let Some(stored) = recorded(conn, job_id).await? {
+        return Ok(stored);
+    }
+    let (enabled, rules, reason, created_by) = requested(conn, job_id).await?;
+    save(conn, job_id, enabled, &rules, &created_by, &reason).await?;
+    recorded(conn, job_id)
+        .await?
+        .ok_or_else(|| GateError::Store(StoreError::Corrupt("protection not recorded".into())))
 }
 
 /// Replaces a job's protection and appends the change to the provisioning log, in the

@@ -1,17 +1,18 @@
 //! The `IngestService` gRPC API.
 
-use syncguard_bootstrap::{PeerChannel, principal};
-use syncguard_domain::{FieldError, JobId, Role, SourceAnchor};
+use prost::Message as _;
+use syncguard_bootstrap::{PeerChannel, peer_status, principal};
+use syncguard_domain::{FieldError, JobId, Principal, Role, SourceAnchor};
 use syncguard_proto::v1;
 use syncguard_proto::v1::gate_service_client::GateServiceClient;
 use syncguard_proto::v1::ingest_service_server::IngestService;
-use syncguard_store::{PgPool, in_transaction};
+use syncguard_store::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::cycle_start::{CycleStarter, MAX_EXPORT_FILE_BYTES, StagedSnapshot, parse_export};
+use crate::cycle_start::{CycleStarter, MAX_EXPORT_FILE_BYTES, PushOutcome, parse_export};
 use crate::error::IngestError;
-use crate::snapshot_load::{Origin, SnapshotWriter};
+use crate::snapshot_load::{Origin, SnapshotKind, SnapshotSummary, SnapshotWriter};
 use crate::{job_spec, jobs};
 
 /// Handlers of `syncguard.v1.IngestService`.
@@ -32,35 +33,81 @@ impl IngestApi {
         }
     }
 
-    /// A previous push with the same idempotency key, answered again instead of re-applied.
+    /// A previous push with the same idempotency key: its cycle, handed to the stager again
+    /// (a push whose hand-over a crash cut off is staged now) and reported as it stands.
     async fn replayed_push(
         &self,
         job_id: JobId,
         key: &str,
-    ) -> Result<Option<v1::PushSnapshotResponse>, IngestError> {
+    ) -> Result<Option<PushOutcome>, IngestError> {
         if key.is_empty() {
             return Ok(None);
         }
-        let previous: Option<(Uuid, i64, Option<Uuid>, Option<String>)> = sqlx::query_as(
-            "SELECT s.snapshot_id, s.object_count, c.cycle_id, c.state FROM snapshots s \
-             LEFT JOIN cycles c ON c.snapshot_id = s.snapshot_id \
-             WHERE s.job_id = $1 AND s.idempotency_key = $2",
+        let previous: Option<(Uuid, Uuid, i64)> = sqlx::query_as(
+            "SELECT snapshot_id, cycle_id, object_count FROM snapshots \
+             WHERE job_id = $1 AND idempotency_key = $2 AND seq IS NOT NULL",
         )
         .bind(job_id.0)
         .bind(key)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(previous.map(
-            |(snapshot_id, objects, cycle_id, state)| v1::PushSnapshotResponse {
-                snapshot_id: snapshot_id.to_string(),
-                objects_received: objects as u64,
-                cycle_id: cycle_id.map(|id| id.to_string()).unwrap_or_default(),
-                cycle_state: state
-                    .as_deref()
-                    .map(cycle_state_from_db)
-                    .unwrap_or_default() as i32,
-            },
-        ))
+        let Some((snapshot_id, cycle_id, objects)) = previous else {
+            return Ok(None);
+        };
+        let snapshot = SnapshotSummary {
+            snapshot_id,
+            cycle_id,
+            objects: objects.max(0) as u64,
+        };
+        tracing::info!(job = %job_id, cycle = %cycle_id, key, "push replayed by its idempotency key");
+        Ok(Some(self.starter.hand_over(job_id, snapshot).await?))
+    }
+
+    /// Commits a push and reports its cycle; a concurrent push with the same key that
+    /// committed first is answered instead.
+    async fn commit_push(
+        &self,
+        job_id: JobId,
+        key: &str,
+        writer: SnapshotWriter,
+        announced: Option<u64>,
+    ) -> Result<PushOutcome, IngestError> {
+        match writer.commit(announced).await {
+            Ok(snapshot) => {
+                tracing::info!(job = %job_id, cycle = %snapshot.cycle_id, objects = snapshot.objects, "push accepted");
+                self.starter.hand_over(job_id, snapshot).await
+            }
+            Err(IngestError::Replayed) => self.replay_or_conflict(job_id, key).await,
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn replay_or_conflict(
+        &self,
+        job_id: JobId,
+        key: &str,
+    ) -> Result<PushOutcome, IngestError> {
+        self.replayed_push(job_id, key).await?.ok_or_else(|| {
+            IngestError::StreamBroken(
+                "a push with the same idempotency key is in progress; retry when it has answered"
+                    .into(),
+            )
+        })
+    }
+
+    async fn begin_push(
+        &self,
+        job_id: JobId,
+        kind: SnapshotKind,
+        origin: Origin,
+        key: &str,
+    ) -> Result<Result<SnapshotWriter, PushOutcome>, IngestError> {
+        let key_option = Some(key).filter(|key| !key.is_empty());
+        match SnapshotWriter::begin(&self.pool, job_id, kind, origin, key_option).await {
+            Ok(writer) => Ok(Ok(writer)),
+            Err(IngestError::Replayed) => Ok(Err(self.replay_or_conflict(job_id, key).await?)),
+            Err(error) => Err(error),
+        }
     }
 
     async fn job_view(&self, row: &jobs::JobRow) -> Result<v1::Job, IngestError> {
@@ -69,30 +116,12 @@ impl IngestApi {
     }
 }
 
-/// The API's cycle state for a stored state name.
-fn cycle_state_from_db(state: &str) -> v1::CycleState {
-    use v1::CycleState as S;
-    match state {
-        "ingesting" => S::Ingesting,
-        "staged" => S::Staged,
-        "evaluating" => S::Evaluating,
-        "applying" => S::Applying,
-        "completed" => S::Completed,
-        "quarantined" => S::Quarantined,
-        "allowed" => S::Allowed,
-        "rejected" => S::Rejected,
-        "superseded" => S::Superseded,
-        "failed" => S::Failed,
-        _ => S::Unspecified,
-    }
-}
-
-fn push_response(staged: StagedSnapshot) -> v1::PushSnapshotResponse {
+fn push_response(pushed: PushOutcome) -> v1::PushSnapshotResponse {
     v1::PushSnapshotResponse {
-        snapshot_id: staged.snapshot.snapshot_id.to_string(),
-        objects_received: staged.snapshot.objects,
-        cycle_id: staged.cycle_id,
-        cycle_state: staged.cycle_state as i32,
+        snapshot_id: pushed.snapshot.snapshot_id.to_string(),
+        objects_received: pushed.snapshot.objects,
+        cycle_id: pushed.snapshot.cycle_id.to_string(),
+        cycle_state: pushed.cycle_state as i32,
     }
 }
 
@@ -111,6 +140,29 @@ fn page(page: Option<&v1::PageRequest>) -> Result<(Option<Uuid>, u32), FieldErro
     Ok((after, page.size as u32))
 }
 
+/// The protection a creator asked for, kept with the job for the gate to record.
+fn initial_protection(spec: Option<&v1::JobSpec>) -> v1::InitialProtection {
+    v1::InitialProtection {
+        rules: spec
+            .map(|spec| spec.protection_rules.clone())
+            .unwrap_or_default(),
+        disabled: spec.is_some_and(|spec| spec.protection_disabled),
+        reason: spec
+            .map(|spec| spec.protection_reason.trim().to_owned())
+            .unwrap_or_default(),
+    }
+}
+
+fn require_admin_for(caller: &Principal, what: &str) -> Result<(), IngestError> {
+    if caller.role != Role::Admin {
+        return Err(IngestError::NotAllowed(format!(
+            "{what} needs the admin role; {} has role {}",
+            caller.name, caller.role
+        )));
+    }
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl IngestService for IngestApi {
     async fn create_job(
@@ -120,48 +172,29 @@ impl IngestService for IngestApi {
         let caller = principal(&request)?;
         let body = request.into_inner();
         let spec = job_spec::validate(body.spec.as_ref()).map_err(IngestError::from)?;
-        let protection_rules = body
-            .spec
-            .as_ref()
-            .map(|spec| spec.protection_rules.clone())
-            .unwrap_or_default();
-        let protection_disabled = body
-            .spec
-            .as_ref()
-            .is_some_and(|spec| spec.protection_disabled);
-        let protection_reason = body
-            .spec
-            .as_ref()
-            .map(|spec| spec.protection_reason.clone())
-            .unwrap_or_default();
-        if protection_disabled && caller.role != Role::Admin {
-            return Err(IngestError::NotAllowed(
-                "creating a job without deletion protection needs the admin role".into(),
-            )
-            .into());
+        let protection = initial_protection(body.spec.as_ref());
+        if protection.disabled {
+            require_admin_for(&caller, "creating a job without deletion protection")?;
         }
         let job_id = JobId::generate();
         let actor = caller.to_string();
-        let row = in_transaction(&self.pool, async |conn| {
-            jobs::insert(conn, job_id, &spec, &actor).await
-        })
+        let row = jobs::insert(
+            &self.pool,
+            job_id,
+            &spec,
+            &actor,
+            &protection.encode_to_vec(),
+        )
         .await?;
 
-        // The gate owns protection: record the job's first rules there, or undo the job.
+        // The gate owns protection: it records what the creator asked for (and validates the
+        // rules); without it the job is not created.
         let init = v1::InitProtectionRequest {
             job_id: job_id.to_string(),
-            rules: protection_rules,
-            disabled: protection_disabled,
-            reason: protection_reason,
-            on_behalf_of: actor.clone(),
         };
         if let Err(status) = self.gate.clone().init_protection(init).await {
             jobs::remove_unused(&self.pool, job_id).await?;
-            return Err(IngestError::Peer {
-                service: "gate",
-                status,
-            }
-            .into());
+            return Err(peer_status("gate", &status));
         }
         tracing::info!(job = %job_id, name = %spec.name, source = spec.source_kind, actor, "job created");
         Ok(Response::new(self.job_view(&row).await?))
@@ -171,6 +204,7 @@ impl IngestService for IngestApi {
         &self,
         request: Request<v1::UpdateJobRequest>,
     ) -> Result<Response<v1::Job>, Status> {
+        let caller = principal(&request)?;
         let body = request.into_inner();
         let job_id = JobId::parse("job_id", &body.job_id).map_err(IngestError::from)?;
         let spec = job_spec::validate(body.spec.as_ref()).map_err(IngestError::from)?;
@@ -185,7 +219,7 @@ impl IngestService for IngestApi {
             ))
             .into());
         }
-        let row = jobs::update(&self.pool, job_id, &spec).await?;
+        let row = jobs::update(&self.pool, job_id, &spec, &caller, body.reason.trim()).await?;
         Ok(Response::new(self.job_view(&row).await?))
     }
 
@@ -255,13 +289,18 @@ impl IngestService for IngestApi {
             Err(status) => return Err(broken(&status).into()),
         };
         let job_id = JobId::parse("header.job_id", &header.job_id).map_err(IngestError::from)?;
+        let key = header.idempotency_key.trim();
         jobs::get(&self.pool, job_id).await?;
-        if let Some(previous) = self.replayed_push(job_id, &header.idempotency_key).await? {
-            return Ok(Response::new(previous));
+        if let Some(previous) = self.replayed_push(job_id, key).await? {
+            return Ok(Response::new(push_response(previous)));
         }
-        let key = Some(header.idempotency_key.as_str()).filter(|key| !key.is_empty());
-        let mut writer =
-            SnapshotWriter::begin(&self.pool, job_id, "full", Origin::Push, key).await?;
+        let mut writer = match self
+            .begin_push(job_id, SnapshotKind::Full, Origin::Push, key)
+            .await?
+        {
+            Ok(writer) => writer,
+            Err(previous) => return Ok(Response::new(push_response(previous))),
+        };
         let announced = loop {
             match stream.message().await {
                 Ok(Some(v1::PushSnapshotRequest {
@@ -302,10 +341,10 @@ impl IngestService for IngestApi {
             }
             Err(status) => return Err(broken(&status).into()),
         }
-        let snapshot = writer.commit(Some(announced)).await?;
-        tracing::info!(job = %job_id, snapshot = %snapshot.snapshot_id, objects = snapshot.objects, "snapshot received");
-        let staged = self.starter.stage(job_id, snapshot).await?;
-        Ok(Response::new(push_response(staged)))
+        let pushed = self
+            .commit_push(job_id, key, writer, Some(announced))
+            .await?;
+        Ok(Response::new(push_response(pushed)))
     }
 
     async fn push_delta(
@@ -314,37 +353,45 @@ impl IngestService for IngestApi {
     ) -> Result<Response<v1::PushDeltaResponse>, Status> {
         let body = request.into_inner();
         let job_id = JobId::parse("job_id", &body.job_id).map_err(IngestError::from)?;
+        let key = body.idempotency_key.trim();
         jobs::get(&self.pool, job_id).await?;
-        if let Some(previous) = self.replayed_push(job_id, &body.idempotency_key).await? {
-            return Ok(Response::new(v1::PushDeltaResponse {
-                snapshot_id: previous.snapshot_id,
-                cycle_id: previous.cycle_id,
-                cycle_state: previous.cycle_state,
-            }));
+        let delta_response = |pushed: PushOutcome| v1::PushDeltaResponse {
+            snapshot_id: pushed.snapshot.snapshot_id.to_string(),
+            cycle_id: pushed.snapshot.cycle_id.to_string(),
+            cycle_state: pushed.cycle_state as i32,
+        };
+        if let Some(previous) = self.replayed_push(job_id, key).await? {
+            return Ok(Response::new(delta_response(previous)));
         }
-        let mut touched = Vec::with_capacity(body.upserts.len() + body.deleted_anchors.len());
+        let mut removed = Vec::with_capacity(body.deleted_anchors.len());
         for (index, anchor) in body.deleted_anchors.iter().enumerate() {
-            touched.push(
+            removed.push(
                 SourceAnchor::parse(&format!("deleted_anchors[{index}]"), anchor)
-                    .map_err(IngestError::from)?
-                    .to_string(),
+                    .map_err(IngestError::from)?,
             );
         }
-        touched.extend(body.upserts.iter().map(|object| object.anchor.clone()));
-        let key = Some(body.idempotency_key.as_str()).filter(|key| !key.is_empty());
-        let mut writer =
-            SnapshotWriter::begin(&self.pool, job_id, "delta", Origin::Push, key).await?;
-        writer.carry_over_latest(job_id, &touched).await?;
+        if body.upserts.is_empty() && removed.is_empty() {
+            return Err(IngestError::from(FieldError::new(
+                "upserts",
+                "a delta names at least one upserted object or removed anchor",
+            ))
+            .into());
+        }
+        let mut writer = match self
+            .begin_push(job_id, SnapshotKind::Delta, Origin::Push, key)
+            .await?
+        {
+            Ok(writer) => writer,
+            Err(previous) => return Ok(Response::new(delta_response(previous))),
+        };
         for object in body.upserts {
             writer.add(object).await?;
         }
-        let snapshot = writer.commit(None).await?;
-        let staged = self.starter.stage(job_id, snapshot).await?;
-        Ok(Response::new(v1::PushDeltaResponse {
-            snapshot_id: staged.snapshot.snapshot_id.to_string(),
-            cycle_id: staged.cycle_id,
-            cycle_state: staged.cycle_state as i32,
-        }))
+        for anchor in &removed {
+            writer.add_removal(anchor).await?;
+        }
+        let pushed = self.commit_push(job_id, key, writer, None).await?;
+        Ok(Response::new(delta_response(pushed)))
     }
 
     async fn import_file(
@@ -378,6 +425,9 @@ impl IngestService for IngestApi {
                 .into());
             }
         };
+        let anchor_attribute =
+            job_spec::anchor_attribute("header.anchor_attribute", &header.anchor_attribute)
+                .map_err(IngestError::from)?;
         jobs::get(&self.pool, job_id).await?;
         let mut bytes = Vec::new();
         loop {
@@ -419,13 +469,13 @@ impl IngestService for IngestApi {
                 ),
             ))
         })?;
-        let file = parse_export(name, format, &text)?;
+        let file = parse_export(name, format, &anchor_attribute, &text)?;
         let snapshot = self
             .starter
             .load_export(job_id, Origin::Import, file)
             .await?;
-        let staged = self.starter.stage(job_id, snapshot).await?;
-        Ok(Response::new(push_response(staged)))
+        let pushed = self.starter.hand_over(job_id, snapshot).await?;
+        Ok(Response::new(push_response(pushed)))
     }
 
     async fn trigger_cycle(
@@ -435,16 +485,10 @@ impl IngestService for IngestApi {
         let job_id =
             JobId::parse("job_id", &request.get_ref().job_id).map_err(IngestError::from)?;
         let job = jobs::get(&self.pool, job_id).await?;
-        let staged = self.starter.run(&job).await?;
-        if staged.cycle_id.is_empty() {
-            return Err(IngestError::NoSourceData(format!(
-                "job {job_id} has an open cycle (quarantined?): decide it or restart the job first"
-            ))
-            .into());
-        }
+        let pushed = self.starter.run(&job).await?;
         Ok(Response::new(v1::TriggerCycleResponse {
-            cycle_id: staged.cycle_id,
-            cycle_state: staged.cycle_state as i32,
+            cycle_id: pushed.snapshot.cycle_id.to_string(),
+            cycle_state: pushed.cycle_state as i32,
         }))
     }
 }

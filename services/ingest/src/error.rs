@@ -1,6 +1,6 @@
 //! Everything ingest can refuse or fail with, and the gRPC status for each.
 
-use syncguard_bootstrap::{field_violation, store_status};
+use syncguard_bootstrap::{field_violation, peer_status, store_status};
 use syncguard_domain::{FieldError, JobId};
 use syncguard_store::StoreError;
 use tonic::Status;
@@ -35,6 +35,9 @@ pub enum IngestError {
     /// The stream of a push broke, ended early or was cancelled.
     #[error("{0}")]
     StreamBroken(String),
+    /// A push with the same idempotency key was recorded first: it is answered instead.
+    #[error("a push with the same idempotency key was recorded first")]
+    Replayed,
     /// A feature that arrives with a later issue.
     #[error("{0}")]
     Unavailable(String),
@@ -50,9 +53,8 @@ impl From<IngestError> for Status {
             IngestError::JobNotFound(_) => Status::not_found(error.to_string()),
             IngestError::NotAllowed(message) => Status::permission_denied(message),
             // The peer's own code is the truthful one (InvalidArgument for bad rules, ...).
-            IngestError::Peer { service, status } => {
-                Status::new(status.code(), format!("{service}: {}", status.message()))
-            }
+            IngestError::Peer { service, status } => peer_status(service, &status),
+            IngestError::Replayed => Status::aborted(error.to_string()),
             IngestError::ExportFile(file) => Status::with_error_details(
                 tonic::Code::InvalidArgument,
                 file.to_string(),

@@ -36,16 +36,18 @@ pub struct ExportFile {
 }
 
 /// How LDIF entries map to objects.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LdifOptions {
     /// Attribute holding the anchor: `entryUUID` (OpenLDAP) or `objectGUID` (AD).
     pub anchor_attribute: String,
 }
 
-impl Default for LdifOptions {
-    fn default() -> Self {
+impl LdifOptions {
+    /// Options reading the anchor from `attribute`; empty detects it per entry (entryUUID,
+    /// else objectGUID).
+    pub fn with_anchor(attribute: &str) -> Self {
         Self {
-            anchor_attribute: "entryUUID".into(),
+            anchor_attribute: attribute.trim().to_owned(),
         }
     }
 }
@@ -188,24 +190,35 @@ pub fn parse_ldif(
         } else {
             continue;
         };
-        let anchor_key = options.anchor_attribute.to_ascii_lowercase();
-        let anchor_text = attributes
-            .remove(&anchor_key)
-            .and_then(|values| values.into_iter().next())
-            .ok_or_else(|| {
-                error(
-                    record.line,
-                    &options.anchor_attribute,
-                    format!("entry {dn:?} has no anchor"),
-                )
-            })?;
-        let anchor = SourceAnchor::parse(&options.anchor_attribute, &anchor_text)
+        // The anchor attribute as configured, or detected per entry: OpenLDAP's entryUUID,
+        // else Active Directory's objectGUID.
+        let configured = [options.anchor_attribute.as_str()];
+        let candidates: &[&str] = if options.anchor_attribute.is_empty() {
+            &["entryUUID", "objectGUID"]
+        } else {
+            &configured
+        };
+        let found = candidates.iter().find_map(|name| {
+            attributes
+                .remove(&name.to_ascii_lowercase())
+                .and_then(|values| values.into_iter().next())
+                .map(|value| (*name, value))
+        });
+        let anchor_field = candidates.join(" or ");
+        let (anchor_name, anchor_text) = found.ok_or_else(|| {
+            error(
+                record.line,
+                &anchor_field,
+                format!("entry {dn:?} has no anchor"),
+            )
+        })?;
+        let anchor = SourceAnchor::parse(anchor_name, &anchor_text)
             .map_err(|e| error(record.line, &e.field, e.message))?
             .to_string();
         if let Some(first) = first_line_of_anchor.insert(anchor.clone(), record.line) {
             return Err(error(
                 record.line,
-                &options.anchor_attribute,
+                anchor_name,
                 format!("anchor {anchor:?} already used by the entry at line {first}"),
             ));
         }
@@ -445,7 +458,7 @@ member: uid=gone,ou=people,dc=example,dc=org\n";
         let error = parse_ldif("x.ldif", missing_anchor, &LdifOptions::default()).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "x.ldif: line 1: entryUUID: entry \"uid=x,dc=example,dc=org\" has no anchor"
+            "x.ldif: line 1: entryUUID or objectGUID: entry \"uid=x,dc=example,dc=org\" has no anchor"
         );
 
         let duplicate = "dn: a\nobjectClass: person\nentryUUID: 1\n\ndn: b\nobjectClass: person\nentryUUID: 1\n";

@@ -1,9 +1,8 @@
 //! A job's settings: validated from requests (errors name the field) and stored as columns
 //! plus two JSON documents (source settings and scope rules).
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use syncguard_domain::{FieldError, SourceAnchor, parse_email};
+use syncguard_domain::{AttributeMatch, FieldError, ScopeRules, SourceAnchor, parse_email};
 use syncguard_proto::v1::{self, DeprovisionMode, FileFormat, LdapScope, job_source};
 
 const DEFAULT_INTERVAL_SECS: i64 = 30 * 60;
@@ -36,29 +35,6 @@ pub struct ValidJobSpec {
     pub required_approvals: i16,
     /// Stage deletes even when a read returns nothing.
     pub allow_empty_source: bool,
-}
-
-/// Scope rules as stored in `jobs.scope_rules`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct ScopeRules {
-    /// Each must match: the attribute holds one of the values.
-    #[serde(default)]
-    pub attribute_matches: Vec<AttributeMatch>,
-    /// The DN must end with one of these.
-    #[serde(default)]
-    pub base_dns: Vec<String>,
-    /// Users must be members of this group.
-    #[serde(default)]
-    pub member_of_group_anchor: String,
-}
-
-/// One attribute condition.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct AttributeMatch {
-    /// Attribute name.
-    pub attribute: String,
-    /// Accepted values (case-insensitive).
-    pub values: Vec<String>,
 }
 
 fn duration_secs(
@@ -107,9 +83,11 @@ fn validate_source(source: Option<&v1::JobSource>) -> Result<(&'static str, Valu
                     ));
                 }
             };
+            let anchor_attribute =
+                anchor_attribute("spec.source.file.anchor_attribute", &file.anchor_attribute)?;
             Ok((
                 "file",
-                json!({ "path": file.path.trim(), "format": format }),
+                json!({ "path": file.path.trim(), "format": format, "anchor_attribute": anchor_attribute }),
             ))
         }
         job_source::Kind::Ldap(ldap) => {
@@ -156,6 +134,25 @@ fn validate_source(source: Option<&v1::JobSource>) -> Result<(&'static str, Valu
             ))
         }
     }
+}
+
+/// The anchor attribute of an LDIF file: entryUUID, objectGUID, or empty (detected per
+/// entry).
+pub fn anchor_attribute(field: &str, value: &str) -> Result<String, FieldError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(String::new());
+    }
+    ["entryUUID", "objectGUID"]
+        .iter()
+        .find(|known| known.eq_ignore_ascii_case(value))
+        .map(|known| (*known).to_owned())
+        .ok_or_else(|| {
+            FieldError::new(
+                field,
+                format!("{value:?} is not an anchor attribute: use entryUUID or objectGUID, or leave it empty to detect it"),
+            )
+        })
 }
 
 fn validate_scope(scope: Option<&v1::ScopeRules>) -> Result<ScopeRules, FieldError> {
@@ -297,6 +294,7 @@ pub fn source_to_proto(kind: &str, config: &Value) -> v1::JobSource {
     };
     let kind = match kind {
         "file" => job_source::Kind::File(v1::FileSource {
+            anchor_attribute: text("anchor_attribute"),
             path: text("path"),
             format: match text("format").as_str() {
                 "ldif" => FileFormat::Ldif as i32,
@@ -423,6 +421,7 @@ mod tests {
             kind: Some(job_source::Kind::File(v1::FileSource {
                 path: "/srv/export.ldif".into(),
                 format: FileFormat::Ldif as i32,
+                anchor_attribute: "objectGUID".into(),
             })),
         };
         let spec = v1::JobSpec {

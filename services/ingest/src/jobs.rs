@@ -1,14 +1,15 @@
 //! The `jobs` table: create, read, update, list and retire job configurations.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 pub use syncguard_bootstrap::timestamp;
-use syncguard_domain::JobId;
+use syncguard_domain::{Breach, CycleState, JobId, Principal, Role, ScopeRules};
 use syncguard_proto::v1::{self, JobHealth};
+use syncguard_store::StoreError;
 use uuid::Uuid;
 
 use crate::error::IngestError;
-use crate::job_spec::{ScopeRules, ValidJobSpec, scope_to_proto, source_to_proto};
+use crate::job_spec::{ValidJobSpec, scope_to_proto, source_to_proto};
 
 const JOB_COLUMNS: &str = "job_id, name, source_kind, source_config, scope_rules, \
     schedule_interval_secs, deprovision_mode, notification_recipients, retention_days, \
@@ -42,10 +43,68 @@ fn duration(seconds: i32) -> prost_types::Duration {
 }
 
 impl JobRow {
+    /// The job's scope rules as stored.
+    pub fn scope(&self) -> Result<ScopeRules, IngestError> {
+        ScopeRules::from_stored(&self.scope_rules)
+            .map_err(|error| IngestError::Store(StoreError::Corrupt(error.to_string())))
+    }
+
+    /// What `spec` changes among the settings that guard deletions, one line each
+    /// (`required_approvals 2 -> 1`); empty when it changes none of them.
+    pub fn guarded_changes(&self, spec: &ValidJobSpec) -> Result<Vec<String>, IngestError> {
+        let mut changes = Vec::new();
+        let mut compare = |name: &str, before: String, after: String| {
+            if before != after {
+                changes.push(format!("{name} {before} -> {after}"));
+            }
+        };
+        compare(
+            "required_approvals",
+            self.required_approvals.to_string(),
+            spec.required_approvals.to_string(),
+        );
+        compare(
+            "hold_limit",
+            format!("{}s", self.hold_limit_secs),
+            format!("{}s", spec.hold_limit_secs),
+        );
+        compare(
+            "notification_recipients",
+            format!("{:?}", self.notification_recipients),
+            format!("{:?}", spec.recipients),
+        );
+        compare(
+            "retention_days",
+            self.retention_days.to_string(),
+            spec.retention_days.to_string(),
+        );
+        compare(
+            "allow_empty_source",
+            self.allow_empty_source.to_string(),
+            spec.allow_empty_source.to_string(),
+        );
+        compare(
+            "deprovision_mode",
+            self.deprovision_mode.clone(),
+            spec.deprovision_mode.to_owned(),
+        );
+        let scope = self.scope()?;
+        if scope != spec.scope_rules {
+            changes.push(format!(
+                "scope {} -> {}",
+                scope.to_stored(),
+                spec.scope_rules.to_stored()
+            ));
+        }
+        Ok(changes)
+    }
+
     /// The API view, with the status computed by [`job_status`].
     pub fn to_proto(&self, status: v1::JobStatus) -> v1::Job {
-        let scope: ScopeRules =
-            serde_json::from_value(self.scope_rules.clone()).unwrap_or_default();
+        let scope = self.scope().unwrap_or_else(|error| {
+            tracing::error!(job = %self.job_id, %error, "stored scope rules cannot be read");
+            ScopeRules::default()
+        });
         v1::Job {
             job_id: self.job_id.to_string(),
             spec: Some(v1::JobSpec {
@@ -87,18 +146,22 @@ impl JobRow {
     }
 }
 
-/// Inserts a new job; its first scheduled cycle is one interval away (TriggerCycle runs one now).
+/// Inserts a new job with the protection its creator asked for (an encoded
+/// `InitialProtection`, recorded by the gate); its first scheduled cycle is one interval
+/// away (TriggerCycle runs one now).
 pub async fn insert(
-    conn: &mut PgConnection,
+    pool: &PgPool,
     job_id: JobId,
     spec: &ValidJobSpec,
     created_by: &str,
+    initial_protection: &[u8],
 ) -> Result<JobRow, IngestError> {
     let sql = format!(
         "INSERT INTO jobs (job_id, name, source_kind, source_config, scope_rules, \
              schedule_interval_secs, deprovision_mode, notification_recipients, retention_days, \
-             hold_limit_secs, required_approvals, allow_empty_source, created_by, next_run_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+             hold_limit_secs, required_approvals, allow_empty_source, created_by, initial_protection, \
+             next_run_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
                  now() + make_interval(secs => $6)) \
          RETURNING {JOB_COLUMNS}"
     );
@@ -107,7 +170,8 @@ pub async fn insert(
         spec,
     )
     .bind(created_by)
-    .fetch_one(conn)
+    .bind(initial_protection)
+    .fetch_one(pool)
     .await?)
 }
 
@@ -119,7 +183,7 @@ fn bind_spec<'q>(
         .bind(&spec.name)
         .bind(spec.source_kind)
         .bind(&spec.source_config)
-        .bind(serde_json::to_value(&spec.scope_rules).unwrap_or_default())
+        .bind(spec.scope_rules.to_stored())
         .bind(spec.schedule_interval_secs)
         .bind(spec.deprovision_mode)
         .bind(&spec.recipients)
@@ -129,12 +193,55 @@ fn bind_spec<'q>(
         .bind(spec.allow_empty_source)
 }
 
-/// Replaces a job's settings.
+/// Replaces a job's settings. Changes to the settings that guard deletions need the admin
+/// role and a reason, and are recorded in the provisioning log in the same transaction.
 pub async fn update(
     pool: &PgPool,
     job_id: JobId,
     spec: &ValidJobSpec,
+    caller: &Principal,
+    reason: &str,
 ) -> Result<JobRow, IngestError> {
+    let mut transaction = pool.begin().await.map_err(StoreError::from)?;
+    let current: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = $1 AND deleted_at IS NULL FOR UPDATE"
+    )))
+    .bind(job_id.0)
+    .fetch_optional(&mut *transaction)
+    .await?;
+    let current = current.ok_or(IngestError::JobNotFound(job_id))?;
+    let changes = current.guarded_changes(spec)?;
+    if !changes.is_empty() {
+        if caller.role != Role::Admin {
+            return Err(IngestError::NotAllowed(format!(
+                "changing {} guards deletions and needs the admin role; {} has role {}",
+                changes
+                    .iter()
+                    .map(|change| change.split(' ').next().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                caller.name,
+                caller.role
+            )));
+        }
+        if reason.is_empty() || reason.len() > 2000 {
+            return Err(syncguard_domain::FieldError::new(
+                "reason",
+                "a reason of 1 to 2000 characters is required to change settings that guard deletions; it is logged",
+            )
+            .into());
+        }
+        sqlx::query(
+            "INSERT INTO provisioning_log (job_id, display_action, actor, detail) \
+             VALUES ($1, 'UpdateJob', $2, $3)",
+        )
+        .bind(job_id.0)
+        .bind(caller.to_string())
+        .bind(format!("{reason} [{}]", changes.join("; ")))
+        .execute(&mut *transaction)
+        .await?;
+        tracing::info!(job = %job_id, actor = %caller, changes = changes.join("; "), "guarded job settings changed");
+    }
     let sql = format!(
         "UPDATE jobs SET name = $2, source_kind = $3, source_config = $4, scope_rules = $5, \
              schedule_interval_secs = $6, deprovision_mode = $7, notification_recipients = $8, \
@@ -142,13 +249,15 @@ pub async fn update(
              allow_empty_source = $12, updated_at = now() \
          WHERE job_id = $1 AND deleted_at IS NULL RETURNING {JOB_COLUMNS}"
     );
-    bind_spec(
+    let row = bind_spec(
         sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(job_id.0),
         spec,
     )
-    .fetch_optional(pool)
+    .fetch_optional(&mut *transaction)
     .await?
-    .ok_or(IngestError::JobNotFound(job_id))
+    .ok_or(IngestError::JobNotFound(job_id))?;
+    transaction.commit().await.map_err(StoreError::from)?;
+    Ok(row)
 }
 
 /// One live job.
@@ -210,9 +319,10 @@ pub async fn job_status(pool: &PgPool, job_id: JobId) -> Result<v1::JobStatus, I
     .bind(job_id.0)
     .fetch_optional(pool)
     .await?;
+    // The newest cycle that got past the queue (a queued one has no outcome yet).
     let last_cycle: Option<(Uuid, String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT cycle_id, state, error, created_at FROM cycles WHERE job_id = $1 \
-         ORDER BY created_at DESC LIMIT 1",
+        "SELECT cs.cycle_id, cs.state, cs.error, cs.received_at FROM cycle_states cs \
+         WHERE cs.job_id = $1 AND cs.state <> 'queued' ORDER BY cs.seq DESC LIMIT 1",
     )
     .bind(job_id.0)
     .fetch_optional(pool)
@@ -225,7 +335,12 @@ pub async fn job_status(pool: &PgPool, job_id: JobId) -> Result<v1::JobStatus, I
     if let Some((cycle_id, state, error, at)) = &last_cycle {
         status.last_cycle_id = cycle_id.to_string();
         status.last_cycle_at = Some(timestamp(*at));
-        if state == "failed" {
+        let state: CycleState = state
+            .parse()
+            .map_err(|error: syncguard_domain::UnknownName| {
+                StoreError::Corrupt(error.to_string())
+            })?;
+        if state == CycleState::Failed {
             status.health = JobHealth::Failed as i32;
             status.message = format!(
                 "Last cycle failed: {}",
@@ -248,11 +363,10 @@ pub async fn job_status(pool: &PgPool, job_id: JobId) -> Result<v1::JobStatus, I
         status.message = format!("Source read failed: {error}");
     }
     if let Some((quarantine_id, breaches)) = quarantine {
-        let explanation = breaches
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|breach| breach.get("explanation").and_then(|text| text.as_str()))
+        let explanation = Breach::list_from_stored(&breaches)
+            .map_err(|error| StoreError::Corrupt(error.to_string()))?
+            .iter()
+            .map(|breach| breach.explanation.as_str())
             .collect::<Vec<_>>()
             .join("; ");
         status.health = JobHealth::Quarantined as i32;

@@ -15,7 +15,7 @@ pub mod source_object;
 use std::future::Future;
 
 pub use api::IngestApi;
-use cycle_start::{CycleStarter, run_scheduler};
+use cycle_start::CycleStarter;
 pub use error::IngestError;
 use syncguard_bootstrap::{ServiceConfig, ServiceHost, ServiceName};
 use syncguard_proto::v1::gate_service_client::GateServiceClient;
@@ -59,17 +59,33 @@ impl App {
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
         let notifier = NotifierServiceClient::new(self.host.peer(ServiceName::Notifier)?);
-        let starter = CycleStarter::new(pool.clone(), stager, notifier);
+        let config = self.host.config();
+        let starter = CycleStarter::new(pool.clone(), stager, notifier, config.cycle_wait);
         let api = IngestApi::new(pool, gate, starter.clone());
 
-        // File sources are read on their schedule once the database is ready.
-        let mut ready = self.host.ready();
-        let tick = self.host.config().maintenance_interval.min(SCHEDULER_TICK);
-        tokio::spawn(async move {
-            if ready.wait_for(|ready| *ready).await.is_ok() {
-                run_scheduler(starter, tick).await;
-            }
-        });
+        // File and LDAP sources are read on their schedule; source rows no cycle needs any
+        // more are released.
+        let background = self.host.background();
+        let scheduled = starter.clone();
+        background.every(
+            "source schedules",
+            config.maintenance_interval.min(SCHEDULER_TICK),
+            None,
+            move || {
+                let starter = scheduled.clone();
+                async move { starter.run_due_sources().await }
+            },
+        );
+        let cleaner = starter.clone();
+        background.every(
+            "source row release",
+            config.maintenance_interval,
+            None,
+            move || {
+                let starter = cleaner.clone();
+                async move { starter.release_old_rows().await }
+            },
+        );
         let server = IngestServiceServer::new(api)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);

@@ -1,10 +1,11 @@
-//! Landing a snapshot in Postgres: one transaction, rows streamed in with `COPY` batch by
-//! batch, committed only when the source said it sent everything. A broken, cancelled or
-//! invalid snapshot rolls back and leaves no rows.
+//! Landing a push in Postgres: one transaction, rows streamed in with `COPY` batch by
+//! batch, committed only when the source said it sent everything, together with the cycle it
+//! becomes (its id is fixed here) and its place in the job's order of receipt. A broken,
+//! cancelled or invalid push rolls back and leaves nothing: no rows, no cycle.
 
 use sqlx::postgres::PgDatabaseError;
 use sqlx::{PgPool, Postgres, Transaction};
-use syncguard_domain::{FieldError, JobId};
+use syncguard_domain::{FieldError, JobId, SourceAnchor};
 use syncguard_proto::v1;
 use syncguard_store::StoreError;
 use tokio::sync::mpsc;
@@ -55,7 +56,10 @@ pub struct SnapshotWriter {
     started: std::time::Instant,
     started_at: chrono::DateTime<chrono::Utc>,
     state: WriterState,
+    job_id: JobId,
+    kind: SnapshotKind,
     snapshot_id: Uuid,
+    cycle_id: Uuid,
     snapshot_text: String,
     objects: u64,
     buffer: Vec<u8>,
@@ -73,11 +77,39 @@ enum WriterState {
     Spent,
 }
 
-/// What a committed snapshot holds.
+/// A full read of the source, or a delta naming only what changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotKind {
+    /// Everything in scope at one moment: what is missing is gone.
+    Full,
+    /// Changes only: upserted objects and removed anchors; the rest stays as it is.
+    Delta,
+}
+
+impl SnapshotKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SnapshotKind::Full => "full",
+            SnapshotKind::Delta => "delta",
+        }
+    }
+
+    /// How an object row of this kind is marked.
+    fn object_change(self) -> &'static str {
+        match self {
+            SnapshotKind::Full => "present",
+            SnapshotKind::Delta => "upsert",
+        }
+    }
+}
+
+/// What a committed push holds.
 #[derive(Debug, Clone, Copy)]
 pub struct SnapshotSummary {
     /// Its id.
     pub snapshot_id: Uuid,
+    /// The cycle it becomes.
+    pub cycle_id: Uuid,
     /// Rows in it.
     pub objects: u64,
 }
@@ -99,11 +131,13 @@ async fn copy_chunks(
 }
 
 impl SnapshotWriter {
-    /// Opens the transaction and records the snapshot header.
+    /// Opens the transaction and records the snapshot header with the cycle id it becomes.
+    /// A second push with the same idempotency key waits for the first and then fails with
+    /// [`IngestError::Replayed`].
     pub async fn begin(
         pool: &PgPool,
         job_id: JobId,
-        kind: &str,
+        kind: SnapshotKind,
         origin: Origin,
         idempotency_key: Option<&str>,
     ) -> Result<Self, IngestError> {
@@ -111,22 +145,38 @@ impl SnapshotWriter {
         let started_at = chrono::Utc::now();
         let mut transaction = pool.begin().await.map_err(StoreError::from)?;
         let snapshot_id = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO snapshots (snapshot_id, job_id, kind, origin, idempotency_key, object_count) \
-             VALUES ($1, $2, $3, $4, $5, 0)",
+        let cycle_id = Uuid::now_v7();
+        let inserted = sqlx::query(
+            "INSERT INTO snapshots (snapshot_id, job_id, kind, origin, idempotency_key, object_count, \
+                 cycle_id, trace_parent) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
         )
         .bind(snapshot_id)
         .bind(job_id.0)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(origin.as_str())
         .bind(idempotency_key)
+        .bind(cycle_id)
+        // Every step of the cycle continues the trace of the call that pushed it.
+        .bind(syncguard_telemetry::current_traceparent())
         .execute(&mut *transaction)
-        .await?;
+        .await;
+        if let Err(error) = inserted {
+            return Err(match StoreError::from(error) {
+                StoreError::AlreadyExists { .. } if idempotency_key.is_some() => {
+                    IngestError::Replayed
+                }
+                other => other.into(),
+            });
+        }
         Ok(Self {
             started,
             started_at,
             state: WriterState::Open(transaction),
+            job_id,
+            kind,
             snapshot_id,
+            cycle_id,
             snapshot_text: snapshot_id.to_string(),
             objects: 0,
             buffer: Vec::with_capacity(COPY_BATCH_BYTES + 64 * 1024),
@@ -141,7 +191,11 @@ impl SnapshotWriter {
     /// Validates and queues one object; hands a chunk to the copier when enough has queued.
     pub async fn add(&mut self, object: v1::SourceObject) -> Result<(), IngestError> {
         let canonical = canonicalize(self.objects, object)?;
-        canonical.write_csv_row(&self.snapshot_text, "present", &mut self.buffer);
+        canonical.write_csv_row(
+            &self.snapshot_text,
+            self.kind.object_change(),
+            &mut self.buffer,
+        );
         self.objects += 1;
         if self.buffer.len() >= COPY_BATCH_BYTES {
             self.send_chunk().await?;
@@ -149,31 +203,55 @@ impl SnapshotWriter {
         Ok(())
     }
 
-    /// Copies every object of the job's latest snapshot except `skip_anchors` into this one,
-    /// inside Postgres: the base a delta is applied onto. Call it before adding objects.
-    pub async fn carry_over_latest(
-        &mut self,
-        job_id: JobId,
-        skip_anchors: &[String],
-    ) -> Result<(), IngestError> {
+    /// Queues the removal of `anchor` (deltas only).
+    pub async fn add_removal(&mut self, anchor: &SourceAnchor) -> Result<(), IngestError> {
+        debug_assert_eq!(self.kind, SnapshotKind::Delta);
+        crate::source_object::write_removal_csv_row(&self.snapshot_text, anchor, &mut self.buffer);
+        self.objects += 1;
+        if self.buffer.len() >= COPY_BATCH_BYTES {
+            self.send_chunk().await?;
+        }
+        Ok(())
+    }
+
+    /// Fills this full snapshot with the job's latest source data, inside Postgres: its
+    /// newest full snapshot with every later delta applied in order. Used to run a fresh
+    /// cycle of a push job (restart, trigger) on what the source last said.
+    pub async fn copy_latest_data(&mut self) -> Result<(), IngestError> {
+        debug_assert_eq!(self.kind, SnapshotKind::Full);
         let WriterState::Open(transaction) = &mut self.state else {
             return Err(IngestError::StreamBroken(
                 "rows are already streaming".into(),
             ));
         };
+        let base: Option<(i64,)> = sqlx::query_as(
+            "SELECT seq FROM snapshots WHERE job_id = $1 AND kind = 'full' AND seq IS NOT NULL \
+               AND NOT rows_released ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(self.job_id.0)
+        .fetch_optional(&mut **transaction)
+        .await?;
+        let Some((base_seq,)) = base else {
+            return Err(IngestError::NoSourceData(format!(
+                "job {} has no full snapshot yet: push one with PushSnapshot first",
+                self.job_id
+            )));
+        };
         let copied = sqlx::query(
             "INSERT INTO source_objects (snapshot_id, anchor, change, object_type, distinguished_name, \
                  attributes, enabled, member_anchors, deleted_in_source, content_hash) \
-             SELECT $1, anchor, 'present', object_type, distinguished_name, attributes, enabled, \
-                 member_anchors, deleted_in_source, content_hash \
-             FROM source_objects \
-             WHERE snapshot_id = (SELECT snapshot_id FROM snapshots WHERE job_id = $2 AND snapshot_id <> $1 \
-                                  ORDER BY received_at DESC, snapshot_id DESC LIMIT 1) \
-               AND anchor <> ALL($3)",
+             SELECT $1, latest.anchor, 'present', latest.object_type, latest.distinguished_name, \
+                 latest.attributes, latest.enabled, latest.member_anchors, latest.deleted_in_source, \
+                 latest.content_hash \
+             FROM (SELECT DISTINCT ON (o.anchor) o.* FROM source_objects o \
+                   JOIN snapshots s ON s.snapshot_id = o.snapshot_id \
+                   WHERE s.job_id = $2 AND s.seq >= $3 AND s.snapshot_id <> $1 \
+                   ORDER BY o.anchor, s.seq DESC) latest \
+             WHERE latest.change <> 'delete'",
         )
         .bind(self.snapshot_id)
-        .bind(job_id.0)
-        .bind(skip_anchors)
+        .bind(self.job_id.0)
+        .bind(base_seq)
         .execute(&mut **transaction)
         .await?;
         self.objects += copied.rows_affected();
@@ -244,19 +322,32 @@ impl SnapshotWriter {
             )
             .into());
         }
+        // The job's next number in its order of receipt, taken last: the job row stays locked
+        // only from here to the commit, so concurrent pushes of a job commit in number order
+        // and each is staged after the ones acknowledged before it.
+        let (seq,): (i64,) = sqlx::query_as(
+            "UPDATE jobs SET push_seq = push_seq + 1 WHERE job_id = $1 AND deleted_at IS NULL \
+             RETURNING push_seq",
+        )
+        .bind(self.job_id.0)
+        .fetch_optional(&mut *transaction)
+        .await?
+        .ok_or(IngestError::JobNotFound(self.job_id))?;
         sqlx::query(
-            "UPDATE snapshots SET object_count = $2, load_started_at = $3, load_millis = $4 \
+            "UPDATE snapshots SET object_count = $2, load_started_at = $3, load_millis = $4, seq = $5 \
              WHERE snapshot_id = $1",
         )
         .bind(self.snapshot_id)
         .bind(self.objects as i64)
         .bind(self.started_at)
         .bind(self.started.elapsed().as_millis() as i64)
+        .bind(seq)
         .execute(&mut *transaction)
         .await?;
         transaction.commit().await.map_err(StoreError::from)?;
         Ok(SnapshotSummary {
             snapshot_id: self.snapshot_id,
+            cycle_id: self.cycle_id,
             objects: self.objects,
         })
     }

@@ -199,6 +199,15 @@ impl CanonicalObject {
     }
 }
 
+/// Appends the removal of `anchor` (a delta row) in the CSV layout of
+/// [`CanonicalObject::write_csv_row`]: the anchor only, its type unknown (NULL).
+pub fn write_removal_csv_row(snapshot_id: &str, anchor: &SourceAnchor, out: &mut Vec<u8>) {
+    out.extend_from_slice(snapshot_id.as_bytes());
+    out.push(b',');
+    csv_field(anchor.as_str(), out);
+    out.extend_from_slice(b",delete,,\"\",\"{}\",t,\"{}\",f,\\x\n");
+}
+
 /// A CSV field, always quoted so empty strings stay empty strings (not NULL).
 fn csv_field(value: &str, out: &mut Vec<u8>) {
     csv_bytes(value.as_bytes(), out);

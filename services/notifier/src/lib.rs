@@ -1,10 +1,13 @@
-//! Notifications: the email outbox in Postgres, sent over SMTP with retries, never twice.
+//! Notifications: the email outbox in Postgres, written from what is recorded and sent over
+//! SMTP with retries until the server accepts it (at least once; every attempt carries the
+//! same Message-ID, so a repeat after a crash is recognizable).
 //!
 //! A library with a thin `main.rs`: tests build the [`App`] in-process.
 
 mod api;
 mod compose;
 mod error;
+mod events;
 mod outbox;
 mod sender;
 pub mod settings;
@@ -59,15 +62,21 @@ impl App {
         let wakeup = Wakeup::default();
         let api = NotifierApi::new(self.host.pool().clone(), wakeup.clone());
 
-        // The sender delivers the outbox once the database is ready.
-        let pool = self.host.pool().clone();
-        let mut ready = self.host.ready();
-        let mail = self.mail;
-        tokio::spawn(async move {
-            if ready.wait_for(|ready| *ready).await.is_ok() {
-                sender::run(pool, mail, wakeup).await;
-            }
-        });
+        // The sender delivers the outbox, woken by each new entry and polling for retries.
+        if let Some(transport) = sender::transport(&self.mail) {
+            let pool = self.host.pool().clone();
+            let mail = std::sync::Arc::new(self.mail);
+            let transport = std::sync::Arc::new(transport);
+            self.host.background().every(
+                "mail sender",
+                mail.poll_interval,
+                Some(wakeup.notified()),
+                move || {
+                    let (pool, mail, transport) = (pool.clone(), mail.clone(), transport.clone());
+                    async move { sender::send_due(&pool, &mail, &transport).await }
+                },
+            );
+        }
         let server = NotifierServiceServer::new(api)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);

@@ -75,56 +75,41 @@ impl OutboxRow {
 const OUTBOX_COLUMNS: &str = "notification_id, idempotency_key, recipients, subject, event, status, attempts, \
     last_error, created_at, next_attempt_at, sent_at";
 
-/// Stores the event unless its key was stored before; either way returns the stored entry.
+/// Stores the event `request` names unless it was stored before; either way returns the
+/// stored entry. A job without recipients has nobody to tell: the answer is an empty entry.
 pub async fn enqueue(
     pool: &PgPool,
     request: &v1::NotifyRequest,
 ) -> Result<v1::Notification, NotifierError> {
-    let key = request.idempotency_key.trim();
-    if key.is_empty() || key.len() > 200 {
+    let Some(composed) = crate::events::compose(pool, request).await? else {
+        return Ok(v1::Notification::default());
+    };
+    if composed.recipients.len() > MAX_RECIPIENTS {
         return Err(FieldError::new(
-            "idempotency_key",
-            "a key of 1 to 200 characters is required",
+            "recipients",
+            format!("the job lists more than {MAX_RECIPIENTS} recipients"),
         )
         .into());
     }
-    let event = request
-        .event
-        .as_ref()
-        .ok_or_else(|| FieldError::new("event", "the event is required"))?;
-    if NotificationKind::try_from(event.kind).unwrap_or_default() == NotificationKind::Unspecified {
-        return Err(FieldError::new("event.kind", "choose a notification kind").into());
-    }
-    if request.recipients.is_empty() || request.recipients.len() > MAX_RECIPIENTS {
-        return Err(
-            FieldError::new("recipients", format!("1 to {MAX_RECIPIENTS} recipients")).into(),
-        );
-    }
-    let recipients = request
+    let recipients = composed
         .recipients
         .iter()
         .enumerate()
         .map(|(index, address)| parse_email(&format!("recipients[{index}]"), address))
         .collect::<Result<Vec<_>, _>>()?;
-    let job_id = if event.job_id.is_empty() {
-        None
-    } else {
-        Some(
-            Uuid::parse_str(&event.job_id)
-                .map_err(|_| FieldError::new("event.job_id", "not a job id"))?,
-        )
-    };
+    let event = &composed.event;
     let kind = NotificationKind::try_from(event.kind)
         .unwrap_or_default()
         .as_str_name()
         .trim_start_matches("NOTIFICATION_KIND_")
         .to_ascii_lowercase();
+    let job_id = Uuid::parse_str(&event.job_id).ok();
     sqlx::query(
         "INSERT INTO notification_outbox (notification_id, idempotency_key, job_id, kind, recipients, subject, event) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (idempotency_key) DO NOTHING",
     )
     .bind(Uuid::now_v7())
-    .bind(key)
+    .bind(&composed.key)
     .bind(job_id)
     .bind(kind)
     .bind(&recipients)
@@ -135,7 +120,7 @@ pub async fn enqueue(
     let row: OutboxRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {OUTBOX_COLUMNS} FROM notification_outbox WHERE idempotency_key = $1"
     )))
-    .bind(key)
+    .bind(&composed.key)
     .fetch_one(pool)
     .await?;
     Ok(row.view())

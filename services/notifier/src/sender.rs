@@ -28,9 +28,15 @@ impl Wakeup {
     pub fn wake(&self) {
         self.0.notify_one();
     }
+
+    /// What the sender's loop waits on.
+    pub fn notified(&self) -> Arc<Notify> {
+        Arc::clone(&self.0)
+    }
 }
 
-enum Transport {
+/// Where messages go.
+pub enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     Directory(std::path::PathBuf),
 }
@@ -52,36 +58,35 @@ struct Due {
     created_at: DateTime<Utc>,
 }
 
-/// Runs the sender until the process stops.
-pub async fn run(pool: PgPool, settings: MailSettings, wakeup: Wakeup) {
-    let transport = match &settings.delivery {
+/// The transport `settings` name; `None` (logged) when the SMTP URL cannot be used.
+pub fn transport(settings: &MailSettings) -> Option<Transport> {
+    match &settings.delivery {
         Delivery::Smtp(url) => match AsyncSmtpTransport::<Tokio1Executor>::from_url(url) {
-            Ok(builder) => Transport::Smtp(builder.timeout(Some(Duration::from_secs(30))).build()),
+            Ok(builder) => Some(Transport::Smtp(
+                builder.timeout(Some(Duration::from_secs(30))).build(),
+            )),
             Err(error) => {
                 tracing::error!(%error, "SYNCGUARD_SMTP_URL cannot be used; no mail is sent");
-                return;
+                None
             }
         },
-        Delivery::Directory(dir) => Transport::Directory(dir.clone()),
-    };
+        Delivery::Directory(dir) => Some(Transport::Directory(dir.clone())),
+    }
+}
+
+/// Sends every entry that is due now, then records the queue's depth.
+pub async fn send_due(pool: &PgPool, settings: &MailSettings, transport: &Transport) {
     loop {
-        loop {
-            match send_one(&pool, &settings, &transport).await {
-                Ok(true) => continue,
-                Ok(false) => break,
-                Err(error) => {
-                    tracing::warn!(%error, "outbox unavailable; retrying");
-                    break;
-                }
+        match send_one(pool, settings, transport).await {
+            Ok(true) => continue,
+            Ok(false) => break,
+            Err(error) => {
+                tracing::warn!(%error, "outbox unavailable; retrying");
+                break;
             }
         }
-        record_queue(&pool).await;
-        let next_due = next_due_in(&pool).await.unwrap_or(settings.poll_interval);
-        tokio::select! {
-            () = wakeup.0.notified() => {}
-            () = tokio::time::sleep(next_due.min(settings.poll_interval)) => {}
-        }
     }
+    record_queue(pool).await;
 }
 
 /// Queue depth and the oldest waiting entry's age, for dashboards.
@@ -100,17 +105,6 @@ async fn record_queue(pool: &PgPool) {
             .notification_oldest_age
             .record(oldest.unwrap_or(0.0), &[]);
     }
-}
-
-async fn next_due_in(pool: &PgPool) -> Option<Duration> {
-    let next: Option<(DateTime<Utc>,)> = sqlx::query_as(
-        "SELECT min(next_attempt_at) FROM notification_outbox WHERE status = 'pending' HAVING count(*) > 0",
-    )
-    .fetch_optional(pool)
-    .await
-    .ok()?;
-    let (at,) = next?;
-    Some((at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
 }
 
 /// Sends one due entry; false when none is due.

@@ -4,7 +4,6 @@ use syncguard_proto::v1;
 use syncguard_proto::v1::retention_service_server::RetentionService;
 use syncguard_store::PgPool;
 use tonic::{Request, Response, Status};
-use tracing::Instrument as _;
 use uuid::Uuid;
 
 use std::sync::Arc;
@@ -13,52 +12,45 @@ use syncguard_bootstrap::principal;
 
 use crate::clock::Clock;
 use crate::error::RetentionError;
-use crate::{directory, recovery, soft_delete};
-use syncguard_domain::FieldError;
+use crate::{directory, recovery};
+use syncguard_bootstrap::KeyedWorker;
+use syncguard_domain::{FieldError, JobId};
 
 /// Handlers of `syncguard.v1.RetentionService`.
 #[derive(Clone)]
 pub struct RetentionApi {
     pool: PgPool,
     clock: Arc<dyn Clock>,
+    apply: KeyedWorker<JobId>,
 }
 
 impl RetentionApi {
-    /// An API over the shared database, telling time by `clock`.
-    pub fn new(pool: PgPool, clock: Arc<dyn Clock>) -> Self {
-        Self { pool, clock }
+    /// An API over the shared database, telling time by `clock`; `apply` is the apply worker
+    /// it wakes.
+    pub fn new(pool: PgPool, clock: Arc<dyn Clock>, apply: KeyedWorker<JobId>) -> Self {
+        Self { pool, clock, apply }
     }
 }
 
 #[tonic::async_trait]
 impl RetentionService for RetentionApi {
-    async fn soft_delete_objects(
+    async fn apply_cycle(
         &self,
-        request: Request<v1::SoftDeleteObjectsRequest>,
-    ) -> Result<Response<v1::SoftDeleteObjectsResponse>, Status> {
-        let body = request.into_inner();
-        let cycle_id = Uuid::parse_str(&body.cycle_id).map_err(|_| {
+        request: Request<v1::ApplyCycleRequest>,
+    ) -> Result<Response<v1::ApplyCycleResponse>, Status> {
+        let cycle_id = Uuid::parse_str(&request.get_ref().cycle_id).map_err(|_| {
             RetentionError::from(FieldError::new("cycle_id", "not a cycle id (a UUID)"))
         })?;
-        let mut action_ids = Vec::with_capacity(body.action_ids.len());
-        for (index, id) in body.action_ids.iter().enumerate() {
-            action_ids.push(Uuid::parse_str(id).map_err(|_| {
-                RetentionError::from(FieldError::new(
-                    format!("action_ids[{index}]"),
-                    "not an action id (a UUID)",
-                ))
-            })?);
-        }
-        let span = tracing::info_span!("objects.soft_delete", cycle.id = %cycle_id, actions = action_ids.len());
-        let (soft_deleted, already_deleted) =
-            soft_delete::soft_delete(&self.pool, self.clock.now(), cycle_id, &action_ids)
-                .instrument(span)
-                .await?;
-        tracing::info!(cycle = %cycle_id, soft_deleted, already_deleted, "objects soft-deleted");
-        Ok(Response::new(v1::SoftDeleteObjectsResponse {
-            soft_deleted,
-            already_deleted,
-        }))
+        let job: Option<(Uuid,)> = sqlx::query_as("SELECT job_id FROM cycles WHERE cycle_id = $1")
+            .bind(cycle_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(RetentionError::from)?;
+        let Some((job_id,)) = job else {
+            return Err(RetentionError::NotFound(format!("cycle {cycle_id} not found")).into());
+        };
+        self.apply.wake(JobId(job_id));
+        Ok(Response::new(v1::ApplyCycleResponse {}))
     }
 
     async fn restore_object(

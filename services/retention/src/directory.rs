@@ -41,7 +41,13 @@ const OBJECT_SELECT: &str = "SELECT d.object_id, d.job_id, d.anchor, d.object_ty
     FROM directory_objects d";
 
 impl ObjectRow {
-    fn view(self, projection: &[String]) -> v1::DirectoryObject {
+    fn view(self, projection: &[String]) -> Result<v1::DirectoryObject, RetentionError> {
+        let object_type: syncguard_domain::ObjectKind =
+            self.object_type
+                .parse()
+                .map_err(|error: syncguard_domain::UnknownName| {
+                    RetentionError::Store(syncguard_store::StoreError::Corrupt(error.to_string()))
+                })?;
         let attributes = self
             .attributes
             .as_object()
@@ -60,11 +66,11 @@ impl ObjectRow {
                 (name.clone(), v1::AttributeValues { values })
             })
             .collect();
-        v1::DirectoryObject {
+        Ok(v1::DirectoryObject {
             object_id: self.object_id.to_string(),
             job_id: self.job_id.to_string(),
             anchor: self.anchor,
-            object_type: names::object_type(&self.object_type) as i32,
+            object_type: names::object_type(object_type) as i32,
             distinguished_name: self.distinguished_name,
             attributes,
             enabled: self.enabled,
@@ -73,7 +79,7 @@ impl ObjectRow {
             updated_at: Some(timestamp(self.updated_at)),
             deleted_at: self.deleted_at.map(timestamp),
             restorable_until: self.purge_after.map(timestamp),
-        }
+        })
     }
 }
 
@@ -137,7 +143,7 @@ pub async fn get_object(
     };
     let row =
         row.ok_or_else(|| RetentionError::NotFound("no such object in the directory".into()))?;
-    Ok(row.view(&projection(&request.attributes)))
+    row.view(&projection(&request.attributes))
 }
 
 /// A page of live objects in object-id order.
@@ -174,7 +180,7 @@ pub async fn list_objects(
         .into_iter()
         .take(size as usize)
         .map(|row| row.view(&wanted))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let next_page_token = if more {
         objects
             .last()
@@ -221,7 +227,7 @@ pub async fn list_deleted(
         .into_iter()
         .take(size as usize)
         .map(|row| row.view(&[]))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let next_page_token = if more {
         objects
             .last()

@@ -3,56 +3,87 @@
 //! A library with a thin `main.rs`: tests build the [`App`] in-process.
 
 mod api;
+mod apply;
 pub mod clock;
 mod directory;
 mod error;
+mod feed;
 mod recovery;
-mod soft_delete;
 
 use std::future::Future;
 
 pub use api::RetentionApi;
 pub use error::RetentionError;
-use syncguard_bootstrap::{ServiceConfig, ServiceHost};
+use syncguard_bootstrap::{PeerChannel, ServiceConfig, ServiceHost, ServiceName};
+use syncguard_domain::JobId;
+use syncguard_proto::v1;
 use syncguard_proto::v1::retention_service_server::{RetentionServiceServer, SERVICE_NAME};
+use syncguard_proto::v1::stager_service_client::StagerServiceClient;
 use tonic::service::Routes;
+use tracing::Instrument as _;
 
 use std::sync::Arc;
 
 use clock::{Clock, SystemClock};
 
-async fn purge_loop(
-    pool: syncguard_store::PgPool,
-    clock: Arc<dyn Clock>,
-    tick: std::time::Duration,
-) {
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Jobs applied at once per retention instance.
+const APPLY_CONCURRENCY: usize = 4;
+
+/// One round of the purge: every object whose retention ended, in bounded batches.
+async fn purge_round(pool: &syncguard_store::PgPool, clock: &Arc<dyn Clock>) {
+    match recovery::purge_backlog(pool, clock).await {
+        Ok(backlog) => syncguard_telemetry::metrics()
+            .purge_backlog
+            .record(backlog, &[]),
+        Err(error) => tracing::debug!(%error, "purge backlog not measured"),
+    }
     loop {
-        interval.tick().await;
-        match recovery::purge_backlog(&pool, &clock).await {
-            Ok(backlog) => syncguard_telemetry::metrics()
-                .purge_backlog
-                .record(backlog, &[]),
-            Err(error) => tracing::debug!(%error, "purge backlog not measured"),
-        }
-        loop {
-            match recovery::purge_due(&pool, &clock).await {
-                Ok(purged) => {
-                    if purged > 0 {
-                        tracing::info!(purged, "objects purged after their retention");
-                    }
-                    if (purged as i64) < recovery::PURGE_BATCH {
-                        break;
-                    }
+        match recovery::purge_due(pool, clock).await {
+            Ok(purged) => {
+                if purged > 0 {
+                    tracing::info!(purged, "objects purged after their retention");
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "purge failed; retrying on the next tick");
+                if (purged as i64) < recovery::PURGE_BATCH {
                     break;
                 }
             }
+            Err(error) => {
+                tracing::warn!(%error, "purge failed; retrying on the next tick");
+                break;
+            }
         }
     }
+}
+
+/// The apply worker's step: apply the job's decided cycle, then wake the stager for the
+/// job's next queued push.
+async fn apply_and_hand_over(
+    pool: &syncguard_store::PgPool,
+    clock: &Arc<dyn Clock>,
+    stager: &StagerServiceClient<PeerChannel>,
+    job_id: JobId,
+) -> anyhow::Result<bool> {
+    let Some((cycle_id, traceparent)) = apply::pending(pool, job_id).await? else {
+        return Ok(false);
+    };
+    let span = tracing::info_span!("cycle.apply", job.id = %job_id, cycle.id = %cycle_id);
+    if let Some(traceparent) = &traceparent {
+        syncguard_telemetry::continue_trace(&span, traceparent);
+    }
+    let applied = apply::apply_next(pool, clock.now(), job_id)
+        .instrument(span)
+        .await?;
+    if applied.is_none() {
+        return Ok(false);
+    }
+    // The job's next queued push can be staged now.
+    let mut stager = stager.clone();
+    let call = stager.stage_cycle(v1::StageCycleRequest {
+        job_id: job_id.to_string(),
+        ..Default::default()
+    });
+    syncguard_bootstrap::wake("stager", job_id, call).await;
+    Ok(true)
 }
 
 /// The retention service, bound and ready to run.
@@ -89,18 +120,34 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let limit = self.host.config().max_message_bytes;
-        let api = RetentionApi::new(self.host.pool().clone(), Arc::clone(&self.clock));
-
-        // Objects whose retention ended are purged in bounded batches once the database is ready.
         let pool = self.host.pool().clone();
-        let clock = Arc::clone(&self.clock);
-        let mut ready = self.host.ready();
         let tick = self.host.config().maintenance_interval;
-        tokio::spawn(async move {
-            if ready.wait_for(|ready| *ready).await.is_ok() {
-                purge_loop(pool, clock, tick).await;
-            }
+        let background = self.host.background();
+        let stager = StagerServiceClient::new(self.host.peer(ServiceName::Stager)?);
+
+        let (due_pool, apply_pool, apply_clock) =
+            (pool.clone(), pool.clone(), Arc::clone(&self.clock));
+        let apply = background.keyed(
+            "apply",
+            APPLY_CONCURRENCY,
+            tick,
+            move || {
+                let pool = due_pool.clone();
+                async move { Ok(apply::due_jobs(&pool).await?) }
+            },
+            move |job_id| {
+                let (pool, clock, stager) =
+                    (apply_pool.clone(), Arc::clone(&apply_clock), stager.clone());
+                async move { apply_and_hand_over(&pool, &clock, &stager, job_id).await }
+            },
+        );
+        // Objects whose retention ended are purged in bounded batches.
+        let (purge_pool, purge_clock) = (pool.clone(), Arc::clone(&self.clock));
+        background.every("purge", tick, None, move || {
+            let (pool, clock) = (purge_pool.clone(), Arc::clone(&purge_clock));
+            async move { purge_round(&pool, &clock).await }
         });
+        let api = RetentionApi::new(pool, Arc::clone(&self.clock), apply);
         let server = RetentionServiceServer::new(api)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);

@@ -124,6 +124,23 @@ pub async fn restore(
         .bind(object_id)
         .execute(&mut *transaction)
         .await?;
+    let batch = crate::feed::next_batch(&mut transaction).await?;
+    sqlx::query(
+        "INSERT INTO directory_changes (batch, position, job_id, object_id, anchor, object_type, change,
+             distinguished_name, attributes, enabled, member_anchors, at)
+         SELECT $2, 1, d.job_id, d.object_id, d.anchor, d.object_type, 'restore', d.distinguished_name,
+             d.attributes, d.enabled,
+             CASE WHEN d.object_type = 'group' THEN COALESCE(
+                 (SELECT array_agg(m.member_anchor ORDER BY m.member_anchor COLLATE \"C\")
+                  FROM directory_memberships m WHERE m.job_id = d.job_id AND m.group_anchor = d.anchor), '{}')
+             ELSE '{}' END, $3
+         FROM directory_objects d WHERE d.object_id = $1",
+    )
+    .bind(object_id)
+    .bind(batch)
+    .bind(clock.now())
+    .execute(&mut *transaction)
+    .await?;
     log(
         &mut transaction,
         job_id,
@@ -182,8 +199,9 @@ async fn log(
     Ok(())
 }
 
-/// Purges soft-deleted objects in `object_ids` (locked, skipping rows another instance holds)
-/// and records each: a tombstone, a log row, and its group memberships gone.
+/// Purges the soft-deleted objects `condition` selects (locked, skipping rows another
+/// instance holds, at most one batch) and records each: a tombstone, a log row, a feed entry,
+/// and its group memberships gone.
 async fn purge_locked(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
@@ -193,15 +211,27 @@ async fn purge_locked(
     reason_code: &str,
     detail: &str,
 ) -> Result<Vec<Uuid>, RetentionError> {
-    let sql = format!(
-        "WITH due AS (
-             SELECT object_id FROM directory_objects
-             WHERE deleted_at IS NOT NULL AND {condition}
-             ORDER BY purge_after LIMIT {PURGE_BATCH} FOR UPDATE SKIP LOCKED
-         ),
-         purged AS (
-             DELETE FROM directory_objects d USING due WHERE d.object_id = due.object_id
-             RETURNING d.object_id, d.job_id, d.anchor, d.object_type, d.deleted_at
+    let select = format!(
+        "SELECT object_id FROM directory_objects WHERE deleted_at IS NOT NULL AND {condition} \
+         ORDER BY purge_after LIMIT {PURGE_BATCH} FOR UPDATE SKIP LOCKED"
+    );
+    let query = sqlx::query_as::<_, (Uuid,)>(sqlx::AssertSqlSafe(select));
+    let due: Vec<(Uuid,)> = match parameter {
+        PurgeSelector::Due => query.bind(now),
+        PurgeSelector::One(object_id) => query.bind(*object_id),
+    }
+    .fetch_all(&mut *conn)
+    .await?;
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let due: Vec<Uuid> = due.into_iter().map(|(id,)| id).collect();
+    let batch = crate::feed::next_batch(&mut *conn).await?;
+    let purged: Vec<(Uuid,)> = sqlx::query_as(
+        "WITH purged AS (
+             DELETE FROM directory_objects d WHERE d.object_id = ANY($1)
+             RETURNING d.object_id, d.job_id, d.anchor, d.object_type, d.deleted_at, d.distinguished_name,
+                       d.attributes, d.enabled
          ),
          tombstones AS (
              INSERT INTO purged_objects (object_id, job_id, anchor, object_type, deleted_at, purged_at, purged_by, reason)
@@ -213,24 +243,27 @@ async fn purge_locked(
                  display_action, actor, detail)
              SELECT job_id, object_id, anchor, object_type, 'purge', 'applied', $5, 'Purge', $3, $4 FROM purged
          ),
+         fed AS (
+             INSERT INTO directory_changes (batch, position, job_id, object_id, anchor, object_type, change,
+                 distinguished_name, attributes, enabled, at)
+             SELECT $6, (row_number() OVER (ORDER BY object_id))::integer, job_id, object_id, anchor, object_type,
+                 'purge', distinguished_name, attributes, enabled, $2
+             FROM purged
+         ),
          memberships AS (
              DELETE FROM directory_memberships m USING purged p
              WHERE m.job_id = p.job_id AND (m.group_anchor = p.anchor OR m.member_anchor = p.anchor)
          )
-         SELECT object_id FROM tombstones"
-    );
-    let query = sqlx::query_as::<_, (Uuid,)>(sqlx::AssertSqlSafe(sql));
-    let query = match parameter {
-        PurgeSelector::Due => query.bind(now),
-        PurgeSelector::One(object_id) => query.bind(object_id),
-    };
-    let purged = query
-        .bind(now)
-        .bind(actor)
-        .bind(detail)
-        .bind(reason_code)
-        .fetch_all(conn)
-        .await?;
+         SELECT object_id FROM tombstones",
+    )
+    .bind(&due)
+    .bind(now)
+    .bind(actor)
+    .bind(detail)
+    .bind(reason_code)
+    .bind(batch)
+    .fetch_all(conn)
+    .await?;
     Ok(purged.into_iter().map(|(id,)| id).collect())
 }
 

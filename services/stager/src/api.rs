@@ -1,39 +1,45 @@
 //! The `StagerService` gRPC API.
 
-use syncguard_bootstrap::{PeerChannel, principal};
+use std::time::Duration;
+
+use syncguard_bootstrap::{KeyedWorker, PeerChannel, StepOwners, wait_settled};
 use syncguard_domain::{FieldError, JobId};
 use syncguard_proto::v1;
 use syncguard_proto::v1::gate_service_client::GateServiceClient;
-use syncguard_proto::v1::retention_service_client::RetentionServiceClient;
 use syncguard_proto::v1::stager_service_server::StagerService;
 use syncguard_store::PgPool;
 use tonic::{Request, Response, Status};
-use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::error::StagerError;
-use crate::stage::Staged;
-use crate::{apply, preview, reads, stage};
+use crate::{preview, reads};
 
 /// Handlers of `syncguard.v1.StagerService`.
 #[derive(Clone)]
 pub struct StagerApi {
     pool: PgPool,
     gate: GateServiceClient<PeerChannel>,
-    retention: RetentionServiceClient<PeerChannel>,
+    stage: KeyedWorker<JobId>,
+    owners: StepOwners,
+    max_wait: Duration,
 }
 
 impl StagerApi {
-    /// An API over the shared database, calling the gate and retention.
+    /// An API over the shared database; `stage` is the stage worker it wakes, `owners` the
+    /// peers whose health tells whether a waiting cycle can progress.
     pub fn new(
         pool: PgPool,
         gate: GateServiceClient<PeerChannel>,
-        retention: RetentionServiceClient<PeerChannel>,
+        stage: KeyedWorker<JobId>,
+        owners: StepOwners,
+        max_wait: Duration,
     ) -> Self {
         Self {
             pool,
             gate,
-            retention,
+            stage,
+            owners,
+            max_wait,
         }
     }
 }
@@ -41,6 +47,15 @@ impl StagerApi {
 fn required_id(field: &str, value: &str) -> Result<Uuid, StagerError> {
     Uuid::parse_str(value)
         .map_err(|_| FieldError::new(field, format!("{value:?} is not an id (a UUID)")).into())
+}
+
+fn wait_of(wait: Option<&prost_types::Duration>, max: Duration) -> Duration {
+    wait.map(|wait| {
+        Duration::from_secs(wait.seconds.max(0) as u64)
+            + Duration::from_nanos(wait.nanos.max(0) as u64)
+    })
+    .unwrap_or_default()
+    .min(max)
 }
 
 #[tonic::async_trait]
@@ -51,75 +66,27 @@ impl StagerService for StagerApi {
     ) -> Result<Response<v1::Cycle>, Status> {
         let body = request.into_inner();
         let job_id = JobId::parse("job_id", &body.job_id).map_err(StagerError::from)?;
-        let snapshot_id = required_id("snapshot_id", &body.snapshot_id)?;
-        let span = tracing::info_span!(
-            "cycle.stage",
-            job.id = %job_id,
-            snapshot.id = %snapshot_id,
-            cycle.id = tracing::field::Empty,
-        );
-        let staged = stage::stage(&self.pool, job_id, snapshot_id)
-            .instrument(span.clone())
-            .await?;
-        let cycle_id = match staged {
-            Staged::New(cycle_id) => {
-                // The gate decides at once: apply within limits, or quarantine.
-                self.gate
-                    .clone()
-                    .decide_cycle(v1::DecideCycleRequest {
-                        cycle_id: cycle_id.to_string(),
-                    })
-                    .instrument(span)
-                    .await
-                    .map_err(|status| StagerError::Peer {
-                        service: "gate",
-                        status,
-                    })?;
-                cycle_id
-            }
-            Staged::SuspectEmpty(cycle_id) => {
-                syncguard_telemetry::cycle_outcome("failed");
-                cycle_id
-            }
-            Staged::Existing(cycle_id) => cycle_id,
-        };
-        let cycle = reads::get_cycle(&self.pool, cycle_id).await?;
-        if matches!(staged, Staged::New(_)) {
-            for count in &cycle.counts {
-                let kind = v1::ActionKind::try_from(count.action).unwrap_or_default();
-                let object_type = v1::ObjectType::try_from(count.object_type).unwrap_or_default();
-                syncguard_telemetry::metrics().staged_actions.add(
-                    count.count,
-                    &[
-                        syncguard_telemetry::KeyValue::new("kind", kind.as_str_name()),
-                        syncguard_telemetry::KeyValue::new(
-                            "object_type",
-                            object_type.as_str_name(),
-                        ),
-                    ],
-                );
-            }
+        self.stage.wake(job_id);
+        if body.cycle_id.is_empty() {
+            return Ok(Response::new(v1::Cycle {
+                job_id: job_id.to_string(),
+                ..Default::default()
+            }));
         }
-        Ok(Response::new(cycle))
-    }
-
-    async fn apply_cycle(
-        &self,
-        request: Request<v1::ApplyCycleRequest>,
-    ) -> Result<Response<v1::Cycle>, Status> {
-        let caller = principal(&request)?;
-        let body = request.into_inner();
         let cycle_id = required_id("cycle_id", &body.cycle_id)?;
-        let actor = if body.actor.trim().is_empty() {
-            caller.to_string()
-        } else {
-            body.actor.trim().to_owned()
-        };
-        let span = tracing::info_span!("cycle.apply", cycle.id = %cycle_id, actor = %actor);
-        apply::apply(&self.pool, &self.retention, cycle_id, &actor)
-            .instrument(span)
-            .await?;
-        Ok(Response::new(reads::get_cycle(&self.pool, cycle_id).await?))
+        let wait = wait_of(body.wait.as_ref(), self.max_wait);
+        let cycle = wait_settled(&self.pool, cycle_id, wait, &self.owners)
+            .await
+            .map_err(StagerError::from)?
+            .ok_or_else(|| StagerError::NotFound(format!("cycle {cycle_id} not found")))?;
+        if cycle.job_id != job_id.0 {
+            return Err(StagerError::from(FieldError::new(
+                "cycle_id",
+                "the cycle belongs to another job",
+            ))
+            .into());
+        }
+        Ok(Response::new(reads::cycle_view(&self.pool, cycle).await?))
     }
 
     async fn get_cycle(

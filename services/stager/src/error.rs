@@ -1,6 +1,6 @@
 //! Everything the stager can refuse or fail with, and the gRPC status for each.
 
-use syncguard_bootstrap::{field_violation, store_status};
+use syncguard_bootstrap::{field_violation, peer_status, store_status};
 use syncguard_domain::FieldError;
 use syncguard_store::StoreError;
 use tonic::Status;
@@ -36,9 +36,7 @@ impl From<StagerError> for Status {
             StagerError::Invalid(field) => field_violation(&field),
             StagerError::NotFound(message) => Status::not_found(message),
             StagerError::WrongState(message) => Status::failed_precondition(message),
-            StagerError::Peer { service, status } => {
-                Status::new(status.code(), format!("{service}: {}", status.message()))
-            }
+            StagerError::Peer { service, status } => peer_status(service, &status),
             StagerError::Store(store) => store_status(&store),
         }
     }

@@ -1,24 +1,33 @@
-//! Diff and staging: turns a complete snapshot into a cycle of staged actions, applies decided cycles, serves the provisioning log.
+//! Diff and staging: stages each job's accepted pushes as cycles of planned actions, in the
+//! order ingest acknowledged them, one open cycle per job; serves cycles, staged actions, the
+//! provisioning log and previews.
 //!
 //! A library with a thin `main.rs`: tests build the [`App`] in-process.
 
 mod api;
-mod apply;
+mod diff;
 mod error;
 mod preview;
 mod reads;
-mod resume;
 mod stage;
 
 use std::future::Future;
 
 pub use api::StagerApi;
 pub use error::StagerError;
-use syncguard_bootstrap::{ServiceConfig, ServiceHost, ServiceName};
+use stage::Staged;
+use syncguard_bootstrap::{PeerChannel, ServiceConfig, ServiceHost, ServiceName, StepOwners};
+use syncguard_domain::JobId;
+use syncguard_proto::v1;
 use syncguard_proto::v1::gate_service_client::GateServiceClient;
-use syncguard_proto::v1::retention_service_client::RetentionServiceClient;
+use syncguard_proto::v1::notifier_service_client::NotifierServiceClient;
 use syncguard_proto::v1::stager_service_server::{SERVICE_NAME, StagerServiceServer};
+use syncguard_store::PgPool;
 use tonic::service::Routes;
+use tracing::Instrument as _;
+
+/// Jobs staged at once per stager instance.
+const STAGE_CONCURRENCY: usize = 4;
 
 /// The stager service, bound and ready to run.
 pub struct App {
@@ -44,28 +53,109 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let limit = self.host.config().max_message_bytes;
-        let gate = GateServiceClient::new(self.host.peer(ServiceName::Gate)?)
+        let gate_channel = self.host.peer(ServiceName::Gate)?;
+        let gate = GateServiceClient::new(gate_channel.clone())
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
-        let retention = RetentionServiceClient::new(self.host.peer(ServiceName::Retention)?)
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit);
-        let api = StagerApi::new(self.host.pool().clone(), gate.clone(), retention.clone());
-
-        // Cycles a crash interrupted are finished once the database is ready.
+        let notifier = NotifierServiceClient::new(self.host.peer(ServiceName::Notifier)?);
         let pool = self.host.pool().clone();
-        let mut ready = self.host.ready();
-        let tick = self.host.config().maintenance_interval;
-        tokio::spawn(async move {
-            if ready.wait_for(|ready| *ready).await.is_ok() {
-                resume::run(pool, gate, retention, tick).await;
-            }
-        });
+
+        let steps = StageSteps {
+            pool: pool.clone(),
+            gate: gate.clone(),
+            notifier,
+        };
+        let due_pool = pool.clone();
+        let stage = self.host.background().keyed(
+            "stage",
+            STAGE_CONCURRENCY,
+            self.host.config().maintenance_interval,
+            move || {
+                let pool = due_pool.clone();
+                async move { Ok(stage::due_jobs(&pool).await?) }
+            },
+            move |job_id| {
+                let steps = steps.clone();
+                async move { steps.stage_next(job_id).await }
+            },
+        );
+        let owners = StepOwners {
+            stager: None,
+            gate: Some(gate_channel),
+            retention: Some(self.host.peer(ServiceName::Retention)?),
+        };
+        let api = StagerApi::new(pool, gate, stage, owners, self.host.config().cycle_wait);
         let server = StagerServiceServer::new(api)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
         self.host
             .serve(SERVICE_NAME, Routes::new(server), shutdown)
             .await
+    }
+}
+
+/// The stage worker's step and the calls that follow it.
+#[derive(Clone)]
+struct StageSteps {
+    pool: PgPool,
+    gate: GateServiceClient<PeerChannel>,
+    notifier: NotifierServiceClient<PeerChannel>,
+}
+
+impl StageSteps {
+    /// Stages the job's next queued push and wakes the service that owns the next step.
+    async fn stage_next(&self, job_id: JobId) -> anyhow::Result<bool> {
+        match stage::stage_next(&self.pool, job_id).await? {
+            Staged::Nothing => Ok(false),
+            Staged::Cycle(cycle_id, traceparent) => {
+                self.count_staged(cycle_id).await;
+                // The wake-up belongs to the cycle's trace, like every step of it.
+                let span = tracing::info_span!("cycle.handover", cycle.id = %cycle_id, to = "gate");
+                if let Some(traceparent) = &traceparent {
+                    syncguard_telemetry::continue_trace(&span, traceparent);
+                }
+                self.wake_gate(cycle_id).instrument(span).await;
+                Ok(true)
+            }
+            Staged::RefusedEmpty(cycle_id) => {
+                let notice = v1::NotifyRequest {
+                    kind: v1::NotificationKind::CycleFailed as i32,
+                    job_id: job_id.to_string(),
+                    cycle_id: cycle_id.to_string(),
+                    ..Default::default()
+                };
+                if let Err(status) = self.notifier.clone().notify(notice).await {
+                    tracing::warn!(cycle = %cycle_id, %status, "failed-cycle notice not handed to the notifier");
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// Wakes the gate to decide `cycle_id`.
+    async fn wake_gate(&self, cycle_id: uuid::Uuid) {
+        let mut gate = self.gate.clone();
+        let call = gate.decide_cycle(v1::DecideCycleRequest {
+            cycle_id: cycle_id.to_string(),
+        });
+        syncguard_bootstrap::wake("gate", cycle_id, call).await;
+    }
+
+    async fn count_staged(&self, cycle_id: uuid::Uuid) {
+        let counts: Result<Vec<(String, String, i64)>, sqlx::Error> = sqlx::query_as(
+            "SELECT action, object_type, count(*) FROM staged_actions WHERE cycle_id = $1 GROUP BY 1, 2",
+        )
+        .bind(cycle_id)
+        .fetch_all(&self.pool)
+        .await;
+        for (kind, object_type, count) in counts.unwrap_or_default() {
+            syncguard_telemetry::metrics().staged_actions.add(
+                count.max(0) as u64,
+                &[
+                    syncguard_telemetry::KeyValue::new("kind", kind),
+                    syncguard_telemetry::KeyValue::new("object_type", object_type),
+                ],
+            );
+        }
     }
 }

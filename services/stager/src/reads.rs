@@ -1,20 +1,17 @@
 //! Reads of cycles, staged actions and the provisioning log, with filters and keyset paging.
+//! Each query carries only the filters a request sets, so Postgres plans it for them (a
+//! generic `($1 IS NULL OR column = $1)` plan cannot use the indexes).
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, QueryBuilder};
 use syncguard_bootstrap::timestamp;
-use syncguard_domain::FieldError;
+use syncguard_domain::{ActionStatus, FieldError};
 use syncguard_proto::names;
 use syncguard_proto::v1;
+use syncguard_store::{CYCLE_RECORD_COLUMNS, CycleRecord, CycleRow, StoreError};
 use uuid::Uuid;
 
 use crate::error::StagerError;
-
-/// Page size and token of a request; the token is the sort key of the last row returned.
-pub fn page(page: Option<&v1::PageRequest>) -> Result<(i64, Option<String>), FieldError> {
-    let page = syncguard_bootstrap::page(page)?;
-    Ok((page.size, page.token))
-}
 
 fn to_time(
     field: &str,
@@ -37,23 +34,9 @@ fn parse_uuid(field: &str, value: &str) -> Result<Option<Uuid>, FieldError> {
         .map_err(|_| FieldError::new(field, format!("{value:?} is not an id (a UUID)")))
 }
 
-#[derive(sqlx::FromRow)]
-struct CycleRow {
-    cycle_id: Uuid,
-    job_id: Uuid,
-    snapshot_id: Uuid,
-    state: String,
-    phases: serde_json::Value,
-    source_objects: i64,
-    error: Option<String>,
-    created_at: DateTime<Utc>,
-    finished_at: Option<DateTime<Utc>>,
-    quarantine_id: Option<Uuid>,
+fn corrupt(error: syncguard_domain::UnknownName) -> StagerError {
+    StagerError::Store(StoreError::Corrupt(error.to_string()))
 }
-
-const CYCLE_SELECT: &str = "SELECT c.cycle_id, c.job_id, c.snapshot_id, c.state, c.phases, c.source_objects, \
-    c.error, c.created_at, c.finished_at, q.quarantine_id \
-    FROM cycles c LEFT JOIN quarantines q ON q.cycle_id = c.cycle_id";
 
 async fn counts(pool: &PgPool, cycle_id: Uuid) -> Result<Vec<v1::ActionCount>, StagerError> {
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
@@ -63,69 +46,60 @@ async fn counts(pool: &PgPool, cycle_id: Uuid) -> Result<Vec<v1::ActionCount>, S
     .bind(cycle_id)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(action, object_type, count)| v1::ActionCount {
-            action: names::action_kind(&action) as i32,
-            object_type: names::object_type(&object_type) as i32,
-            count: count as u64,
+    rows.into_iter()
+        .map(|(action, object_type, count)| {
+            Ok(v1::ActionCount {
+                action: names::action_kind(action.parse().map_err(corrupt)?) as i32,
+                object_type: names::object_type(object_type.parse().map_err(corrupt)?) as i32,
+                count: count as u64,
+            })
         })
-        .collect())
+        .collect()
 }
 
-async fn cycle_view(pool: &PgPool, row: CycleRow) -> Result<v1::Cycle, StagerError> {
-    let phases = row
-        .phases
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|phase| v1::PhaseTiming {
-            phase: phase
-                .get("phase")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_owned(),
-            started_at: phase
-                .get("started_at")
-                .and_then(|v| v.as_str())
-                .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-                .map(|at| timestamp(at.with_timezone(&Utc))),
-            duration: phase.get("millis").and_then(|v| v.as_i64()).map(|millis| {
-                prost_types::Duration {
-                    seconds: millis / 1000,
-                    nanos: ((millis % 1000) * 1_000_000) as i32,
-                }
-            }),
-        })
-        .collect();
+fn duration(millis: i64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: millis / 1000,
+        nanos: ((millis % 1000) * 1_000_000) as i32,
+    }
+}
+
+/// The API view of a cycle, with its action counts.
+pub async fn cycle_view(pool: &PgPool, cycle: CycleRecord) -> Result<v1::Cycle, StagerError> {
     Ok(v1::Cycle {
-        cycle_id: row.cycle_id.to_string(),
-        job_id: row.job_id.to_string(),
-        snapshot_id: row.snapshot_id.to_string(),
-        state: names::cycle_state(&row.state) as i32,
-        phases,
-        counts: counts(pool, row.cycle_id).await?,
-        source_objects: row.source_objects as u64,
-        quarantine_id: row
+        cycle_id: cycle.cycle_id.to_string(),
+        job_id: cycle.job_id.to_string(),
+        snapshot_id: cycle.snapshot_id.to_string(),
+        state: names::cycle_state(cycle.state) as i32,
+        phases: cycle
+            .phases
+            .iter()
+            .map(|(phase, at, millis)| v1::PhaseTiming {
+                phase: (*phase).to_owned(),
+                started_at: Some(timestamp(*at)),
+                duration: Some(duration(*millis)),
+            })
+            .collect(),
+        counts: counts(pool, cycle.cycle_id).await?,
+        source_objects: cycle.source_objects.max(0) as u64,
+        quarantine_id: cycle
             .quarantine_id
             .map(|id| id.to_string())
             .unwrap_or_default(),
-        error: row.error.unwrap_or_default(),
-        created_at: Some(timestamp(row.created_at)),
-        finished_at: row.finished_at.map(timestamp),
+        error: cycle.error.unwrap_or_default(),
+        created_at: Some(timestamp(cycle.received_at)),
+        finished_at: cycle.finished_at.map(timestamp),
+        sequence: cycle.seq.max(0) as u64,
+        delta: cycle.delta,
     })
 }
 
 /// One cycle with its counts and phase timings.
 pub async fn get_cycle(pool: &PgPool, cycle_id: Uuid) -> Result<v1::Cycle, StagerError> {
-    let row: Option<CycleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{CYCLE_SELECT} WHERE c.cycle_id = $1"
-    )))
-    .bind(cycle_id)
-    .fetch_optional(pool)
-    .await?;
-    let row = row.ok_or_else(|| StagerError::NotFound(format!("cycle {cycle_id} not found")))?;
-    cycle_view(pool, row).await
+    let cycle = syncguard_store::fetch_cycle(pool, cycle_id)
+        .await?
+        .ok_or_else(|| StagerError::NotFound(format!("cycle {cycle_id} not found")))?;
+    cycle_view(pool, cycle).await
 }
 
 /// Cycles newest first, filtered by job and states.
@@ -138,54 +112,51 @@ pub async fn list_cycles(
     for (index, state) in request.states.iter().enumerate() {
         let name = v1::CycleState::try_from(*state)
             .ok()
-            .and_then(names::state_name)
+            .and_then(names::domain_cycle_state)
             .ok_or_else(|| {
                 FieldError::new(
                     format!("states[{index}]"),
-                    format!("{state} is not a cycle state"),
+                    format!("{state} is not a state a cycle can be in"),
                 )
             })?;
-        states.push(name.to_owned());
+        states.push(name.as_str().to_owned());
     }
-    let (size, token) = page(request.page.as_ref())?;
-    let before = token
-        .as_deref()
-        .map(|token| parse_uuid("page.page_token", token))
-        .transpose()?
-        .flatten();
-    let rows: Vec<CycleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{CYCLE_SELECT} WHERE ($1::uuid IS NULL OR c.job_id = $1) \
-           AND (cardinality($2::text[]) = 0 OR c.state = ANY($2)) \
-           AND ($3::uuid IS NULL OR c.cycle_id < $3) \
-         ORDER BY c.cycle_id DESC LIMIT $4"
-    )))
-    .bind(job_id)
-    .bind(&states)
-    .bind(before)
-    .bind(size + 1)
-    .fetch_all(pool)
-    .await?;
-    let more = rows.len() as i64 > size;
-    let mut cycles = Vec::new();
-    for row in rows.into_iter().take(size as usize) {
-        cycles.push(cycle_view(pool, row).await?);
+    let page = syncguard_bootstrap::page(request.page.as_ref())?;
+    let before = page.token_as::<Uuid>()?;
+    let mut query: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "SELECT {CYCLE_RECORD_COLUMNS} FROM cycle_states cs WHERE true"
+    ));
+    if let Some(job_id) = job_id {
+        query.push(" AND cs.job_id = ").push_bind(job_id);
     }
-    let next_page_token = if more {
-        cycles
-            .last()
-            .map(|cycle| cycle.cycle_id.clone())
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    if !states.is_empty() {
+        query
+            .push(" AND cs.state = ANY(")
+            .push_bind(states)
+            .push(")");
+    }
+    if let Some(before) = before {
+        query.push(" AND cs.cycle_id < ").push_bind(before);
+    }
+    query
+        .push(" ORDER BY cs.cycle_id DESC LIMIT ")
+        .push_bind(page.fetch());
+    let mut records =
+        syncguard_store::fetch_cycles(pool, query.build_query_as::<CycleRow>()).await?;
+    let next_page_token = page.finish(&mut records, |cycle| cycle.cycle_id.to_string());
+    let mut cycles = Vec::with_capacity(records.len());
+    for record in records {
+        cycles.push(cycle_view(pool, record).await?);
+    }
     Ok(v1::ListCyclesResponse {
         cycles,
         next_page_token,
     })
 }
 
+/// One staged action as `action_states` reports it.
 #[derive(sqlx::FromRow)]
-struct ActionRow {
+pub struct ActionRow {
     action_id: Uuid,
     cycle_id: Uuid,
     job_id: Uuid,
@@ -198,20 +169,26 @@ struct ActionRow {
     display_name: String,
 }
 
+/// The columns [`ActionRow`] reads from `action_states`.
+pub const ACTION_COLUMNS: &str = "action_id, cycle_id, job_id, anchor, object_type, action, reason, \
+    status, changed_attributes, display_name";
+
 impl ActionRow {
-    fn view(self) -> v1::StagedAction {
-        v1::StagedAction {
+    /// The API view; a stored name outside the schema's set is an error.
+    pub fn view(self) -> Result<v1::StagedAction, StagerError> {
+        names::staged_action(names::StoredAction {
             action_id: self.action_id.to_string(),
             cycle_id: self.cycle_id.to_string(),
             job_id: self.job_id.to_string(),
             anchor: self.anchor,
-            object_type: names::object_type(&self.object_type) as i32,
-            action: names::action_kind(&self.action) as i32,
-            reason: names::action_reason(&self.reason) as i32,
-            status: names::action_status(&self.status) as i32,
+            object_type: self.object_type,
+            action: self.action,
+            reason: self.reason,
+            status: self.status,
             changed_attributes: self.changed_attributes,
             display_name: self.display_name,
-        }
+        })
+        .map_err(corrupt)
     }
 }
 
@@ -224,45 +201,39 @@ pub async fn list_staged_actions(
         .ok_or_else(|| FieldError::new("cycle_id", "a cycle id is required"))?;
     let mut kinds = Vec::new();
     for (index, action) in request.actions.iter().enumerate() {
-        let name = v1::ActionKind::try_from(*action)
+        let kind = v1::ActionKind::try_from(*action)
             .ok()
-            .and_then(names::action_name)
+            .and_then(names::domain_action_kind)
             .ok_or_else(|| {
                 FieldError::new(
                     format!("actions[{index}]"),
-                    format!("{action} is not an action kind"),
+                    format!("{action} is not a staged action kind"),
                 )
             })?;
-        kinds.push(name.to_owned());
+        kinds.push(kind.as_str().to_owned());
     }
-    let (size, after) = page(request.page.as_ref())?;
-    let rows: Vec<ActionRow> = sqlx::query_as(
-        "SELECT action_id, cycle_id, job_id, anchor, object_type, action, reason, status, changed_attributes, \
-                display_name \
-         FROM staged_actions WHERE cycle_id = $1 AND (cardinality($2::text[]) = 0 OR action = ANY($2)) \
-           AND ($3::text IS NULL OR anchor COLLATE \"C\" > $3) \
-         ORDER BY anchor COLLATE \"C\" LIMIT $4",
-    )
-    .bind(cycle_id)
-    .bind(&kinds)
-    .bind(after)
-    .bind(size + 1)
-    .fetch_all(pool)
-    .await?;
-    let more = rows.len() as i64 > size;
-    let actions: Vec<v1::StagedAction> = rows
+    let page = syncguard_bootstrap::page(request.page.as_ref())?;
+    let mut query: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "SELECT {ACTION_COLUMNS} FROM action_states WHERE cycle_id = "
+    ));
+    query.push_bind(cycle_id);
+    if !kinds.is_empty() {
+        query.push(" AND action = ANY(").push_bind(kinds).push(")");
+    }
+    if let Some(after) = &page.token {
+        query
+            .push(" AND anchor COLLATE \"C\" > ")
+            .push_bind(after.clone());
+    }
+    query
+        .push(" ORDER BY anchor COLLATE \"C\" LIMIT ")
+        .push_bind(page.fetch());
+    let mut rows: Vec<ActionRow> = query.build_query_as().fetch_all(pool).await?;
+    let next_page_token = page.finish(&mut rows, |row| row.anchor.clone());
+    let actions = rows
         .into_iter()
-        .take(size as usize)
         .map(ActionRow::view)
-        .collect();
-    let next_page_token = if more {
-        actions
-            .last()
-            .map(|action| action.anchor.clone())
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+        .collect::<Result<_, _>>()?;
     Ok(v1::ListStagedActionsResponse {
         actions,
         next_page_token,
@@ -288,15 +259,10 @@ struct LogRow {
     detail: String,
 }
 
-/// The provisioning log, newest first, filtered as administrators know it.
-pub async fn query_logs(
-    pool: &PgPool,
-    request: &v1::QueryProvisioningLogsRequest,
-) -> Result<v1::QueryProvisioningLogsResponse, StagerError> {
+/// The display actions an action filter selects.
+fn display_actions(filter: i32) -> Result<Vec<&'static str>, FieldError> {
     use v1::LogActionFilter as F;
-    let job_id = parse_uuid("job_id", &request.job_id)?;
-    let cycle_id = parse_uuid("cycle_id", &request.cycle_id)?;
-    let display_actions: Vec<&str> = match F::try_from(request.action) {
+    Ok(match F::try_from(filter) {
         Ok(F::Unspecified) => vec![],
         Ok(F::StagedAction) => vec!["StagedDelete", "StagedDisable"],
         Ok(F::StagedDelete) => vec!["StagedDelete"],
@@ -311,22 +277,36 @@ pub async fn query_logs(
         Ok(F::Admin) => vec![
             "AllowDeletes",
             "RejectDeletes",
+            "Supersede",
             "RestartJob",
             "ReleasePins",
+            "PinCleared",
             "SetProtection",
             "DisableProtection",
+            "UpdateJob",
         ],
         Err(_) => {
             return Err(FieldError::new(
                 "action",
-                format!("{} is not an action filter", request.action),
-            )
-            .into());
+                format!("{filter} is not an action filter"),
+            ));
         }
-    };
+    })
+}
+
+/// The provisioning log, newest first, filtered as administrators know it. `actor` matches
+/// the recorded `role:name` or the principal's name alone.
+pub async fn query_logs(
+    pool: &PgPool,
+    request: &v1::QueryProvisioningLogsRequest,
+) -> Result<v1::QueryProvisioningLogsResponse, StagerError> {
+    let job_id = parse_uuid("job_id", &request.job_id)?;
+    let cycle_id = parse_uuid("cycle_id", &request.cycle_id)?;
+    let display_actions = display_actions(request.action)?;
     let status = match v1::ActionStatus::try_from(request.status) {
         Ok(v1::ActionStatus::Unspecified) => None,
-        Ok(status) => names::status_name(status),
+        Ok(v1::ActionStatus::Failed) => Some("failed"),
+        Ok(status) => names::domain_action_status(status).map(ActionStatus::as_str),
         Err(_) => {
             return Err(
                 FieldError::new("status", format!("{} is not a status", request.status)).into(),
@@ -335,38 +315,59 @@ pub async fn query_logs(
     };
     let since = to_time("since", request.since.as_ref())?;
     let until = to_time("until", request.until.as_ref())?;
-    let requested = syncguard_bootstrap::page(request.page.as_ref())?;
-    let (size, before) = (requested.size, requested.token_as::<i64>()?);
-    let anchor = Some(request.anchor.as_str()).filter(|anchor| !anchor.is_empty());
-    let actor = Some(request.actor.as_str()).filter(|actor| !actor.is_empty());
-    let rows: Vec<LogRow> = sqlx::query_as(
-        "SELECT log_id, at, job_id, cycle_id, action_id, object_id, anchor, object_type, action, status, reason, \
-                display_action, changed_attributes, actor, detail \
-         FROM provisioning_log \
-         WHERE ($1::uuid IS NULL OR job_id = $1) AND ($2::uuid IS NULL OR cycle_id = $2) \
-           AND ($3::text IS NULL OR anchor = $3) \
-           AND (cardinality($4::text[]) = 0 OR display_action = ANY($4)) \
-           AND ($5::text IS NULL OR status = $5) \
-           AND ($6::timestamptz IS NULL OR at >= $6) AND ($7::timestamptz IS NULL OR at < $7) \
-           AND ($8::text IS NULL OR actor = $8) AND ($9::bigint IS NULL OR log_id < $9) \
-         ORDER BY log_id DESC LIMIT $10",
-    )
-    .bind(job_id)
-    .bind(cycle_id)
-    .bind(anchor)
-    .bind(&display_actions)
-    .bind(status)
-    .bind(since)
-    .bind(until)
-    .bind(actor)
-    .bind(before)
-    .bind(size + 1)
-    .fetch_all(pool)
-    .await?;
-    let more = rows.len() as i64 > size;
-    let entries: Vec<v1::ProvisioningLogEntry> = rows
+    let page = syncguard_bootstrap::page(request.page.as_ref())?;
+    let before = page.token_as::<i64>()?;
+    let anchor = request.anchor.as_str();
+    let actor = request.actor.trim();
+
+    let mut query: QueryBuilder<Postgres> = QueryBuilder::new(
+        "SELECT log_id, at, job_id, cycle_id, action_id, object_id, anchor, object_type, action, status, \
+                reason, display_action, changed_attributes, actor, detail \
+         FROM provisioning_log WHERE true",
+    );
+    if let Some(job_id) = job_id {
+        query.push(" AND job_id = ").push_bind(job_id);
+    }
+    if let Some(cycle_id) = cycle_id {
+        query.push(" AND cycle_id = ").push_bind(cycle_id);
+    }
+    if !anchor.is_empty() {
+        query.push(" AND anchor = ").push_bind(anchor.to_owned());
+    }
+    if !display_actions.is_empty() {
+        query
+            .push(" AND display_action = ANY(")
+            .push_bind(display_actions)
+            .push(")");
+    }
+    if let Some(status) = status {
+        query.push(" AND status = ").push_bind(status);
+    }
+    if let Some(since) = since {
+        query.push(" AND at >= ").push_bind(since);
+    }
+    if let Some(until) = until {
+        query.push(" AND at < ").push_bind(until);
+    }
+    if !actor.is_empty() {
+        if actor.contains(':') {
+            query.push(" AND actor = ").push_bind(actor.to_owned());
+        } else {
+            query
+                .push(" AND (CASE WHEN position(':' IN actor) > 0 THEN split_part(actor, ':', 2) ELSE actor END) = ")
+                .push_bind(actor.to_owned());
+        }
+    }
+    if let Some(before) = before {
+        query.push(" AND log_id < ").push_bind(before);
+    }
+    query
+        .push(" ORDER BY log_id DESC LIMIT ")
+        .push_bind(page.fetch());
+    let mut rows: Vec<LogRow> = query.build_query_as().fetch_all(pool).await?;
+    let next_page_token = page.finish(&mut rows, |row| row.log_id.to_string());
+    let entries = rows
         .into_iter()
-        .take(size as usize)
         .map(|row| v1::ProvisioningLogEntry {
             log_id: row.log_id,
             at: Some(timestamp(row.at)),
@@ -376,23 +377,23 @@ pub async fn query_logs(
             anchor: row.anchor.unwrap_or_default(),
             object_type: row
                 .object_type
-                .as_deref()
+                .and_then(|name| name.parse().ok())
                 .map(names::object_type)
                 .unwrap_or_default() as i32,
             action: row
                 .action
                 .as_deref()
-                .map(names::action_kind)
+                .map(names::logged_action_kind)
                 .unwrap_or_default() as i32,
             status: row
                 .status
-                .as_deref()
+                .and_then(|name| name.parse().ok())
                 .map(names::action_status)
                 .unwrap_or_default() as i32,
             reason: row
                 .reason
                 .as_deref()
-                .map(names::action_reason)
+                .map(names::logged_reason)
                 .unwrap_or_default() as i32,
             display_action: row.display_action,
             changed_attributes: row.changed_attributes,
@@ -401,14 +402,6 @@ pub async fn query_logs(
             object_id: row.object_id.map(|id| id.to_string()).unwrap_or_default(),
         })
         .collect();
-    let next_page_token = if more {
-        entries
-            .last()
-            .map(|entry| entry.log_id.to_string())
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
     Ok(v1::QueryProvisioningLogsResponse {
         entries,
         next_page_token,

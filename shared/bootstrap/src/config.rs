@@ -140,6 +140,9 @@ pub struct ServiceConfig {
     pub maintenance_interval: Duration,
     /// How often people are reminded of a quarantine that stays open (used by the gate).
     pub reminder_interval: Duration,
+    /// How long a push, trigger or decision waits for its cycle to settle before answering
+    /// with the state it reached (the cycle goes on by itself).
+    pub cycle_wait: Duration,
 }
 
 /// A configuration value that is missing or malformed; the message names the variable.
@@ -176,6 +179,7 @@ const DEFAULT_CONCURRENCY_LIMIT: usize = 256;
 const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 3;
 const DEFAULT_MAINTENANCE_INTERVAL_SECS: u64 = 15;
 const DEFAULT_REMINDER_INTERVAL_SECS: u64 = 24 * 3600;
+const DEFAULT_CYCLE_WAIT_SECS: u64 = 300;
 
 impl ServiceConfig {
     /// Reads the configuration of `service` from the environment (see README "Configuration").
@@ -236,7 +240,10 @@ impl ServiceConfig {
             hint: "the token this service presents to its peers; list it with role `service` in the token table",
         })?;
 
-        let mut pool = PoolSettings::default();
+        let mut pool = PoolSettings {
+            role: Some(syncguard_store::service_role(service.as_str())),
+            ..PoolSettings::default()
+        };
         if let Some(value) = get("SYNCGUARD_DB_MAX_CONNECTIONS") {
             pool.max_connections = parse_var("SYNCGUARD_DB_MAX_CONNECTIONS", &value)?;
         }
@@ -285,6 +292,11 @@ impl ServiceConfig {
                 )?
                 .max(1),
             ),
+            cycle_wait: Duration::from_secs(parse_or(
+                &get,
+                "SYNCGUARD_CYCLE_WAIT_SECS",
+                DEFAULT_CYCLE_WAIT_SECS,
+            )?),
         })
     }
 
@@ -301,7 +313,10 @@ impl ServiceConfig {
             service,
             listen,
             database,
-            pool: PoolSettings::default(),
+            pool: PoolSettings {
+                role: Some(syncguard_store::service_role(service.as_str())),
+                ..PoolSettings::default()
+            },
             peers,
             tokens,
             service_token,
@@ -311,6 +326,7 @@ impl ServiceConfig {
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
             maintenance_interval: Duration::from_secs(DEFAULT_MAINTENANCE_INTERVAL_SECS),
             reminder_interval: Duration::from_secs(DEFAULT_REMINDER_INTERVAL_SECS),
+            cycle_wait: Duration::from_secs(DEFAULT_CYCLE_WAIT_SECS),
         }
     }
 }

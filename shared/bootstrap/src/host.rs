@@ -1,35 +1,47 @@
-//! The shared server: listener, pool, health, reflection, the tower stack and the drain.
+//! The shared server: listener, pool, health and readiness, reflection, the tower stack,
+//! background work, and the drain.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use syncguard_store::PgPool;
 use syncguard_telemetry::ServerTraceLayer;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::{HealthReporter, HealthService};
 
 use crate::auth::AuthLayer;
+use crate::background::Background;
 use crate::config::{Listen, ServiceConfig, ServiceName};
 use crate::peers::{PeerChannel, peer_channel};
+use crate::readiness::{Readiness, ReadinessLayer, watch_database};
 
 /// HTTP/2 flow-control windows for large streams, on servers and peer channels alike.
 pub const HTTP2_STREAM_WINDOW: u32 = 8 * 1024 * 1024;
 /// See [`HTTP2_STREAM_WINDOW`].
 pub const HTTP2_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+/// TCP keepalive on accepted connections: a peer that vanished is noticed.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+/// HTTP/2 pings on idle connections; one unanswered for this long closes the connection.
+const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// One service's process-level parts. Services build their gRPC API on the pool and peers it
-/// offers, then hand their routes to [`ServiceHost::serve`].
+/// offers, start their background work on [`ServiceHost::background`], then hand their
+/// routes to [`ServiceHost::serve`].
 pub struct ServiceHost {
     config: ServiceConfig,
     listener: tokio::net::TcpListener,
     local_addr: SocketAddr,
     pool: PgPool,
-    ready_tx: watch::Sender<bool>,
+    migrated: watch::Sender<bool>,
+    readiness: Readiness,
+    background: Background,
 }
 
 impl ServiceHost {
@@ -53,13 +65,15 @@ impl ServiceHost {
         };
         let local_addr = listener.local_addr().context("listener has no address")?;
         let pool = syncguard_store::connect_lazy(config.database.clone(), &config.pool);
-        let (ready_tx, _) = watch::channel(false);
+        let (migrated, ready) = watch::channel(false);
         Ok(Self {
             config,
             listener,
             local_addr,
             pool,
-            ready_tx,
+            migrated,
+            readiness: Readiness::default(),
+            background: Background::new(ready),
         })
     }
 
@@ -73,7 +87,7 @@ impl ServiceHost {
         self.local_addr
     }
 
-    /// The shared database pool.
+    /// The shared database pool (connections act as the service's own database role).
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -88,17 +102,17 @@ impl ServiceHost {
         peer_channel(self.config.peers.of(service), &self.config.service_token)
     }
 
-    /// Turns true once the database answers and the schema is migrated; background workers
-    /// wait on it before they start.
-    pub fn ready(&self) -> watch::Receiver<bool> {
-        self.ready_tx.subscribe()
+    /// Where background work is started: it begins once the database is ready and is drained
+    /// when the service stops.
+    pub fn background(&self) -> &Background {
+        &self.background
     }
 
     /// Serves `routes` plus health and reflection until `shutdown` resolves, then drains
-    /// in-flight calls for at most the configured grace period.
+    /// in-flight calls and background work for at most the configured grace period.
     ///
     /// `grpc_service_name` is the fully qualified service (`syncguard.v1.IngestService`); its
-    /// health status reads NOT_SERVING until the database is ready.
+    /// health status reads NOT_SERVING while the database is unavailable.
     pub async fn serve(
         self,
         grpc_service_name: &'static str,
@@ -107,16 +121,19 @@ impl ServiceHost {
     ) -> anyhow::Result<()> {
         let service = self.config.service;
         let health = HealthReporter::new();
-        for name in ["", grpc_service_name] {
+        let names = vec!["", grpc_service_name];
+        for name in &names {
             health
-                .set_service_status(name, ServingStatus::NotServing)
+                .set_service_status(*name, ServingStatus::NotServing)
                 .await;
         }
-        let readiness = tokio::spawn(become_ready(
+        let watcher = tokio::spawn(watch_database(
             self.pool.clone(),
+            self.config.database.clone(),
             health.clone(),
-            grpc_service_name,
-            self.ready_tx.clone(),
+            names.clone(),
+            self.readiness.clone(),
+            self.migrated.clone(),
         ));
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -140,6 +157,8 @@ impl ServiceHost {
         let stack = tower::ServiceBuilder::new()
             // Outermost: every call, refused or not, is one span in the caller's trace.
             .layer(ServerTraceLayer::new(service.as_str()))
+            // While the database is away, calls are refused at once as UNAVAILABLE.
+            .layer(ReadinessLayer::new(self.readiness.clone()))
             // Then authentication and the role check, before any handler runs.
             .layer(AuthLayer::new(self.config.tokens.clone()))
             .into_inner();
@@ -152,9 +171,17 @@ impl ServiceHost {
             // would stall them on flow control.
             .initial_stream_window_size(HTTP2_STREAM_WINDOW)
             .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
+            // Idle connections are pinged and closed when the peer stops answering.
+            .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
             .layer(stack)
             .add_routes(routes);
 
+        // Small answers go out at once: without TCP_NODELAY a response written in two
+        // segments waits for the client's delayed ACK (about 40 ms).
+        let incoming = TcpIncoming::from(self.listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(TCP_KEEPALIVE));
         tracing::info!(service = service.as_str(), address = %self.local_addr, "listening");
         let grace = self.config.shutdown_grace;
         let (drain_started_tx, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
@@ -168,11 +195,13 @@ impl ServiceHost {
             }
             let _ = drain_started_tx.send(());
         };
-        let server =
-            router.serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal);
+        let server = router.serve_with_incoming_shutdown(incoming, signal);
+        let background = self.background.clone();
         let grace_expired = async move {
             if drain_started_rx.await.is_ok() {
-                tokio::time::sleep(grace).await;
+                // Background work drains alongside the calls, within the same grace.
+                background.drain(grace).await;
+                tokio::time::sleep(grace.saturating_sub(Duration::from_millis(100))).await;
             } else {
                 std::future::pending::<()>().await;
             }
@@ -184,24 +213,9 @@ impl ServiceHost {
                 Ok(())
             }
         };
-        readiness.abort();
+        self.background.drain(grace).await;
+        watcher.abort();
         self.pool.close().await;
         outcome
     }
-}
-
-async fn become_ready(
-    pool: PgPool,
-    health: HealthReporter,
-    grpc_service_name: &'static str,
-    ready_tx: watch::Sender<bool>,
-) {
-    syncguard_store::wait_until_ready(&pool).await;
-    for name in ["", grpc_service_name] {
-        health
-            .set_service_status(name, ServingStatus::Serving)
-            .await;
-    }
-    ready_tx.send_replace(true);
-    tracing::info!(service = grpc_service_name, "database ready, serving");
 }

@@ -1,27 +1,36 @@
-//! The service bootstrap all five syncguard services share, so each `main.rs` stays small:
+//! The service bootstrap every syncguard service shares, so each `main.rs` stays small:
 //! configuration from the environment, bearer-token authentication with roles, the tower
-//! stack, health that turns SERVING only once the database answers, reflection, graceful
-//! shutdown, and authenticated, traced channels to peer services.
+//! stack, health that reads SERVING only while the database answers, reflection, background
+//! work that drains on shutdown, graceful shutdown, and authenticated, traced channels to
+//! peer services.
 
 mod auth;
+mod background;
 mod config;
+mod cycle_wait;
 mod health_probe;
 mod host;
 mod main_entry;
 mod paging;
 mod peers;
 mod policy;
+mod readiness;
 mod shutdown;
 mod status;
 mod tokens;
+mod wake;
 
 pub use auth::{AuthLayer, AuthService};
+pub use background::{Background, KeyedWorker};
 pub use config::{ConfigError, Listen, PeerUrls, ServiceConfig, ServiceName};
+pub use cycle_wait::{StepOwners, wait_settled};
 pub use host::{HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW, ServiceHost};
 pub use main_entry::run_main;
 pub use paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, page, timestamp};
 pub use peers::{AddAuthorization, PeerChannel, peer_channel};
-pub use policy::required_access;
+pub use policy::{is_open_path, required_access};
+pub use readiness::{Readiness, ReadinessLayer, ReadinessService};
 pub use shutdown::shutdown_signal;
-pub use status::{field_violation, principal, store_status};
+pub use status::{field_violation, peer_status, peer_unreachable, principal, store_status};
 pub use tokens::{TokenTable, TokenTableError};
+pub use wake::{WAKE_TIMEOUT, wake};

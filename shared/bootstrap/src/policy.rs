@@ -9,10 +9,15 @@ const OPEN_PREFIXES: [&str; 3] = [
     "/grpc.reflection.v1alpha.ServerReflection/",
 ];
 
+/// Health checks and reflection: answered without a token, and while the database is away.
+pub fn is_open_path(path: &str) -> bool {
+    OPEN_PREFIXES.iter().any(|prefix| path.starts_with(prefix))
+}
+
 /// The access a call to `path` (`/package.Service/Method`) needs; `None` for open paths.
 /// A syncguard method missing from the table needs admin, so forgetting an entry fails closed.
 pub fn required_access(path: &str) -> Option<Access> {
-    if OPEN_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
+    if is_open_path(path) {
         return None;
     }
     let method = path.rsplit('/').next().unwrap_or_default();

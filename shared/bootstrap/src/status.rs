@@ -33,9 +33,52 @@ pub fn store_status(error: &StoreError) -> Status {
         StoreError::InvalidValue { .. } => Status::invalid_argument(error.to_string()),
         StoreError::Conflict => Status::aborted(error.to_string()),
         StoreError::Unavailable(_) => Status::unavailable("database unavailable, try again"),
+        StoreError::Corrupt(message) => {
+            tracing::error!(error = %message, "stored data cannot be read");
+            Status::internal("stored data cannot be read; see the service log")
+        }
         StoreError::Internal(inner) => {
             tracing::error!(error = %inner, "database error");
             Status::internal("internal database error")
         }
+    }
+}
+
+/// The status to answer with when a peer service refused or failed: the peer's own code when
+/// it answered (InvalidArgument for bad rules, NotFound, ...), `UNAVAILABLE` when it could
+/// not be reached or went away mid-call (the caller may retry).
+pub fn peer_status(service: &str, status: &Status) -> Status {
+    if peer_unreachable(status) {
+        return Status::unavailable(format!(
+            "the {service} service is unavailable, try again: {}",
+            status.message()
+        ));
+    }
+    Status::new(status.code(), format!("{service}: {}", status.message()))
+}
+
+/// Whether a status from a peer call means the peer could not be reached, or the connection
+/// broke before it answered (tonic reports those as UNKNOWN or CANCELLED with a transport
+/// error, not as an answer of the peer).
+pub fn peer_unreachable(status: &Status) -> bool {
+    match status.code() {
+        Code::Unavailable => true,
+        Code::Unknown | Code::Cancelled | Code::Internal => {
+            let message = status.message().to_ascii_lowercase();
+            status.metadata().is_empty()
+                && [
+                    "transport",
+                    "connection",
+                    "h2 protocol",
+                    "broken pipe",
+                    "stream closed",
+                    "error trying to connect",
+                    "operation was canceled",
+                    "timeout expired",
+                ]
+                .iter()
+                .any(|needle| message.contains(needle))
+        }
+        _ => false,
     }
 }

@@ -31,6 +31,10 @@ pub enum StoreError {
     /// The database cannot be reached or the pool is exhausted.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A stored value the code cannot read (a name outside the schema's set, JSON that does
+    /// not decode): reported, never read as a default.
+    #[error("stored data cannot be read: {0}")]
+    Corrupt(String),
     /// Anything else: logged in full, reported as internal.
     #[error("database error: {0}")]
     Internal(#[source] sqlx::Error),

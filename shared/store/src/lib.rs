@@ -1,14 +1,19 @@
-//! The Postgres store every service shares: connection pool, the schema's migrations,
-//! a commit-or-rollback helper, and the one place where SQLSTATE codes become errors.
+//! The Postgres store every service shares: connection pool (each service acting as its own
+//! database role), the schema's migrations, a commit-or-rollback helper, claims on work
+//! items, the derived cycle record, and the one place where SQLSTATE codes become errors.
 
+mod claims;
+mod cycle_record;
 mod error;
-mod phases;
 mod pool;
 mod transaction;
 
+pub use claims::{Claim, claim, try_claim};
+pub use cycle_record::{
+    CYCLE_RECORD_COLUMNS, CycleRecord, CycleRow, fetch_cycle, fetch_cycles, open_cycle,
+};
 pub use error::StoreError;
-pub use phases::record_phase;
-pub use pool::{PoolSettings, connect_lazy, migrate, wait_until_ready};
+pub use pool::{PoolSettings, answers, connect_lazy, migrate, service_role, wait_until_ready};
 pub use transaction::in_transaction;
 
 /// The schema's migrations, embedded at build time from `shared/store/migrations`.

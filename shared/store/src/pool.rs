@@ -3,18 +3,21 @@
 
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection as _, PgConnection, PgPool};
 
 use crate::{MIGRATOR, StoreError};
 
-/// Pool sizing; small by default because five services share one server.
+/// Pool sizing and the database role the service acts as.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
     /// Upper bound of open connections for this service.
     pub max_connections: u32,
     /// How long a query waits for a free connection before failing as unavailable.
     pub acquire_timeout: Duration,
+    /// `SET ROLE` on every connection: the service's own role (`syncguard_gate`, ...), which may
+    /// write only the tables the service owns. `None` acts as the login user (tools, tests).
+    pub role: Option<String>,
 }
 
 impl Default for PoolSettings {
@@ -22,39 +25,67 @@ impl Default for PoolSettings {
         Self {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
+            role: None,
         }
     }
 }
 
+/// The role a service acts as in the database.
+pub fn service_role(service: &str) -> String {
+    format!("syncguard_{service}")
+}
+
 /// A pool that connects on first use, so a service can listen (and report NOT_SERVING)
-/// while the database is still starting.
+/// while the database is still starting. Every connection takes on the configured role.
 pub fn connect_lazy(options: PgConnectOptions, settings: &PoolSettings) -> PgPool {
+    let role = settings.role.clone();
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
+        .after_connect(move |conn, _meta| {
+            let role = role.clone();
+            Box::pin(async move {
+                if let Some(role) = role {
+                    // A role name is an identifier; ours are fixed ASCII names.
+                    let statement = format!("SET ROLE \"{}\"", role.replace('"', ""));
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
         .connect_lazy_with(options)
 }
 
-/// Applies pending migrations. Safe when several services start at once against an empty
-/// database: the migrator holds a Postgres advisory lock while it works.
-pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
-    MIGRATOR.run(pool).await.map_err(|error| match error {
-        sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
-        other => StoreError::Unavailable(other.to_string()),
-    })
+/// Applies pending migrations on a connection of its own, as the login user (who owns the
+/// schema; the service roles only use it). Safe when several services start at once against
+/// an empty database: the migrator holds a Postgres advisory lock while it works.
+pub async fn migrate(options: &PgConnectOptions) -> Result<(), StoreError> {
+    let mut conn = PgConnection::connect_with(options).await?;
+    let outcome = MIGRATOR
+        .run_direct(None, &mut conn, false)
+        .await
+        .map_err(|error| match error {
+            sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
+            other => StoreError::Unavailable(other.to_string()),
+        });
+    let _ = conn.close().await;
+    outcome
 }
 
 /// Waits until the database answers and the schema is migrated, retrying with capped
 /// backoff. Returns only when ready; callers bound it with their own shutdown signal.
-pub async fn wait_until_ready(pool: &PgPool) {
+pub async fn wait_until_ready(pool: &PgPool, options: &PgConnectOptions) {
     let mut delay = Duration::from_millis(100);
     loop {
         let attempt = async {
+            migrate(options).await?;
             sqlx::query("SELECT 1")
                 .execute(pool)
                 .await
                 .map_err(StoreError::from)?;
-            migrate(pool).await
+            Ok::<(), StoreError>(())
         };
         match attempt.await {
             Ok(()) => return,
@@ -65,4 +96,12 @@ pub async fn wait_until_ready(pool: &PgPool) {
             }
         }
     }
+}
+
+/// Whether the database answers a trivial query within `within`.
+pub async fn answers(pool: &PgPool, within: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(within, sqlx::query("SELECT 1").execute(pool)).await,
+        Ok(Ok(_))
+    )
 }

@@ -1,0 +1,323 @@
+//! Reading quarantines: one with a page of its held actions (each with what allowing it
+//! means for restorability), or a list of summaries.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use syncguard_bootstrap::timestamp;
+use syncguard_domain::{ActionKind, ActionStatus, Breach, FieldError, JobId, QuarantineState};
+use syncguard_proto::names;
+use syncguard_proto::v1;
+use syncguard_store::StoreError;
+use uuid::Uuid;
+
+use crate::decide::breach_view;
+use crate::error::GateError;
+use crate::protection;
+
+/// A quarantine row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct QuarantineRow {
+    /// Its id.
+    pub quarantine_id: Uuid,
+    /// The job.
+    pub job_id: Uuid,
+    /// The held cycle.
+    pub cycle_id: Uuid,
+    state: String,
+    breaches: serde_json::Value,
+    /// What approvers must quote.
+    pub digest: String,
+    /// 1 or 2.
+    pub required_approvals: i16,
+    opened_at: DateTime<Utc>,
+    /// After this the cycle is never applied.
+    pub hold_until: DateTime<Utc>,
+    closed_at: Option<DateTime<Utc>>,
+}
+
+/// The columns of [`QuarantineRow`].
+pub const QUARANTINE_COLUMNS: &str = "quarantine_id, job_id, cycle_id, state, breaches, digest, required_approvals, \
+    opened_at, hold_until, closed_at";
+
+/// A stored value outside what the schema allows, reported rather than read as a default.
+pub fn corrupt(error: impl std::fmt::Display) -> GateError {
+    GateError::Store(StoreError::Corrupt(error.to_string()))
+}
+
+impl QuarantineRow {
+    /// Where the quarantine stands.
+    pub fn state(&self) -> Result<QuarantineState, GateError> {
+        self.state.parse().map_err(corrupt)
+    }
+
+    /// The rules the held cycle exceeded.
+    pub fn breaches(&self) -> Result<Vec<Breach>, GateError> {
+        Breach::list_from_stored(&self.breaches).map_err(corrupt)
+    }
+}
+
+/// Finds a quarantine by id, or the open one of a job.
+pub async fn find(
+    pool: &PgPool,
+    quarantine_id: &str,
+    job_id: &str,
+) -> Result<QuarantineRow, GateError> {
+    let row: Option<QuarantineRow> = if !quarantine_id.is_empty() {
+        let id = Uuid::parse_str(quarantine_id)
+            .map_err(|_| FieldError::new("quarantine_id", "not a quarantine id (a UUID)"))?;
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {QUARANTINE_COLUMNS} FROM quarantines WHERE quarantine_id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+    } else if !job_id.is_empty() {
+        let job = JobId::parse("job_id", job_id)?;
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {QUARANTINE_COLUMNS} FROM quarantines WHERE job_id = $1 AND state = 'open'"
+        )))
+        .bind(job.0)
+        .fetch_optional(pool)
+        .await?
+    } else {
+        return Err(FieldError::new(
+            "quarantine_id",
+            "name a quarantine, or a job for its open quarantine",
+        )
+        .into());
+    };
+    row.ok_or_else(|| GateError::NotFound("no such quarantine (or the job has none open)".into()))
+}
+
+#[derive(sqlx::FromRow)]
+struct HeldRow {
+    action_id: Uuid,
+    cycle_id: Uuid,
+    job_id: Uuid,
+    anchor: String,
+    object_type: String,
+    action: String,
+    reason: String,
+    status: String,
+    changed_attributes: Vec<String>,
+    display_name: String,
+    /// For an applied delete: the object's deadline while it is still soft-deleted.
+    purge_after: Option<DateTime<Utc>>,
+}
+
+/// When a held delete's object stays restorable: an estimate (now plus retention) while the
+/// delete waits, the object's real deadline once it is soft-deleted, nothing once it was
+/// restored, rejected or superseded.
+fn restorable_until(
+    kind: ActionKind,
+    status: ActionStatus,
+    purge_after: Option<DateTime<Utc>>,
+    retention_days: i32,
+) -> Option<prost_types::Timestamp> {
+    if kind != ActionKind::Delete {
+        return None;
+    }
+    match status {
+        ActionStatus::Held | ActionStatus::Allowed => Some(timestamp(
+            Utc::now() + chrono::Duration::days(i64::from(retention_days)),
+        )),
+        ActionStatus::Applied => purge_after.map(timestamp),
+        _ => None,
+    }
+}
+
+fn held_view(row: HeldRow, retention_days: i32) -> Result<v1::HeldAction, GateError> {
+    let kind: ActionKind = row.action.parse().map_err(corrupt)?;
+    let status: ActionStatus = row.status.parse().map_err(corrupt)?;
+    Ok(v1::HeldAction {
+        soft_delete: kind == ActionKind::Delete,
+        restorable_until: restorable_until(kind, status, row.purge_after, retention_days),
+        action: Some(
+            names::staged_action(names::StoredAction {
+                action_id: row.action_id.to_string(),
+                cycle_id: row.cycle_id.to_string(),
+                job_id: row.job_id.to_string(),
+                anchor: row.anchor,
+                object_type: row.object_type,
+                action: row.action,
+                reason: row.reason,
+                status: row.status,
+                changed_attributes: row.changed_attributes,
+                display_name: row.display_name,
+            })
+            .map_err(corrupt)?,
+        ),
+    })
+}
+
+/// The API view of a quarantine with one page of its held actions (in anchor order).
+pub async fn view(
+    pool: &PgPool,
+    row: &QuarantineRow,
+    page: Option<&v1::PageRequest>,
+) -> Result<v1::Quarantine, GateError> {
+    let page = page.cloned().unwrap_or_default();
+    let size = i64::from(if page.page_size == 0 {
+        1000
+    } else {
+        page.page_size.min(5000)
+    });
+    let after = Some(page.page_token).filter(|token| !token.is_empty());
+    let held: Vec<HeldRow> = sqlx::query_as(
+        "SELECT s.action_id, s.cycle_id, s.job_id, s.anchor, s.object_type, s.action, s.reason, s.status, \
+                s.changed_attributes, s.display_name, d.purge_after \
+         FROM action_states s \
+         LEFT JOIN directory_objects d ON s.status = 'applied' AND s.action = 'delete' \
+                                      AND d.job_id = s.job_id AND d.anchor = s.anchor AND d.deleted_at IS NOT NULL \
+         WHERE s.cycle_id = $1 AND s.action IN ('delete', 'disable') AND s.status <> 'skipped_pinned' \
+           AND ($2::text IS NULL OR s.anchor COLLATE \"C\" > $2) \
+         ORDER BY s.anchor COLLATE \"C\" LIMIT $3",
+    )
+    .bind(row.cycle_id)
+    .bind(after)
+    .bind(size + 1)
+    .fetch_all(pool)
+    .await?;
+    let (retention_days,): (i32,) =
+        sqlx::query_as("SELECT retention_days FROM jobs WHERE job_id = $1")
+            .bind(row.job_id)
+            .fetch_one(pool)
+            .await?;
+    let more = held.len() as i64 > size;
+    let held: Vec<v1::HeldAction> = held
+        .into_iter()
+        .take(size as usize)
+        .map(|action| held_view(action, retention_days))
+        .collect::<Result<_, _>>()?;
+    let next_page_token = if more {
+        held.last()
+            .and_then(|held| held.action.as_ref())
+            .map(|action| action.anchor.clone())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let counts: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT action, object_type, count(*) FROM staged_actions WHERE cycle_id = $1 \
+         GROUP BY action, object_type ORDER BY action, object_type",
+    )
+    .bind(row.cycle_id)
+    .fetch_all(pool)
+    .await?;
+    let approvals: Vec<(String, String, DateTime<Utc>, Vec<String>)> = sqlx::query_as(
+        "SELECT principal, reason, at, anchors FROM approvals WHERE quarantine_id = $1 AND decision = 'allow' ORDER BY at",
+    )
+    .bind(row.quarantine_id)
+    .fetch_all(pool)
+    .await?;
+    let rules = protection::load(pool, JobId(row.job_id)).await?.rules;
+    let breaches = row.breaches()?;
+    Ok(v1::Quarantine {
+        quarantine_id: row.quarantine_id.to_string(),
+        job_id: row.job_id.to_string(),
+        cycle_id: row.cycle_id.to_string(),
+        state: names::quarantine_state(row.state()?) as i32,
+        breaches: breaches
+            .iter()
+            .map(|breach| breach_view(breach, &rules))
+            .collect(),
+        counts: counts
+            .into_iter()
+            .map(|(action, object_type, count)| {
+                Ok(v1::ActionCount {
+                    action: names::action_kind(action.parse().map_err(corrupt)?) as i32,
+                    object_type: names::object_type(object_type.parse().map_err(corrupt)?) as i32,
+                    count: count as u64,
+                })
+            })
+            .collect::<Result<_, GateError>>()?,
+        held,
+        digest: row.digest.clone(),
+        opened_at: Some(timestamp(row.opened_at)),
+        hold_until: Some(timestamp(row.hold_until)),
+        closed_at: row.closed_at.map(timestamp),
+        required_approvals: row.required_approvals as u32,
+        approvals: approvals
+            .into_iter()
+            .map(|(principal, reason, at, anchors)| v1::Approval {
+                principal,
+                reason,
+                at: Some(timestamp(at)),
+                anchors,
+            })
+            .collect(),
+        next_page_token,
+    })
+}
+
+/// Quarantines newest first.
+pub async fn list(
+    pool: &PgPool,
+    request: &v1::ListQuarantinesRequest,
+) -> Result<v1::ListQuarantinesResponse, GateError> {
+    let job_id = if request.job_id.is_empty() {
+        None
+    } else {
+        Some(JobId::parse("job_id", &request.job_id)?.0)
+    };
+    let states: Vec<String> = request
+        .states
+        .iter()
+        .enumerate()
+        .map(|(index, state)| {
+            v1::QuarantineState::try_from(*state)
+                .ok()
+                .and_then(names::domain_quarantine_state)
+                .map(|state| state.as_str().to_owned())
+                .ok_or_else(|| {
+                    FieldError::new(
+                        format!("states[{index}]"),
+                        format!("{state} is not a quarantine state"),
+                    )
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let page = syncguard_bootstrap::page(request.page.as_ref())?;
+    let size = page.size;
+    let before = page.token_as::<Uuid>()?;
+    let rows: Vec<QuarantineRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {QUARANTINE_COLUMNS} FROM quarantines \
+         WHERE ($1::uuid IS NULL OR job_id = $1) AND (cardinality($2::text[]) = 0 OR state = ANY($2)) \
+           AND ($3::uuid IS NULL OR quarantine_id < $3) ORDER BY quarantine_id DESC LIMIT $4"
+    )))
+    .bind(job_id)
+    .bind(&states)
+    .bind(before)
+    .bind(size + 1)
+    .fetch_all(pool)
+    .await?;
+    let more = rows.len() as i64 > size;
+    let mut quarantines = Vec::new();
+    for row in rows.iter().take(size as usize) {
+        // The list shows the summary; the held actions are read with GetQuarantine.
+        let mut summary = view(
+            pool,
+            row,
+            Some(&v1::PageRequest {
+                page_size: 1,
+                page_token: String::new(),
+            }),
+        )
+        .await?;
+        summary.held.clear();
+        summary.next_page_token.clear();
+        quarantines.push(summary);
+    }
+    let next_page_token = if more {
+        quarantines
+            .last()
+            .map(|q| q.quarantine_id.clone())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(v1::ListQuarantinesResponse {
+        quarantines,
+        next_page_token,
+    })
+}

@@ -1,0 +1,235 @@
+//! Writing an event from what is recorded: the caller only names it (which quarantine, which
+//! failed cycle or read); the facts, the wording and the recipients (the job's own) come from
+//! the database, never from the request.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use syncguard_bootstrap::timestamp;
+use syncguard_domain::{Breach, FieldError, JobId};
+use syncguard_proto::names;
+use syncguard_proto::v1::{self, NotificationKind};
+use syncguard_store::StoreError;
+use uuid::Uuid;
+
+use crate::error::NotifierError;
+
+/// Largest sample of affected objects an email carries.
+const SAMPLE: i64 = 20;
+
+/// An event ready for the outbox.
+pub struct Composed {
+    /// One key per event: the same event is never queued twice.
+    pub key: String,
+    /// The job's recipients.
+    pub recipients: Vec<String>,
+    /// The facts the message is written from.
+    pub event: v1::NotificationEvent,
+}
+
+fn corrupt(error: impl std::fmt::Display) -> NotifierError {
+    NotifierError::Store(StoreError::Corrupt(error.to_string()))
+}
+
+fn id(field: &str, value: &str) -> Result<Uuid, FieldError> {
+    Uuid::parse_str(value).map_err(|_| {
+        if value.is_empty() {
+            FieldError::new(field, "required for this kind of event")
+        } else {
+            FieldError::new(field, format!("{value:?} is not an id (a UUID)"))
+        }
+    })
+}
+
+/// Composes the event `request` names; `None` when the job has no recipients (nobody to
+/// tell). Errors name the field when the request names something that does not exist or
+/// does not belong to the job.
+pub async fn compose(
+    pool: &PgPool,
+    request: &v1::NotifyRequest,
+) -> Result<Option<Composed>, NotifierError> {
+    let kind = NotificationKind::try_from(request.kind)
+        .ok()
+        .filter(|kind| *kind != NotificationKind::Unspecified)
+        .ok_or_else(|| FieldError::new("kind", "choose one of syncguard's notification kinds"))?;
+    let job_id = JobId::parse("job_id", &request.job_id)?;
+    let job: Option<(String, Vec<String>)> =
+        sqlx::query_as("SELECT name, notification_recipients FROM jobs WHERE job_id = $1")
+            .bind(job_id.0)
+            .fetch_optional(pool)
+            .await?;
+    let Some((job_name, recipients)) = job else {
+        return Err(NotifierError::NotFound(format!("job {job_id} not found")));
+    };
+    let mut event = v1::NotificationEvent {
+        kind: kind as i32,
+        job_id: job_id.to_string(),
+        job_name,
+        ..Default::default()
+    };
+    let key = match kind {
+        NotificationKind::CycleFailed if !request.failure_id.is_empty() => {
+            let failure_id = id("failure_id", &request.failure_id)?;
+            let failure: Option<(String, String)> = sqlx::query_as(
+                "SELECT origin, error FROM source_failures WHERE failure_id = $1 AND job_id = $2",
+            )
+            .bind(failure_id)
+            .bind(job_id.0)
+            .fetch_optional(pool)
+            .await?;
+            let (origin, error) = failure
+                .ok_or_else(|| FieldError::new("failure_id", "no such failed read of this job"))?;
+            event.detail = format!(
+                "the {origin} source could not be read completely, so no cycle ran: {error}"
+            );
+            format!("{failure_id}:source_failed")
+        }
+        NotificationKind::CycleFailed => {
+            let cycle_id = id("cycle_id", &request.cycle_id)?;
+            let failed: Option<(Option<String>,)> = sqlx::query_as(
+                "SELECT error FROM cycles WHERE cycle_id = $1 AND job_id = $2 AND state = 'failed'",
+            )
+            .bind(cycle_id)
+            .bind(job_id.0)
+            .fetch_optional(pool)
+            .await?;
+            let (error,) = failed
+                .ok_or_else(|| FieldError::new("cycle_id", "no such failed cycle of this job"))?;
+            event.cycle_id = cycle_id.to_string();
+            event.detail = error.unwrap_or_default();
+            format!("{cycle_id}:cycle_failed")
+        }
+        quarantine_kind => {
+            let quarantine_id = id("quarantine_id", &request.quarantine_id)?;
+            describe_quarantine(pool, job_id, quarantine_id, quarantine_kind, &mut event).await?;
+            let suffix = quarantine_kind
+                .as_str_name()
+                .trim_start_matches("NOTIFICATION_KIND_")
+                .to_ascii_lowercase();
+            if quarantine_kind == NotificationKind::QuarantineReminder {
+                if request.reminder == 0 {
+                    return Err(
+                        FieldError::new("reminder", "number the reminder (1, 2, ...)").into(),
+                    );
+                }
+                format!("{quarantine_id}:{suffix}:{}", request.reminder)
+            } else {
+                format!("{quarantine_id}:{suffix}")
+            }
+        }
+    };
+    if recipients.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Composed {
+        key,
+        recipients,
+        event,
+    }))
+}
+
+/// cycle, breaches, hold until, state, closed by, closed reason.
+type QuarantineFacts = (
+    Uuid,
+    serde_json::Value,
+    DateTime<Utc>,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+/// The facts of a quarantine event: rules broken, counts, a sample of held actions, the hold
+/// limit, and for a decision who made it and why.
+async fn describe_quarantine(
+    pool: &PgPool,
+    job_id: JobId,
+    quarantine_id: Uuid,
+    kind: NotificationKind,
+    event: &mut v1::NotificationEvent,
+) -> Result<(), NotifierError> {
+    let row: Option<QuarantineFacts> = sqlx::query_as(
+        "SELECT cycle_id, breaches, hold_until, state, closed_by, closed_reason FROM quarantines \
+             WHERE quarantine_id = $1 AND job_id = $2",
+    )
+    .bind(quarantine_id)
+    .bind(job_id.0)
+    .fetch_optional(pool)
+    .await?;
+    let (cycle_id, breaches, hold_until, _state, closed_by, closed_reason) =
+        row.ok_or_else(|| FieldError::new("quarantine_id", "no such quarantine of this job"))?;
+    let decided = matches!(
+        kind,
+        NotificationKind::QuarantineAllowed
+            | NotificationKind::QuarantineRejected
+            | NotificationKind::QuarantineSuperseded
+    );
+    if decided && closed_by.is_none() {
+        return Err(FieldError::new("kind", "the quarantine is not decided").into());
+    }
+    let breaches = Breach::list_from_stored(&breaches).map_err(corrupt)?;
+    let counts: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT action, object_type, count(*) FROM staged_actions WHERE cycle_id = $1 \
+         GROUP BY action, object_type ORDER BY action, object_type",
+    )
+    .bind(cycle_id)
+    .fetch_all(pool)
+    .await?;
+    let sample: Vec<(Uuid, String, String, String, String, String, String)> = sqlx::query_as(
+        "SELECT action_id, anchor, object_type, action, reason, status, display_name FROM action_states \
+         WHERE cycle_id = $1 AND action IN ('delete', 'disable') AND status <> 'skipped_pinned' \
+         ORDER BY anchor COLLATE \"C\" LIMIT $2",
+    )
+    .bind(cycle_id)
+    .bind(SAMPLE)
+    .fetch_all(pool)
+    .await?;
+    event.cycle_id = cycle_id.to_string();
+    event.quarantine_id = quarantine_id.to_string();
+    event.hold_until = Some(timestamp(hold_until));
+    event.breaches = breaches
+        .iter()
+        .map(|breach| v1::RuleBreach {
+            rule: None,
+            counted: breach.counted,
+            limit: breach.limit,
+            population: breach.population,
+            explanation: breach.explanation.clone(),
+        })
+        .collect();
+    event.counts = counts
+        .into_iter()
+        .map(|(action, object_type, count)| {
+            Ok(v1::ActionCount {
+                action: names::action_kind(action.parse().map_err(corrupt)?) as i32,
+                object_type: names::object_type(object_type.parse().map_err(corrupt)?) as i32,
+                count: count as u64,
+            })
+        })
+        .collect::<Result<_, NotifierError>>()?;
+    event.sample = sample
+        .into_iter()
+        .map(
+            |(action_id, anchor, object_type, action, reason, status, display_name)| {
+                names::staged_action(names::StoredAction {
+                    action_id: action_id.to_string(),
+                    cycle_id: cycle_id.to_string(),
+                    job_id: job_id.to_string(),
+                    anchor,
+                    object_type,
+                    action,
+                    reason,
+                    status,
+                    changed_attributes: Vec::new(),
+                    display_name,
+                })
+                .map_err(corrupt)
+            },
+        )
+        .collect::<Result<_, NotifierError>>()?;
+    if decided {
+        event.actor = closed_by.unwrap_or_default();
+        event.detail = closed_reason.unwrap_or_default();
+    } else {
+        event.actor = "service:gate".into();
+    }
+    Ok(())
+}

@@ -1,0 +1,416 @@
+//! Applying, retention's step of a cycle: once the gate decided a cycle may go ahead (within
+//! limits, allowed, or rejected with its non-destructive actions), every change it carries
+//! reaches the target directory in one transaction: soft deletes first (so a deleted member's
+//! group memberships are kept as they were before the cycle's first write), then creates,
+//! updates, enables, disables, restores, memberships, the log rows, the change feed, and the
+//! record that the cycle is applied. Nothing the gate did not decide is touched.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use syncguard_domain::{ActionKind, CycleState, JobId};
+use syncguard_store::{Claim, StoreError};
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use crate::error::RetentionError;
+use crate::feed;
+
+/// Cycles larger than this are applied with hash joins only: fresh rows often have no
+/// statistics yet, and a nested loop chosen on a one-row estimate would take hours.
+const LARGE_APPLY: i64 = 5_000;
+
+/// A cycle the gate decided and retention has not applied yet.
+#[derive(Debug, sqlx::FromRow)]
+struct Decided {
+    cycle_id: Uuid,
+    snapshot_id: Uuid,
+    state: String,
+    trace_parent: Option<String>,
+}
+
+/// The job's decided cycle waiting to be applied, if any (one open cycle per job: its newest).
+async fn decided_cycle(
+    conn: &mut PgConnection,
+    job_id: JobId,
+) -> Result<Option<Decided>, RetentionError> {
+    Ok(sqlx::query_as(
+        "SELECT cs.cycle_id, cs.snapshot_id, cs.state, cs.trace_parent FROM cycle_states cs \
+         WHERE cs.cycle_id = (SELECT cycle_id FROM cycles WHERE job_id = $1 ORDER BY seq DESC LIMIT 1) \
+           AND cs.state IN ('applying', 'allowed', 'rejected')",
+    )
+    .bind(job_id.0)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Jobs whose newest cycle is decided and not applied.
+pub async fn due_jobs(pool: &PgPool) -> Result<Vec<JobId>, RetentionError> {
+    let rows: Vec<(Uuid,)> = sqlx::query_as(
+        "SELECT j.job_id FROM jobs j
+         CROSS JOIN LATERAL (SELECT cycle_id FROM cycles c WHERE c.job_id = j.job_id ORDER BY seq DESC LIMIT 1) latest
+         JOIN decisions d ON d.cycle_id = latest.cycle_id
+         LEFT JOIN quarantines q ON q.quarantine_id = d.quarantine_id
+         WHERE NOT EXISTS (SELECT 1 FROM applied_cycles ac WHERE ac.cycle_id = latest.cycle_id)
+           AND (d.verdict = 'apply' OR q.state IN ('allowed', 'partially_allowed', 'rejected'))
+         LIMIT 200",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(id,)| JobId(id)).collect())
+}
+
+/// The cycle the job's apply would take up, with its trace (for the worker's span).
+pub async fn pending(
+    pool: &PgPool,
+    job_id: JobId,
+) -> Result<Option<(Uuid, Option<String>)>, RetentionError> {
+    let mut conn = pool.acquire().await.map_err(StoreError::from)?;
+    Ok(decided_cycle(&mut conn, job_id)
+        .await?
+        .map(|cycle| (cycle.cycle_id, cycle.trace_parent)))
+}
+
+/// Who the applied actions are attributed to: the gate (within limits) or the approver who
+/// made the decision final.
+async fn actor_of(conn: &mut PgConnection, cycle_id: Uuid) -> Result<String, RetentionError> {
+    let (actor,): (String,) = sqlx::query_as(
+        "SELECT COALESCE(q.closed_by, d.actor) FROM decisions d \
+         LEFT JOIN quarantines q ON q.quarantine_id = d.quarantine_id WHERE d.cycle_id = $1",
+    )
+    .bind(cycle_id)
+    .fetch_one(conn)
+    .await?;
+    Ok(actor)
+}
+
+/// Applies the job's decided cycle; `None` when there is none (or another retention instance
+/// is applying it).
+pub async fn apply_next(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    job_id: JobId,
+) -> Result<Option<Uuid>, RetentionError> {
+    let started = Instant::now();
+    let started_at = Utc::now();
+    let mut transaction = pool.begin().await.map_err(StoreError::from)?;
+    if decided_cycle(&mut transaction, job_id).await?.is_none() {
+        return Ok(None);
+    }
+    if !syncguard_store::try_claim(&mut transaction, Claim::ApplyJob(job_id.0)).await? {
+        return Ok(None);
+    }
+    // Another instance may have applied it between the look and the claim.
+    let Some(cycle) = decided_cycle(&mut transaction, job_id).await? else {
+        return Ok(None);
+    };
+    let state: CycleState = cycle
+        .state
+        .parse()
+        .map_err(|error: syncguard_domain::UnknownName| StoreError::Corrupt(error.to_string()))?;
+    let actor = actor_of(&mut transaction, cycle.cycle_id).await?;
+    let kinds = collect_apply_set(&mut transaction, cycle.cycle_id).await?;
+    let total: i64 = kinds.values().sum();
+    if total > LARGE_APPLY {
+        sqlx::query("SET LOCAL enable_nestloop = off")
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query("SET LOCAL work_mem = '256MB'")
+            .execute(&mut *transaction)
+            .await?;
+    }
+    let target = Target {
+        cycle_id: cycle.cycle_id,
+        job_id,
+        snapshot_id: cycle.snapshot_id,
+        now,
+    };
+    let has = |kind: ActionKind| kinds.get(&kind).copied().unwrap_or(0) > 0;
+    if has(ActionKind::Delete) {
+        let span = tracing::info_span!("objects.soft_delete", cycle.id = %cycle.cycle_id, objects = kinds[&ActionKind::Delete]);
+        target
+            .soft_delete(&mut transaction)
+            .instrument(span)
+            .await?;
+    }
+    if has(ActionKind::Create) {
+        target.create(&mut transaction).await?;
+    }
+    if has(ActionKind::Update)
+        || has(ActionKind::Enable)
+        || has(ActionKind::Restore)
+        || has(ActionKind::Disable)
+    {
+        target.take_source_state(&mut transaction).await?;
+    }
+    if has(ActionKind::Restore) {
+        target.rejoin_groups(&mut transaction).await?;
+    }
+    if has(ActionKind::Disable) {
+        target.deprovision_disabled(&mut transaction).await?;
+    }
+    target.rewrite_memberships(&mut transaction).await?;
+    target.log_applied(&mut transaction, &actor).await?;
+    if total > 0 {
+        let batch = feed::next_batch(&mut transaction).await?;
+        target.feed(&mut transaction, batch).await?;
+    }
+    sqlx::query(
+        "INSERT INTO applied_cycles (cycle_id, job_id, started_at, millis) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(cycle.cycle_id)
+    .bind(job_id.0)
+    .bind(started_at)
+    .bind(started.elapsed().as_millis() as i64)
+    .execute(&mut *transaction)
+    .await?;
+    transaction.commit().await.map_err(StoreError::from)?;
+    syncguard_telemetry::cycle_outcome("completed");
+    tracing::info!(job = %job_id, cycle = %cycle.cycle_id, decided = %state, actions = total, actor, millis = started.elapsed().as_millis() as u64, "cycle applied");
+    Ok(Some(cycle.cycle_id))
+}
+
+/// Copies the actions to apply into a temporary table (the view is read once), analyzes it
+/// so the statements below are planned on real counts, and counts them by kind.
+async fn collect_apply_set(
+    conn: &mut PgConnection,
+    cycle_id: Uuid,
+) -> Result<HashMap<ActionKind, i64>, RetentionError> {
+    sqlx::query(
+        "CREATE TEMP TABLE apply_set ON COMMIT DROP AS \
+         SELECT action_id, anchor, object_type, object_id, action, reason, changed_attributes \
+         FROM action_states WHERE cycle_id = $1 AND status IN ('staged', 'allowed')",
+    )
+    .bind(cycle_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("ANALYZE apply_set").execute(&mut *conn).await?;
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT action, count(*) FROM apply_set GROUP BY action")
+            .fetch_all(&mut *conn)
+            .await?;
+    rows.into_iter()
+        .map(|(action, count)| {
+            let kind: ActionKind =
+                action
+                    .parse()
+                    .map_err(|error: syncguard_domain::UnknownName| {
+                        RetentionError::Store(StoreError::Corrupt(error.to_string()))
+                    })?;
+            Ok((kind, count))
+        })
+        .collect()
+}
+
+/// The statements of one apply. Each binds what it uses, by position: `$1` job, then the
+/// snapshot and/or the time where named.
+struct Target {
+    cycle_id: Uuid,
+    job_id: JobId,
+    snapshot_id: Uuid,
+    now: DateTime<Utc>,
+}
+
+impl Target {
+    /// Runs `sql` with `$1` job and `$2` time.
+    async fn at_now(
+        &self,
+        conn: &mut PgConnection,
+        sql: &'static str,
+    ) -> Result<(), RetentionError> {
+        sqlx::query(sql)
+            .bind(self.job_id.0)
+            .bind(self.now)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs `sql` with `$1` job, `$2` snapshot and `$3` time.
+    async fn with_source(
+        &self,
+        conn: &mut PgConnection,
+        sql: &'static str,
+    ) -> Result<(), RetentionError> {
+        sqlx::query(sql)
+            .bind(self.job_id.0)
+            .bind(self.snapshot_id)
+            .bind(self.now)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Soft delete: the object leaves the active directory but keeps its id, attributes and
+    /// the groups it is in now (before this cycle changes any group) until retention ends.
+    async fn soft_delete(&self, conn: &mut PgConnection) -> Result<(), RetentionError> {
+        self.at_now(
+            conn,
+            "WITH doomed AS (
+                 SELECT d.object_id FROM apply_set a
+                 JOIN directory_objects d ON d.job_id = $1 AND d.anchor = a.anchor
+                 WHERE a.action = 'delete' AND d.deleted_at IS NULL
+             )
+             UPDATE directory_objects d
+             SET deleted_at = $2,
+                 purge_after = $2 + make_interval(days => (SELECT retention_days FROM jobs WHERE job_id = $1)),
+                 memberships_at_deletion = COALESCE(
+                     (SELECT array_agg(m.group_anchor ORDER BY m.group_anchor)
+                      FROM directory_memberships m WHERE m.job_id = d.job_id AND m.member_anchor = d.anchor),
+                     '{}'),
+                 updated_at = $2
+             FROM doomed WHERE d.object_id = doomed.object_id",
+        )
+        .await?;
+        // A soft-deleted member leaves its groups; the memberships are kept on the object.
+        sqlx::query(
+            "DELETE FROM directory_memberships m USING apply_set a
+             WHERE a.action = 'delete' AND m.job_id = $1 AND m.member_anchor = a.anchor",
+        )
+        .bind(self.job_id.0)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// New objects get a new object id.
+    async fn create(&self, conn: &mut PgConnection) -> Result<(), RetentionError> {
+        self.with_source(
+            conn,
+            "INSERT INTO directory_objects (object_id, job_id, anchor, object_type, distinguished_name,
+                 attributes, enabled, content_hash, created_at, updated_at)
+             SELECT gen_random_uuid(), $1, s.anchor, s.object_type, s.distinguished_name, s.attributes,
+                 s.enabled, s.content_hash, $3, $3
+             FROM apply_set a JOIN source_objects s ON s.snapshot_id = $2 AND s.anchor = a.anchor
+             WHERE a.action = 'create'
+             ON CONFLICT (job_id, anchor) DO NOTHING",
+        )
+        .await
+    }
+
+    /// Objects still in the source take its state: updates, enables, sign-in blocks, and
+    /// restores of a reappeared anchor (which keep their object id).
+    async fn take_source_state(&self, conn: &mut PgConnection) -> Result<(), RetentionError> {
+        self.with_source(
+            conn,
+            "UPDATE directory_objects d SET distinguished_name = s.distinguished_name, attributes = s.attributes,
+                 enabled = s.enabled, content_hash = s.content_hash, updated_at = $3,
+                 deleted_at = NULL, purge_after = NULL
+             FROM apply_set a JOIN source_objects s ON s.snapshot_id = $2 AND s.anchor = a.anchor
+             WHERE d.job_id = $1 AND d.anchor = a.anchor
+               AND (a.action IN ('update', 'enable', 'restore')
+                    OR (a.action = 'disable' AND a.reason = 'disabled_in_source'))",
+        )
+        .await
+    }
+
+    /// A restored member rejoins the groups it was in when it was soft-deleted (those that
+    /// exist).
+    async fn rejoin_groups(&self, conn: &mut PgConnection) -> Result<(), RetentionError> {
+        sqlx::query(
+            "WITH restored AS (
+                 UPDATE directory_objects d SET memberships_at_deletion = '{}'
+                 FROM apply_set a
+                 WHERE a.action = 'restore' AND d.job_id = $1 AND d.anchor = a.anchor
+                 RETURNING d.anchor, (SELECT o.memberships_at_deletion FROM directory_objects o
+                                      WHERE o.object_id = d.object_id) AS groups
+             )
+             INSERT INTO directory_memberships (job_id, group_anchor, member_anchor)
+             SELECT $1, g.group_anchor, r.anchor
+             FROM restored r CROSS JOIN LATERAL unnest(r.groups) AS g(group_anchor)
+             JOIN directory_objects live ON live.job_id = $1 AND live.anchor = g.group_anchor
+                                        AND live.deleted_at IS NULL
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(self.job_id.0)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Deprovisioning by disabling: the object left the source or the scope.
+    async fn deprovision_disabled(&self, conn: &mut PgConnection) -> Result<(), RetentionError> {
+        self.at_now(
+            conn,
+            "UPDATE directory_objects d SET enabled = false, updated_at = $2
+             FROM apply_set a
+             WHERE a.action = 'disable' AND a.reason IN ('removed_from_source', 'out_of_scope')
+               AND d.job_id = $1 AND d.anchor = a.anchor",
+        )
+        .await
+    }
+
+    /// Group memberships follow the source for every group the cycle took from it.
+    async fn rewrite_memberships(&self, conn: &mut PgConnection) -> Result<(), RetentionError> {
+        sqlx::query(
+            "DELETE FROM directory_memberships m USING apply_set a
+             WHERE a.object_type = 'group' AND a.action IN ('create', 'update', 'enable', 'disable', 'restore')
+               AND (a.action <> 'disable' OR a.reason = 'disabled_in_source')
+               AND m.job_id = $1 AND m.group_anchor = a.anchor",
+        )
+        .bind(self.job_id.0)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO directory_memberships (job_id, group_anchor, member_anchor)
+             SELECT $1, a.anchor, unnest(s.member_anchors)
+             FROM apply_set a JOIN source_objects s ON s.snapshot_id = $2 AND s.anchor = a.anchor
+             WHERE a.object_type = 'group' AND a.action IN ('create', 'update', 'enable', 'disable', 'restore')
+               AND (a.action <> 'disable' OR a.reason = 'disabled_in_source')
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(self.job_id.0)
+        .bind(self.snapshot_id)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// One `applied` log row per action, attributed to `actor`.
+    async fn log_applied(
+        &self,
+        conn: &mut PgConnection,
+        actor: &str,
+    ) -> Result<(), RetentionError> {
+        sqlx::query(
+            "INSERT INTO provisioning_log (job_id, cycle_id, action_id, object_id, anchor, object_type, action,
+                 status, reason, display_action, changed_attributes, actor)
+             SELECT $2, $1, a.action_id, d.object_id, a.anchor, a.object_type, a.action, 'applied', a.reason,
+                 initcap(a.action), a.changed_attributes, $3
+             FROM apply_set a LEFT JOIN directory_objects d ON d.job_id = $2 AND d.anchor = a.anchor
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(self.cycle_id)
+        .bind(self.job_id.0)
+        .bind(actor)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Every applied change into the change feed, with the object's state after it.
+    async fn feed(&self, conn: &mut PgConnection, batch: i64) -> Result<(), RetentionError> {
+        sqlx::query(
+            "INSERT INTO directory_changes (batch, position, job_id, object_id, anchor, object_type, change,
+                 changed_attributes, distinguished_name, attributes, enabled, member_anchors, cycle_id, at)
+             SELECT $3, (row_number() OVER (ORDER BY a.anchor COLLATE \"C\"))::integer, $2, d.object_id, a.anchor,
+                 a.object_type, CASE a.action WHEN 'delete' THEN 'soft_delete' ELSE a.action END,
+                 a.changed_attributes, d.distinguished_name, d.attributes, d.enabled,
+                 CASE WHEN a.object_type = 'group' THEN COALESCE(
+                     (SELECT array_agg(m.member_anchor ORDER BY m.member_anchor COLLATE \"C\")
+                      FROM directory_memberships m WHERE m.job_id = $2 AND m.group_anchor = a.anchor), '{}')
+                 ELSE '{}' END,
+                 $1, $4
+             FROM apply_set a JOIN directory_objects d ON d.job_id = $2 AND d.anchor = a.anchor",
+        )
+        .bind(self.cycle_id)
+        .bind(self.job_id.0)
+        .bind(batch)
+        .bind(self.now)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}

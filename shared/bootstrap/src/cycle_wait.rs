@@ -1,0 +1,116 @@
+//! Answering "where does this cycle stand?" after waking its owners: the caller waits until
+//! the cycle settles, and stops early when the service that owns its next step is down
+//! (the cycle then finishes by itself once that service returns).
+
+use std::time::{Duration, Instant};
+
+use syncguard_domain::{CycleState, StepOwner};
+use syncguard_store::{CycleRecord, PgPool, StoreError, fetch_cycle, open_cycle};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use uuid::Uuid;
+
+use crate::peers::PeerChannel;
+
+/// How long a cycle may make no progress before its next step's owner is asked whether it
+/// is up.
+const STALL_BEFORE_PROBE: Duration = Duration::from_millis(750);
+
+/// The peers whose health decides whether waiting is worth it.
+#[derive(Clone, Default)]
+pub struct StepOwners {
+    /// The stager (stages queued cycles).
+    pub stager: Option<PeerChannel>,
+    /// The gate (decides staged cycles).
+    pub gate: Option<PeerChannel>,
+    /// Retention (applies decided cycles).
+    pub retention: Option<PeerChannel>,
+}
+
+impl StepOwners {
+    async fn is_up(&self, owner: StepOwner) -> bool {
+        let channel = match owner {
+            StepOwner::Stager => &self.stager,
+            StepOwner::Gate => &self.gate,
+            StepOwner::Retention => &self.retention,
+        };
+        // This service's own steps: it is up, since it is answering.
+        let Some(channel) = channel else { return true };
+        let mut client = HealthClient::new(channel.clone());
+        let check = client.check(HealthCheckRequest {
+            service: String::new(),
+        });
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), check).await,
+            Ok(Ok(response)) if response.get_ref().status == ServingStatus::Serving as i32
+        )
+    }
+}
+
+/// What a cycle waits for: nothing (it is at rest: finished, held for people, or queued
+/// behind a held cycle), or the step of one service.
+enum Waiting {
+    Settled,
+    On(StepOwner),
+}
+
+async fn waiting_on(pool: &PgPool, cycle: &CycleRecord) -> Result<Waiting, StoreError> {
+    let state = match cycle.state {
+        // A queued cycle waits for the job's open cycle, if there is one.
+        CycleState::Queued => match open_cycle(pool, cycle.job_id).await? {
+            Some(open) => open.state,
+            None => CycleState::Queued,
+        },
+        state => state,
+    };
+    Ok(match state.next_step_owner() {
+        Some(owner) => Waiting::On(owner),
+        None => Waiting::Settled,
+    })
+}
+
+/// Waits up to `wait` for `cycle_id` to settle and returns it as it then stands; `None` if
+/// no such cycle exists.
+pub async fn wait_settled(
+    pool: &PgPool,
+    cycle_id: Uuid,
+    wait: Duration,
+    owners: &StepOwners,
+) -> Result<Option<CycleRecord>, StoreError> {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(1);
+    let mut last_state = None;
+    let mut last_progress = Instant::now();
+    let mut last_probe = Instant::now();
+    loop {
+        let Some(cycle) = fetch_cycle(pool, cycle_id).await? else {
+            return Ok(None);
+        };
+        let owner = match waiting_on(pool, &cycle).await? {
+            Waiting::Settled => return Ok(Some(cycle)),
+            Waiting::On(owner) => owner,
+        };
+        if Instant::now() >= deadline {
+            return Ok(Some(cycle));
+        }
+        if last_state != Some(cycle.state) {
+            last_state = Some(cycle.state);
+            last_progress = Instant::now();
+            pause = Duration::from_millis(1);
+        }
+        if last_progress.elapsed() >= STALL_BEFORE_PROBE
+            && last_probe.elapsed() >= STALL_BEFORE_PROBE
+        {
+            last_probe = Instant::now();
+            if !owners.is_up(owner).await {
+                tracing::info!(cycle = %cycle_id, state = %cycle.state, ?owner, "the next step's service is down; answering with the cycle as it stands");
+                return Ok(Some(cycle));
+            }
+        }
+        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        pause = (pause * 3 / 2)
+            .max(pause + Duration::from_millis(1))
+            .min(Duration::from_millis(50));
+    }
+}
