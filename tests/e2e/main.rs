@@ -12,6 +12,7 @@ mod mail;
 mod protection;
 mod quarantine;
 mod recovery;
+mod reliability;
 mod retention;
 mod scope;
 mod trace;

@@ -106,10 +106,7 @@ pub fn parse_ldif(
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(encoded.trim())
                     .map_err(|e| error(line, name, format!("bad base64 value: {e}")))?;
-                match String::from_utf8(bytes) {
-                    Ok(text) => text,
-                    Err(binary) => canonical_binary(name, binary.as_bytes()),
-                }
+                decoded_value(name, bytes)
             } else if rest.starts_with('<') {
                 return Err(error(line, name, "URL values are not supported".into()));
             } else {
@@ -269,6 +266,42 @@ pub(crate) fn normalize_dn(dn: &str) -> String {
         .map(|part| part.trim().to_ascii_lowercase())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Attributes that are binary by their schema, whatever their bytes look like: a GUID's
+/// sixteen bytes are valid UTF-8 often enough.
+fn is_binary_attribute(name: &str) -> bool {
+    ["objectGUID", "objectSid", "msExchMailboxGuid"]
+        .iter()
+        .any(|binary| binary.eq_ignore_ascii_case(name))
+}
+
+/// A base64-decoded (or wire) value as text: binary attributes and bytes that are not plain
+/// text (not UTF-8, or with control characters) in their canonical text form.
+pub(crate) fn decoded_value(name: &str, bytes: Vec<u8>) -> String {
+    if is_binary_attribute(name) {
+        return canonical_binary(name, &bytes);
+    }
+    match String::from_utf8(bytes) {
+        Ok(text)
+            if !text
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) =>
+        {
+            text
+        }
+        Ok(text) => canonical_binary(name, text.as_bytes()),
+        Err(binary) => canonical_binary(name, binary.as_bytes()),
+    }
+}
+
+/// A value the server sent as text for an attribute that is binary by schema (its bytes
+/// happened to be valid UTF-8), in canonical text form; other values unchanged.
+pub(crate) fn text_value(name: &str, value: String) -> String {
+    if is_binary_attribute(name) {
+        return canonical_binary(name, value.as_bytes());
+    }
+    value
 }
 
 /// Binary values: a 16-byte objectGUID becomes its canonical GUID text; anything else hex.

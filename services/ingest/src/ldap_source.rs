@@ -16,6 +16,7 @@ use syncguard_proto::v1::{self, AttributeValues, ObjectType};
 use crate::error::IngestError;
 use crate::export_file::{
     GROUP_CLASSES, MEMBER_ATTRIBUTES, USER_CLASSES, canonical_binary, is_disabled, normalize_dn,
+    text_value,
 };
 use crate::snapshot_load::SnapshotWriter;
 
@@ -265,7 +266,8 @@ fn to_object(
         } else {
             name
         };
-        attributes.entry(key).or_default().extend(values);
+        let values = values.into_iter().map(|value| text_value(&key, value));
+        attributes.entry(key.clone()).or_default().extend(values);
     }
     for (name, values) in bin_attrs {
         let texts = values.iter().map(|bytes| canonical_binary(&name, bytes));
