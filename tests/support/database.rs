@@ -22,6 +22,12 @@ impl TestDatabase {
                 "DATABASE_URL is not set: run the tests with scripts/test, which finds or starts Postgres"
             )
         })?;
+        Self::create_on(&url).await
+    }
+
+    /// Creates an empty database on the server `url` names.
+    pub async fn create_on(url: &str) -> anyhow::Result<Self> {
+        let url = url.to_owned();
         let server = PgConnectOptions::from_str(&url)?;
         let name = format!("sgtest_{}", uuid::Uuid::new_v4().simple());
         let mut admin = server.connect().await.map_err(|error| {

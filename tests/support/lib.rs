@@ -3,6 +3,7 @@
 
 mod database;
 pub mod directory;
+pub mod pg_cluster;
 pub mod slapd;
 pub mod smtp;
 mod suite;

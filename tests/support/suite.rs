@@ -310,10 +310,16 @@ impl Suite {
 
     /// Starts a deferred service on its reserved address and waits until it is SERVING.
     pub async fn start_service(&mut self, service: ServiceName) -> anyhow::Result<()> {
+        self.start_service_unready(service).await?;
+        wait_until_serving(service, self.address(service)).await
+    }
+
+    /// Starts a deferred or stopped service on its reserved address without waiting for it
+    /// to turn SERVING (its database may be away).
+    pub async fn start_service_unready(&mut self, service: ServiceName) -> anyhow::Result<()> {
         let address = self.address(service);
         let listener = std::net::TcpListener::bind(address)?;
-        self.spawn(service, listener).await?;
-        wait_until_serving(service, address).await
+        self.spawn(service, listener).await
     }
 
     /// Where a service listens.
