@@ -41,10 +41,12 @@ impl StepOwners {
         let check = client.check(HealthCheckRequest {
             service: String::new(),
         });
-        matches!(
-            tokio::time::timeout(Duration::from_secs(1), check).await,
-            Ok(Ok(response)) if response.get_ref().status == ServingStatus::Serving as i32
-        )
+        // Down means refused or NOT_SERVING; a slow answer (a busy host) is not an outage.
+        match tokio::time::timeout(Duration::from_secs(2), check).await {
+            Ok(Ok(response)) => response.get_ref().status == ServingStatus::Serving as i32,
+            Ok(Err(status)) => !crate::peer_unreachable(&status),
+            Err(_) => true,
+        }
     }
 }
 
