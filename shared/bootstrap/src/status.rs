@@ -82,3 +82,34 @@ pub fn peer_unreachable(status: &Status) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_that_went_away_is_unavailable_and_a_peer_answer_keeps_its_code() {
+        // What tonic reports when the connection breaks mid-call or cannot be made.
+        for broken in [
+            Status::unknown("transport error"),
+            Status::unknown("h2 protocol error: error reading a body from connection"),
+            Status::internal("h2 protocol error: stream closed because of a broken pipe"),
+            Status::cancelled("operation was canceled: connection closed"),
+            Status::unavailable("tcp connect error: Connection refused (os error 111)"),
+        ] {
+            let answered = peer_status("stager", &broken);
+            assert_eq!(answered.code(), Code::Unavailable, "{broken:?}");
+            assert!(answered.message().contains("stager"), "{answered:?}");
+        }
+        // A real answer of the peer is passed on with its own code.
+        let refused = peer_status(
+            "gate",
+            &Status::invalid_argument("rules[0].max_count: too big"),
+        );
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert_eq!(
+            peer_status("gate", &Status::internal("internal database error")).code(),
+            Code::Internal
+        );
+    }
+}
