@@ -192,7 +192,8 @@ pub struct CreateJob {
     /// Name shown everywhere.
     #[arg(long)]
     pub name: String,
-    /// Read this export file each cycle instead of waiting for pushes.
+    /// Read this export file each cycle instead of waiting for pushes (a path inside the
+    /// ingest service's import directory, SYNCGUARD_IMPORT_DIR).
     #[arg(long)]
     pub file: Option<PathBuf>,
     /// Who is told about quarantines; repeat for several.

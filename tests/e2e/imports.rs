@@ -201,12 +201,13 @@ async fn bad_files_are_refused_naming_file_line_and_field() -> anyhow::Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_source_is_read_when_its_cycle_is_triggered() -> anyhow::Result<()> {
     let suite = Suite::start().await?;
-    let path = std::env::temp_dir().join(format!("syncguard-{}.ldif", uuid::Uuid::new_v4()));
+    // The export lives in ingest's import directory; the job names it relative to it.
+    let path = suite.import_dir().join("nightly.ldif");
     std::fs::write(&path, LDIF)?;
     let mut spec = push_job("nightly export");
     spec.source = Some(v1::JobSource {
         kind: Some(job_source::Kind::File(v1::FileSource {
-            path: path.display().to_string(),
+            path: "nightly.ldif".into(),
             format: FileFormat::Ldif as i32,
             anchor_attribute: String::new(),
         })),
@@ -237,7 +238,7 @@ async fn a_file_source_is_read_when_its_cycle_is_triggered() -> anyhow::Result<(
         .expect_err("a missing file is not an empty directory");
     assert_eq!(error.code(), Code::FailedPrecondition);
     assert!(
-        error.message().contains("cannot read"),
+        error.message().contains("cannot be opened"),
         "{}",
         error.message()
     );

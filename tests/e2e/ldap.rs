@@ -32,13 +32,13 @@ async fn load(slapd: &Slapd, users: usize) -> anyhow::Result<()> {
     slapd.add(&ldif).await
 }
 
-fn ldap_spec(url: &str, password_file: &std::path::Path, filter: &str) -> v1::JobSpec {
+fn ldap_spec(url: &str, password_secret: &str, filter: &str) -> v1::JobSpec {
     let mut spec = push_job("directory");
     spec.source = Some(v1::JobSource {
         kind: Some(job_source::Kind::Ldap(v1::LdapSource {
             url: url.into(),
             bind_dn: ADMIN_DN.into(),
-            password_file: password_file.display().to_string(),
+            password_secret: password_secret.into(),
             base_dn: SUFFIX.into(),
             filter: filter.into(),
             page_size: 5,
@@ -52,11 +52,10 @@ fn ldap_spec(url: &str, password_file: &std::path::Path, filter: &str) -> v1::Jo
 
 const FILTER: &str = "(|(objectClass=inetOrgPerson)(objectClass=groupOfNames))";
 
-fn password_file() -> anyhow::Result<std::path::PathBuf> {
-    let path =
-        std::env::temp_dir().join(format!("syncguard-ldap-password-{}", uuid::Uuid::new_v4()));
-    std::fs::write(&path, format!("{ADMIN_PASSWORD}\n"))?;
-    Ok(path)
+/// Stores the bind password as the suite's secret `ldap-bind` and returns its name.
+fn password_secret(suite: &Suite) -> anyhow::Result<&'static str> {
+    suite.add_secret("ldap-bind", ADMIN_PASSWORD)?;
+    Ok("ldap-bind")
 }
 
 async fn staged(suite: &Suite, cycle_id: &str) -> anyhow::Result<Vec<(String, i32, i32)>> {
@@ -81,8 +80,8 @@ async fn a_directory_syncs_from_slapd_and_its_changes_are_staged() -> anyhow::Re
     let slapd = Slapd::start().await?;
     load(&slapd, 20).await?;
     let suite = Suite::start().await?;
-    let password = password_file()?;
-    let mut spec = ldap_spec(&slapd.url(), &password, FILTER);
+    let password = password_secret(&suite)?;
+    let mut spec = ldap_spec(&slapd.url(), password, FILTER);
     spec.protection_rules = vec![v1::ProtectionRule {
         max_count: Some(3),
         ..Default::default()
@@ -194,12 +193,12 @@ async fn failed_reads_say_why_and_never_become_cycles() -> anyhow::Result<()> {
     load(&slapd, 30).await?;
     let suite = Suite::start().await?;
     let mut ingest = suite.ingest(Some(&suite.tokens.operator));
-    let password = password_file()?;
+    let password = password_secret(&suite)?;
 
     // A first good read, so a bad one could look like mass deletion.
     let job = ingest
         .create_job(v1::CreateJobRequest {
-            spec: Some(ldap_spec(&slapd.url(), &password, FILTER)),
+            spec: Some(ldap_spec(&slapd.url(), password, FILTER)),
         })
         .await?
         .into_inner()
@@ -225,7 +224,7 @@ async fn failed_reads_say_why_and_never_become_cycles() -> anyhow::Result<()> {
     ingest
         .update_job(update(ldap_spec(
             &format!("ldap://127.0.0.1:{relay}"),
-            &password,
+            password,
             FILTER,
         )))
         .await?;
@@ -238,10 +237,9 @@ async fn failed_reads_say_why_and_never_become_cycles() -> anyhow::Result<()> {
     assert_eq!(broken.code(), Code::FailedPrecondition, "{broken:?}");
 
     // A wrong password.
-    let wrong = std::env::temp_dir().join(format!("syncguard-wrong-{}", uuid::Uuid::new_v4()));
-    std::fs::write(&wrong, "not-the-password")?;
+    suite.add_secret("wrong-password", "not-the-password")?;
     ingest
-        .update_job(update(ldap_spec(&slapd.url(), &wrong, FILTER)))
+        .update_job(update(ldap_spec(&slapd.url(), "wrong-password", FILTER)))
         .await?;
     let refused = ingest
         .trigger_cycle(v1::TriggerCycleRequest {
@@ -257,7 +255,7 @@ async fn failed_reads_say_why_and_never_become_cycles() -> anyhow::Result<()> {
 
     // A filter that does not parse.
     ingest
-        .update_job(update(ldap_spec(&slapd.url(), &password, "(uid=user1")))
+        .update_job(update(ldap_spec(&slapd.url(), password, "(uid=user1")))
         .await?;
     let bad_filter = ingest
         .trigger_cycle(v1::TriggerCycleRequest {

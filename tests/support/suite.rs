@@ -124,6 +124,12 @@ pub struct SuiteOptions {
     pub mail: Option<MailSettings>,
     /// How often the gate reminds people of an open quarantine.
     pub reminder_interval: Duration,
+    /// `SYNCGUARD_LDAP_ALLOWED_HOSTS` of ingest (default: any host).
+    pub ldap_allowed_hosts: Option<String>,
+    /// How long a push stream may stay silent (ingest).
+    pub push_idle: Duration,
+    /// Push streams ingest serves at once.
+    pub max_pushes: usize,
 }
 
 impl Default for SuiteOptions {
@@ -134,6 +140,9 @@ impl Default for SuiteOptions {
             retention_clock: Arc::new(ShiftedClock::default()),
             mail: None,
             reminder_interval: Duration::from_secs(24 * 3600),
+            ldap_allowed_hosts: None,
+            push_idle: Duration::from_secs(30),
+            max_pushes: 2,
         }
     }
 }
@@ -149,6 +158,7 @@ pub struct Suite {
     stop: watch::Sender<bool>,
     single_stops: Vec<(ServiceName, watch::Sender<bool>)>,
     tasks: Vec<(ServiceName, JoinHandle<anyhow::Result<()>>)>,
+    scratch: std::path::PathBuf,
 }
 
 impl Suite {
@@ -186,6 +196,10 @@ impl Suite {
             retention: url(ServiceName::Retention),
         };
         let (stop, _) = watch::channel(false);
+        let scratch =
+            std::env::temp_dir().join(format!("syncguard-suite-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(scratch.join("import"))?;
+        std::fs::create_dir_all(scratch.join("secrets"))?;
         let mut suite = Self {
             tokens,
             database: Some(database),
@@ -198,6 +212,7 @@ impl Suite {
             stop,
             single_stops: Vec::new(),
             tasks: Vec::new(),
+            scratch,
         };
         let mut started = Vec::new();
         for (service, address, listener) in listeners {
@@ -242,7 +257,18 @@ impl Suite {
         };
         let task = match service {
             ServiceName::Ingest => {
-                let app = syncguard_ingest::App::build(config).await?;
+                let policy = syncguard_ingest::policy::IngestPolicy::new(
+                    syncguard_bootstrap::SecretStore::new(Some(self.secrets_dir()), Vec::new()),
+                    Some(self.import_dir()),
+                    syncguard_bootstrap::AllowedHosts::parse(
+                        "SYNCGUARD_LDAP_ALLOWED_HOSTS",
+                        self.options.ldap_allowed_hosts.as_deref(),
+                    )
+                    .map_err(anyhow::Error::msg)?,
+                    self.options.push_idle,
+                    self.options.max_pushes,
+                )?;
+                let app = syncguard_ingest::App::build_with_policy(config, policy).await?;
                 tokio::spawn(app.run_until_stopped(shutdown))
             }
             ServiceName::Stager => {
@@ -322,6 +348,22 @@ impl Suite {
         self.spawn(service, listener).await
     }
 
+    /// Ingest's import directory (SYNCGUARD_IMPORT_DIR): file sources name paths inside it.
+    pub fn import_dir(&self) -> std::path::PathBuf {
+        self.scratch.join("import")
+    }
+
+    /// Ingest's secrets directory (SYNCGUARD_SECRETS_DIR): jobs name secrets in it.
+    pub fn secrets_dir(&self) -> std::path::PathBuf {
+        self.scratch.join("secrets")
+    }
+
+    /// Stores a secret for jobs to name.
+    pub fn add_secret(&self, name: &str, value: &str) -> anyhow::Result<()> {
+        std::fs::write(self.secrets_dir().join(name), format!("{value}\n"))?;
+        Ok(())
+    }
+
     /// Where a service listens.
     pub fn address(&self, service: ServiceName) -> SocketAddr {
         self.addresses
@@ -387,6 +429,7 @@ impl Suite {
         if let Some(database) = self.database.take() {
             database.drop_database().await?;
         }
+        let _ = std::fs::remove_dir_all(&self.scratch);
         Ok(())
     }
 }

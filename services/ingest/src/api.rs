@@ -12,8 +12,11 @@ use uuid::Uuid;
 
 use crate::cycle_start::{CycleStarter, MAX_EXPORT_FILE_BYTES, PushOutcome, parse_export};
 use crate::error::IngestError;
+use crate::policy::IngestPolicy;
 use crate::snapshot_load::{Origin, SnapshotKind, SnapshotSummary, SnapshotWriter};
 use crate::{job_spec, jobs};
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Handlers of `syncguard.v1.IngestService`.
 #[derive(Clone)]
@@ -21,15 +24,25 @@ pub struct IngestApi {
     pool: PgPool,
     gate: GateServiceClient<PeerChannel>,
     starter: CycleStarter,
+    policy: Arc<IngestPolicy>,
+    pushes: Arc<Semaphore>,
 }
 
 impl IngestApi {
-    /// An API over the shared database, calling the gate and the stager.
-    pub fn new(pool: PgPool, gate: GateServiceClient<PeerChannel>, starter: CycleStarter) -> Self {
+    /// An API over the shared database, calling the gate and the stager, within `policy`.
+    pub fn new(
+        pool: PgPool,
+        gate: GateServiceClient<PeerChannel>,
+        starter: CycleStarter,
+        policy: Arc<IngestPolicy>,
+    ) -> Self {
+        let pushes = Arc::new(Semaphore::new(policy.max_pushes));
         Self {
             pool,
             gate,
             starter,
+            policy,
+            pushes,
         }
     }
 
@@ -110,6 +123,33 @@ impl IngestApi {
         }
     }
 
+    /// A permit to stream a push: each open push holds a database transaction, so only
+    /// `max_pushes` run at once and the rest of the service keeps its connections.
+    fn push_permit(&self) -> Result<OwnedSemaphorePermit, IngestError> {
+        Arc::clone(&self.pushes).try_acquire_owned().map_err(|_| {
+            IngestError::Busy(format!(
+                "{} pushes are streaming already; retry in a moment",
+                self.policy.max_pushes
+            ))
+        })
+    }
+
+    /// The next message of a push stream; a stream silent for the idle limit is aborted (the
+    /// caller drops what it wrote, so nothing is stored).
+    async fn next_part<T>(
+        &self,
+        stream: &mut tonic::Streaming<T>,
+    ) -> Result<Option<T>, IngestError> {
+        match tokio::time::timeout(self.policy.push_idle, stream.message()).await {
+            Ok(Ok(message)) => Ok(message),
+            Ok(Err(status)) => Err(broken(&status)),
+            Err(_) => Err(IngestError::StreamBroken(format!(
+                "the stream sent nothing for {} s and was aborted; nothing was stored",
+                self.policy.push_idle.as_secs()
+            ))),
+        }
+    }
+
     async fn job_view(&self, row: &jobs::JobRow) -> Result<v1::Job, IngestError> {
         let status = jobs::job_status(&self.pool, row.job_id()).await?;
         Ok(row.to_proto(status))
@@ -171,7 +211,8 @@ impl IngestService for IngestApi {
     ) -> Result<Response<v1::Job>, Status> {
         let caller = principal(&request)?;
         let body = request.into_inner();
-        let spec = job_spec::validate(body.spec.as_ref()).map_err(IngestError::from)?;
+        let spec =
+            job_spec::validate(body.spec.as_ref(), &self.policy).map_err(IngestError::from)?;
         let protection = initial_protection(body.spec.as_ref());
         if protection.disabled {
             require_admin_for(&caller, "creating a job without deletion protection")?;
@@ -196,7 +237,7 @@ impl IngestService for IngestApi {
             jobs::remove_unused(&self.pool, job_id).await?;
             return Err(peer_status("gate", &status));
         }
-        tracing::info!(job = %job_id, name = %spec.name, source = spec.source_kind, actor, "job created");
+        tracing::info!(job = %job_id, name = %spec.name, source = spec.source.kind(), actor, "job created");
         Ok(Response::new(self.job_view(&row).await?))
     }
 
@@ -207,7 +248,8 @@ impl IngestService for IngestApi {
         let caller = principal(&request)?;
         let body = request.into_inner();
         let job_id = JobId::parse("job_id", &body.job_id).map_err(IngestError::from)?;
-        let spec = job_spec::validate(body.spec.as_ref()).map_err(IngestError::from)?;
+        let spec =
+            job_spec::validate(body.spec.as_ref(), &self.policy).map_err(IngestError::from)?;
         if body
             .spec
             .as_ref()
@@ -274,19 +316,19 @@ impl IngestService for IngestApi {
         request: Request<tonic::Streaming<v1::PushSnapshotRequest>>,
     ) -> Result<Response<v1::PushSnapshotResponse>, Status> {
         use v1::push_snapshot_request::Part;
+        let _permit = self.push_permit()?;
         let mut stream = request.into_inner();
-        let header = match stream.message().await {
-            Ok(Some(v1::PushSnapshotRequest {
+        let header = match self.next_part(&mut stream).await? {
+            Some(v1::PushSnapshotRequest {
                 part: Some(Part::Header(header)),
-            })) => header,
-            Ok(_) => {
+            }) => header,
+            _ => {
                 return Err(IngestError::from(FieldError::new(
                     "header",
                     "the first message of a snapshot must be its header",
                 ))
                 .into());
             }
-            Err(status) => return Err(broken(&status).into()),
         };
         let job_id = JobId::parse("header.job_id", &header.job_id).map_err(IngestError::from)?;
         let key = header.idempotency_key.trim();
@@ -302,44 +344,39 @@ impl IngestService for IngestApi {
             Err(previous) => return Ok(Response::new(push_response(previous))),
         };
         let announced = loop {
-            match stream.message().await {
-                Ok(Some(v1::PushSnapshotRequest {
+            match self.next_part(&mut stream).await? {
+                Some(v1::PushSnapshotRequest {
                     part: Some(Part::Batch(batch)),
-                })) => {
+                }) => {
                     for object in batch.objects {
                         writer.add(object).await?;
                     }
                 }
-                Ok(Some(v1::PushSnapshotRequest {
+                Some(v1::PushSnapshotRequest {
                     part: Some(Part::End(end)),
-                })) => break end.total_objects,
-                Ok(Some(_)) => {
+                }) => break end.total_objects,
+                Some(_) => {
                     return Err(IngestError::from(FieldError::new(
                         "header",
                         "a snapshot has one header, then batches, then its end marker",
                     ))
                     .into());
                 }
-                Ok(None) => {
+                None => {
                     return Err(IngestError::StreamBroken(format!(
                         "the stream ended after {} objects without its end marker; the snapshot is incomplete and nothing was stored",
                         writer.objects()
                     ))
                     .into());
                 }
-                Err(status) => return Err(broken(&status).into()),
             }
         };
-        match stream.message().await {
-            Ok(None) => {}
-            Ok(Some(_)) => {
-                return Err(IngestError::from(FieldError::new(
-                    "end",
-                    "nothing may follow the end marker",
-                ))
-                .into());
-            }
-            Err(status) => return Err(broken(&status).into()),
+        if self.next_part(&mut stream).await?.is_some() {
+            return Err(IngestError::from(FieldError::new(
+                "end",
+                "nothing may follow the end marker",
+            ))
+            .into());
         }
         let pushed = self
             .commit_push(job_id, key, writer, Some(announced))
@@ -399,19 +436,19 @@ impl IngestService for IngestApi {
         request: Request<tonic::Streaming<v1::ImportFileRequest>>,
     ) -> Result<Response<v1::PushSnapshotResponse>, Status> {
         use v1::import_file_request::Part;
+        let _permit = self.push_permit()?;
         let mut stream = request.into_inner();
-        let header = match stream.message().await {
-            Ok(Some(v1::ImportFileRequest {
+        let header = match self.next_part(&mut stream).await? {
+            Some(v1::ImportFileRequest {
                 part: Some(Part::Header(header)),
-            })) => header,
-            Ok(_) => {
+            }) => header,
+            _ => {
                 return Err(IngestError::from(FieldError::new(
                     "header",
                     "the first message of an import must be its header",
                 ))
                 .into());
             }
-            Err(status) => return Err(broken(&status).into()),
         };
         let job_id = JobId::parse("header.job_id", &header.job_id).map_err(IngestError::from)?;
         let format = match v1::FileFormat::try_from(header.format) {
@@ -431,10 +468,10 @@ impl IngestService for IngestApi {
         jobs::get(&self.pool, job_id).await?;
         let mut bytes = Vec::new();
         loop {
-            match stream.message().await {
-                Ok(Some(v1::ImportFileRequest {
+            match self.next_part(&mut stream).await? {
+                Some(v1::ImportFileRequest {
                     part: Some(Part::Chunk(chunk)),
-                })) => {
+                }) => {
                     if bytes.len() + chunk.len() > MAX_EXPORT_FILE_BYTES {
                         return Err(IngestError::from(FieldError::new(
                             "chunk",
@@ -444,15 +481,14 @@ impl IngestService for IngestApi {
                     }
                     bytes.extend_from_slice(&chunk);
                 }
-                Ok(Some(_)) => {
+                Some(_) => {
                     return Err(IngestError::from(FieldError::new(
                         "header",
                         "an import has one header",
                     ))
                     .into());
                 }
-                Ok(None) => break,
-                Err(status) => return Err(broken(&status).into()),
+                None => break,
             }
         }
         let name = if header.file_name.is_empty() {

@@ -16,7 +16,10 @@ use uuid::Uuid;
 use crate::error::IngestError;
 use crate::export_file::{ExportFile, LdifOptions, parse_json, parse_ldif};
 use crate::jobs::{self, JobRow};
+use crate::policy::IngestPolicy;
 use crate::snapshot_load::{Origin, SnapshotKind, SnapshotSummary, SnapshotWriter};
+use crate::source_settings::{FileSettings, SourceSettings};
+use std::sync::Arc;
 
 /// Largest export file read or accepted, to bound memory.
 pub const MAX_EXPORT_FILE_BYTES: usize = 512 * 1024 * 1024;
@@ -37,6 +40,7 @@ pub struct CycleStarter {
     stager: StagerServiceClient<PeerChannel>,
     notifier: NotifierServiceClient<PeerChannel>,
     wait: Duration,
+    policy: Arc<IngestPolicy>,
 }
 
 impl CycleStarter {
@@ -47,12 +51,14 @@ impl CycleStarter {
         stager: StagerServiceClient<PeerChannel>,
         notifier: NotifierServiceClient<PeerChannel>,
         wait: Duration,
+        policy: Arc<IngestPolicy>,
     ) -> Self {
         Self {
             pool,
             stager,
             notifier,
             wait,
+            policy,
         }
     }
 
@@ -118,18 +124,18 @@ impl CycleStarter {
     /// its latest data (newest full snapshot plus later deltas) as a fresh full snapshot.
     pub async fn run(&self, job: &JobRow) -> Result<PushOutcome, IngestError> {
         let job_id = job.job_id();
-        let snapshot = match job.source_kind() {
-            "file" => {
-                let file = match read_file_source(job.source_config()).await {
-                    Ok(file) => file,
+        let snapshot = match job.source()? {
+            SourceSettings::File(file) => {
+                let export = match read_file_source(&self.policy, &file).await {
+                    Ok(export) => export,
                     Err(error) => {
                         self.source_failed(job_id, "file", &error.to_string()).await;
                         return Err(error);
                     }
                 };
-                self.load_export(job_id, Origin::File, file).await?
+                self.load_export(job_id, Origin::File, export).await?
             }
-            "push" => {
+            SourceSettings::Push => {
                 let mut writer = SnapshotWriter::begin(
                     &self.pool,
                     job_id,
@@ -141,7 +147,7 @@ impl CycleStarter {
                 writer.copy_latest_data().await?;
                 writer.commit(None).await?
             }
-            "ldap" => {
+            SourceSettings::Ldap(ldap) => {
                 let mut writer = SnapshotWriter::begin(
                     &self.pool,
                     job_id,
@@ -150,7 +156,7 @@ impl CycleStarter {
                     None,
                 )
                 .await?;
-                let read = match crate::ldap_source::read(job.source_config(), &mut writer).await {
+                let read = match crate::ldap_source::read(&self.policy, &ldap, &mut writer).await {
                     Ok(read) => read,
                     Err(error) => {
                         // The writer is dropped: the partial snapshot rolls back.
@@ -162,11 +168,6 @@ impl CycleStarter {
                     tracing::warn!(job = %job_id, count = read.unresolved_members.len(), first = %read.unresolved_members[0], "group members outside the read were left out");
                 }
                 writer.commit(None).await?
-            }
-            other => {
-                return Err(IngestError::Unavailable(format!(
-                    "reading {other} sources is not implemented"
-                )));
             }
         };
         self.hand_over(job_id, snapshot).await
@@ -270,32 +271,42 @@ impl CycleStarter {
     }
 }
 
-async fn read_file_source(config: &serde_json::Value) -> Result<ExportFile, IngestError> {
-    let path = config
-        .get("path")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default();
-    let format = config
-        .get("format")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default();
-    let anchor = config
-        .get("anchor_attribute")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default();
-    let metadata = tokio::fs::metadata(path)
+/// Reads a file source: only a regular file inside the import directory (resolved now, so a
+/// symlink or a swapped file cannot lead elsewhere), and never more bytes than an export may
+/// have, whatever size the file claims. Errors name the file, never its content.
+async fn read_file_source(
+    policy: &IngestPolicy,
+    file: &FileSettings,
+) -> Result<ExportFile, IngestError> {
+    use tokio::io::AsyncReadExt as _;
+    let resolved = policy
+        .resolve_import(&file.path)
+        .map_err(IngestError::NoSourceData)?;
+    let opened = tokio::fs::File::open(&resolved).await.map_err(|error| {
+        IngestError::NoSourceData(format!("cannot read {}: {}", file.path, error.kind()))
+    })?;
+    let mut bytes = Vec::new();
+    opened
+        .take(MAX_EXPORT_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
         .await
-        .map_err(|error| IngestError::NoSourceData(format!("cannot read {path}: {error}")))?;
-    if metadata.len() as usize > MAX_EXPORT_FILE_BYTES {
+        .map_err(|error| {
+            IngestError::NoSourceData(format!("cannot read {}: {}", file.path, error.kind()))
+        })?;
+    if bytes.len() > MAX_EXPORT_FILE_BYTES {
         return Err(IngestError::NoSourceData(format!(
-            "{path} is {} bytes, more than the {MAX_EXPORT_FILE_BYTES} an export file may have",
-            metadata.len()
+            "{} is larger than the {MAX_EXPORT_FILE_BYTES} bytes an export file may have",
+            file.path
         )));
     }
-    let text = tokio::fs::read_to_string(path)
-        .await
-        .map_err(|error| IngestError::NoSourceData(format!("cannot read {path}: {error}")))?;
-    parse_export(path, format, anchor, &text)
+    let text = String::from_utf8(bytes).map_err(|error| {
+        IngestError::NoSourceData(format!(
+            "{} is not UTF-8 text (byte {})",
+            file.path,
+            error.utf8_error().valid_up_to()
+        ))
+    })?;
+    parse_export(&file.path, &file.format, &file.anchor_attribute, &text)
 }
 
 /// Parses an export file's text in the named format; `anchor_attribute` names the LDIF

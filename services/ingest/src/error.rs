@@ -35,6 +35,9 @@ pub enum IngestError {
     /// The stream of a push broke, ended early or was cancelled.
     #[error("{0}")]
     StreamBroken(String),
+    /// Too much work in flight (push streams); retry shortly.
+    #[error("{0}")]
+    Busy(String),
     /// A push with the same idempotency key was recorded first: it is answered instead.
     #[error("a push with the same idempotency key was recorded first")]
     Replayed,
@@ -55,6 +58,7 @@ impl From<IngestError> for Status {
             // The peer's own code is the truthful one (InvalidArgument for bad rules, ...).
             IngestError::Peer { service, status } => peer_status(service, &status),
             IngestError::Replayed => Status::aborted(error.to_string()),
+            IngestError::Busy(message) => Status::resource_exhausted(message),
             IngestError::ExportFile(file) => Status::with_error_details(
                 tonic::Code::InvalidArgument,
                 file.to_string(),

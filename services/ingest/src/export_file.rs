@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine as _;
 use serde::Deserialize;
-use syncguard_domain::SourceAnchor;
+use syncguard_domain::{SourceAnchor, excerpt, shortened};
 use syncguard_proto::v1::{self, AttributeValues, ObjectType};
 
 /// Why a file could not be read, and where.
@@ -99,7 +99,7 @@ pub fn parse_ldif(
                 return Err(error(
                     line,
                     "",
-                    format!("expected `attribute: value`, found {content:?}"),
+                    format!("expected `attribute: value`, found {}", excerpt(&content)),
                 ));
             };
             let value = if let Some(encoded) = rest.strip_prefix(':') {
@@ -206,7 +206,7 @@ pub fn parse_ldif(
             error(
                 record.line,
                 &anchor_field,
-                format!("entry {dn:?} has no anchor"),
+                format!("entry {} has no anchor", excerpt(dn)),
             )
         })?;
         let anchor = SourceAnchor::parse(anchor_name, &anchor_text)
@@ -216,7 +216,10 @@ pub fn parse_ldif(
             return Err(error(
                 record.line,
                 anchor_name,
-                format!("anchor {anchor:?} already used by the entry at line {first}"),
+                format!(
+                    "anchor {} already used by the entry at line {first}",
+                    excerpt(&anchor)
+                ),
             ));
         }
         anchors_by_dn.insert(normalize_dn(dn), anchor.clone());
@@ -378,7 +381,10 @@ pub fn parse_json(file: &str, text: &str) -> Result<ExportFile, ExportFileError>
             return Err(error(
                 format!("line {}", e.line()),
                 "",
-                format!("not a JSON export ({e}); expected {{\"objects\": [...]}} or an array"),
+                format!(
+                    "not a JSON export ({}); expected {{\"objects\": [...]}} or an array",
+                    shortened(&e.to_string(), 80)
+                ),
             ));
         }
     };
@@ -387,7 +393,7 @@ pub fn parse_json(file: &str, text: &str) -> Result<ExportFile, ExportFileError>
     for (index, record) in records.into_iter().enumerate() {
         let location = format!("record {}", index + 1);
         let object: JsonObject = serde_json::from_value(record)
-            .map_err(|e| error(location.clone(), "", e.to_string()))?;
+            .map_err(|e| error(location.clone(), "", shortened(&e.to_string(), 80)))?;
         let anchor = SourceAnchor::parse("anchor", &object.anchor)
             .map_err(|e| error(location.clone(), &e.field, e.message))?
             .to_string();
@@ -395,7 +401,7 @@ pub fn parse_json(file: &str, text: &str) -> Result<ExportFile, ExportFileError>
             return Err(error(
                 location,
                 "anchor",
-                format!("anchor {anchor:?} already used by record {first}"),
+                format!("anchor {} already used by record {first}", excerpt(&anchor)),
             ));
         }
         let object_type = match object.object_type.as_str() {
@@ -405,7 +411,7 @@ pub fn parse_json(file: &str, text: &str) -> Result<ExportFile, ExportFileError>
                 return Err(error(
                     location,
                     "type",
-                    format!("{other:?} is not \"user\" or \"group\""),
+                    format!("{} is not \"user\" or \"group\"", excerpt(other)),
                 ));
             }
         };

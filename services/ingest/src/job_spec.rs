@@ -1,9 +1,12 @@
 //! A job's settings: validated from requests (errors name the field) and stored as columns
 //! plus two JSON documents (source settings and scope rules).
 
-use serde_json::{Value, json};
+use syncguard_bootstrap::SecretName;
 use syncguard_domain::{AttributeMatch, FieldError, ScopeRules, SourceAnchor, parse_email};
 use syncguard_proto::v1::{self, DeprovisionMode, FileFormat, LdapScope, job_source};
+
+use crate::policy::IngestPolicy;
+use crate::source_settings::{FileSettings, LdapSettings, SourceSettings};
 
 const DEFAULT_INTERVAL_SECS: i64 = 30 * 60;
 const DEFAULT_RETENTION_DAYS: u32 = 30;
@@ -15,10 +18,8 @@ const MAX_RECIPIENTS: usize = 50;
 pub struct ValidJobSpec {
     /// Shown everywhere the job is.
     pub name: String,
-    /// `push`, `file` or `ldap`.
-    pub source_kind: &'static str,
-    /// Kind-specific source settings (never a secret).
-    pub source_config: Value,
+    /// Where the job's data comes from (a secret only by name).
+    pub source: SourceSettings,
     /// Scope rules.
     pub scope_rules: ScopeRules,
     /// Seconds between scheduled cycles.
@@ -58,21 +59,19 @@ fn duration_secs(
     Ok(seconds as i32)
 }
 
-fn validate_source(source: Option<&v1::JobSource>) -> Result<(&'static str, Value), FieldError> {
+fn validate_source(
+    source: Option<&v1::JobSource>,
+    policy: &IngestPolicy,
+) -> Result<SourceSettings, FieldError> {
     let kind = source
         .and_then(|source| source.kind.as_ref())
         .ok_or_else(|| {
             FieldError::new("spec.source", "a source is required: push, file or ldap")
         })?;
     match kind {
-        job_source::Kind::Push(_) => Ok(("push", json!({}))),
+        job_source::Kind::Push(_) => Ok(SourceSettings::Push),
         job_source::Kind::File(file) => {
-            if file.path.trim().is_empty() {
-                return Err(FieldError::new(
-                    "spec.source.file.path",
-                    "a file path is required",
-                ));
-            }
+            let path = policy.check_import_path("spec.source.file.path", &file.path)?;
             let format = match FileFormat::try_from(file.format) {
                 Ok(FileFormat::Ldif) => "ldif",
                 Ok(FileFormat::Json) => "json",
@@ -85,55 +84,125 @@ fn validate_source(source: Option<&v1::JobSource>) -> Result<(&'static str, Valu
             };
             let anchor_attribute =
                 anchor_attribute("spec.source.file.anchor_attribute", &file.anchor_attribute)?;
-            Ok((
-                "file",
-                json!({ "path": file.path.trim(), "format": format, "anchor_attribute": anchor_attribute }),
-            ))
+            Ok(SourceSettings::File(FileSettings {
+                path,
+                format: format.into(),
+                anchor_attribute,
+            }))
         }
-        job_source::Kind::Ldap(ldap) => {
-            if !(ldap.url.starts_with("ldap://") || ldap.url.starts_with("ldaps://")) {
-                return Err(FieldError::new(
-                    "spec.source.ldap.url",
-                    "expected an ldap:// or ldaps:// URL",
-                ));
-            }
-            if ldap.base_dn.trim().is_empty() {
-                return Err(FieldError::new(
-                    "spec.source.ldap.base_dn",
-                    "a base DN is required",
-                ));
-            }
-            if !ldap.password_file.is_empty() && !ldap.password_env.is_empty() {
-                return Err(FieldError::new(
-                    "spec.source.ldap.password_file",
-                    "set password_file or password_env, not both",
-                ));
-            }
-            if ldap.page_size > 10_000 {
-                return Err(FieldError::new(
-                    "spec.source.ldap.page_size",
-                    "at most 10000 entries per page",
-                ));
-            }
-            let scope = match LdapScope::try_from(ldap.scope) {
-                Ok(LdapScope::Base) => "base",
-                Ok(LdapScope::OneLevel) => "one",
-                _ => "sub",
-            };
-            Ok((
-                "ldap",
-                json!({
-                    "url": ldap.url, "starttls": ldap.starttls, "bind_dn": ldap.bind_dn,
-                    "password_file": ldap.password_file, "password_env": ldap.password_env,
-                    "base_dn": ldap.base_dn, "filter": ldap.filter, "scope": scope,
-                    "attributes": ldap.attributes,
-                    "page_size": if ldap.page_size == 0 { 500 } else { ldap.page_size },
-                    "anchor_attribute": if ldap.anchor_attribute.is_empty() { "entryUUID" } else { ldap.anchor_attribute.as_str() },
-                    "disabled_attribute": ldap.disabled_attribute, "disabled_value": ldap.disabled_value,
-                }),
-            ))
+        job_source::Kind::Ldap(ldap) => validate_ldap(ldap, policy).map(SourceSettings::Ldap),
+    }
+}
+
+fn validate_ldap(ldap: &v1::LdapSource, policy: &IngestPolicy) -> Result<LdapSettings, FieldError> {
+    let url = ldap.url.trim();
+    let (default_port, rest) = if let Some(rest) = url.strip_prefix("ldaps://") {
+        (636, rest)
+    } else if let Some(rest) = url.strip_prefix("ldap://") {
+        (389, rest)
+    } else {
+        return Err(FieldError::new(
+            "spec.source.ldap.url",
+            "expected an ldap:// or ldaps:// URL",
+        ));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = split_host_port(authority, default_port).ok_or_else(|| {
+        FieldError::new(
+            "spec.source.ldap.url",
+            "the URL needs a host (and at most a numeric port)",
+        )
+    })?;
+    policy
+        .ldap_hosts
+        .check(&host, port)
+        .map_err(|message| FieldError::new("spec.source.ldap.url", message))?;
+    for (field, value) in [
+        ("spec.source.ldap.password_file", &ldap.password_file),
+        ("spec.source.ldap.password_env", &ldap.password_env),
+    ] {
+        if !value.is_empty() {
+            return Err(FieldError::new(
+                field,
+                "no longer accepted: store the bind password as a secret (a file in SYNCGUARD_SECRETS_DIR or SYNCGUARD_SECRET_<NAME>) and name it in password_secret",
+            ));
         }
     }
+    if !ldap.password_secret.is_empty() {
+        let name = SecretName::parse("spec.source.ldap.password_secret", &ldap.password_secret)?;
+        policy.secrets.resolve(&name).map_err(|error| {
+            FieldError::new("spec.source.ldap.password_secret", error.to_string())
+        })?;
+    }
+    if ldap.base_dn.trim().is_empty() {
+        return Err(FieldError::new(
+            "spec.source.ldap.base_dn",
+            "a base DN is required",
+        ));
+    }
+    if ldap.page_size > 10_000 {
+        return Err(FieldError::new(
+            "spec.source.ldap.page_size",
+            "at most 10000 entries per page",
+        ));
+    }
+    let scope = match LdapScope::try_from(ldap.scope) {
+        Ok(LdapScope::Base) => "base",
+        Ok(LdapScope::OneLevel) => "one",
+        Ok(LdapScope::Subtree | LdapScope::Unspecified) => "sub",
+        Err(_) => {
+            return Err(FieldError::new(
+                "spec.source.ldap.scope",
+                format!("{} is not a search scope", ldap.scope),
+            ));
+        }
+    };
+    let anchor_attribute =
+        match anchor_attribute("spec.source.ldap.anchor_attribute", &ldap.anchor_attribute)? {
+            name if name.is_empty() => "entryUUID".to_owned(),
+            name => name,
+        };
+    Ok(LdapSettings {
+        url: url.to_owned(),
+        starttls: ldap.starttls,
+        bind_dn: ldap.bind_dn.clone(),
+        password_secret: ldap.password_secret.clone(),
+        password_file: String::new(),
+        password_env: String::new(),
+        base_dn: ldap.base_dn.clone(),
+        filter: ldap.filter.clone(),
+        scope: scope.into(),
+        attributes: ldap.attributes.clone(),
+        page_size: if ldap.page_size == 0 {
+            500
+        } else {
+            ldap.page_size
+        },
+        anchor_attribute,
+        disabled_attribute: ldap.disabled_attribute.clone(),
+        disabled_value: ldap.disabled_value.clone(),
+    })
+}
+
+/// `host[:port]` or `[v6][:port]`, with the scheme's default port.
+pub fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() || host.contains(['@', ' ']) {
+        return None;
+    }
+    let port = match port {
+        None => default_port,
+        Some(port) => port.parse().ok()?,
+    };
+    Some((host.to_owned(), port))
 }
 
 /// The anchor attribute of an LDIF file: entryUUID, objectGUID, or empty (detected per
@@ -198,8 +267,11 @@ fn validate_scope(scope: Option<&v1::ScopeRules>) -> Result<ScopeRules, FieldErr
     Ok(rules)
 }
 
-/// Validates a job specification from a request.
-pub fn validate(spec: Option<&v1::JobSpec>) -> Result<ValidJobSpec, FieldError> {
+/// Validates a job specification from a request against the deployment's policy.
+pub fn validate(
+    spec: Option<&v1::JobSpec>,
+    policy: &IngestPolicy,
+) -> Result<ValidJobSpec, FieldError> {
     let spec = spec.ok_or_else(|| FieldError::new("spec", "the job specification is required"))?;
     let name = spec.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
@@ -208,7 +280,7 @@ pub fn validate(spec: Option<&v1::JobSpec>) -> Result<ValidJobSpec, FieldError> 
             "a name of 1 to 200 characters is required",
         ));
     }
-    let (source_kind, source_config) = validate_source(spec.source.as_ref())?;
+    let source = validate_source(spec.source.as_ref(), policy)?;
     let scope_rules = validate_scope(spec.scope.as_ref())?;
     let schedule_interval_secs = duration_secs(
         "spec.schedule_interval",
@@ -270,8 +342,7 @@ pub fn validate(spec: Option<&v1::JobSpec>) -> Result<ValidJobSpec, FieldError> 
     };
     Ok(ValidJobSpec {
         name: name.to_owned(),
-        source_kind,
-        source_config,
+        source,
         scope_rules,
         schedule_interval_secs,
         deprovision_mode,
@@ -281,65 +352,6 @@ pub fn validate(spec: Option<&v1::JobSpec>) -> Result<ValidJobSpec, FieldError> 
         required_approvals,
         allow_empty_source: spec.allow_empty_source,
     })
-}
-
-/// Rebuilds the API's source message from its stored JSON.
-pub fn source_to_proto(kind: &str, config: &Value) -> v1::JobSource {
-    let text = |key: &str| {
-        config
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let kind = match kind {
-        "file" => job_source::Kind::File(v1::FileSource {
-            anchor_attribute: text("anchor_attribute"),
-            path: text("path"),
-            format: match text("format").as_str() {
-                "ldif" => FileFormat::Ldif as i32,
-                "json" => FileFormat::Json as i32,
-                _ => FileFormat::Unspecified as i32,
-            },
-        }),
-        "ldap" => job_source::Kind::Ldap(v1::LdapSource {
-            url: text("url"),
-            starttls: config
-                .get("starttls")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            bind_dn: text("bind_dn"),
-            password_file: text("password_file"),
-            password_env: text("password_env"),
-            base_dn: text("base_dn"),
-            filter: text("filter"),
-            scope: match text("scope").as_str() {
-                "base" => LdapScope::Base as i32,
-                "one" => LdapScope::OneLevel as i32,
-                _ => LdapScope::Subtree as i32,
-            },
-            attributes: config
-                .get("attributes")
-                .and_then(Value::as_array)
-                .map(|values| {
-                    values
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            page_size: config
-                .get("page_size")
-                .and_then(Value::as_u64)
-                .unwrap_or(500) as u32,
-            anchor_attribute: text("anchor_attribute"),
-            disabled_attribute: text("disabled_attribute"),
-            disabled_value: text("disabled_value"),
-        }),
-        _ => job_source::Kind::Push(v1::PushSource {}),
-    };
-    v1::JobSource { kind: Some(kind) }
 }
 
 /// Rebuilds the API's scope message.
@@ -374,7 +386,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_products() {
-        let valid = validate(Some(&push_spec())).unwrap();
+        let valid = validate(Some(&push_spec()), &IngestPolicy::permissive_for_tests()).unwrap();
         assert_eq!(valid.schedule_interval_secs, 1800);
         assert_eq!(valid.retention_days, 30);
         assert_eq!(valid.hold_limit_secs, 7 * 24 * 3600);
@@ -389,7 +401,9 @@ mod tests {
             ..push_spec()
         };
         assert_eq!(
-            validate(Some(&spec)).unwrap_err().field,
+            validate(Some(&spec), &IngestPolicy::permissive_for_tests())
+                .unwrap_err()
+                .field,
             "spec.retention_days"
         );
         let spec = v1::JobSpec {
@@ -397,29 +411,48 @@ mod tests {
             ..push_spec()
         };
         assert_eq!(
-            validate(Some(&spec)).unwrap_err().field,
+            validate(Some(&spec), &IngestPolicy::permissive_for_tests())
+                .unwrap_err()
+                .field,
             "spec.notification_recipients[1]"
         );
         let spec = v1::JobSpec {
             source: None,
             ..push_spec()
         };
-        assert_eq!(validate(Some(&spec)).unwrap_err().field, "spec.source");
+        assert_eq!(
+            validate(Some(&spec), &IngestPolicy::permissive_for_tests())
+                .unwrap_err()
+                .field,
+            "spec.source"
+        );
         let spec = v1::JobSpec {
             required_approvals: 3,
             ..push_spec()
         };
         assert_eq!(
-            validate(Some(&spec)).unwrap_err().field,
+            validate(Some(&spec), &IngestPolicy::permissive_for_tests())
+                .unwrap_err()
+                .field,
             "spec.required_approvals"
         );
     }
 
     #[test]
     fn sources_round_trip_through_storage() {
+        let dir = std::env::temp_dir().join(format!("syncguard-import-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let policy = IngestPolicy::new(
+            syncguard_bootstrap::SecretStore::default(),
+            Some(dir.clone()),
+            syncguard_bootstrap::AllowedHosts::default(),
+            std::time::Duration::from_secs(30),
+            4,
+        )
+        .unwrap();
         let source = v1::JobSource {
             kind: Some(job_source::Kind::File(v1::FileSource {
-                path: "/srv/export.ldif".into(),
+                path: "hr/export.ldif".into(),
                 format: FileFormat::Ldif as i32,
                 anchor_attribute: "objectGUID".into(),
             })),
@@ -428,10 +461,122 @@ mod tests {
             source: Some(source.clone()),
             ..push_spec()
         };
-        let valid = validate(Some(&spec)).unwrap();
+        let valid = validate(Some(&spec), &policy).unwrap();
+        let stored = valid.source.to_stored();
         assert_eq!(
-            source_to_proto(valid.source_kind, &valid.source_config),
+            SourceSettings::from_stored(valid.source.kind(), &stored)
+                .unwrap()
+                .to_proto(),
             source
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn file_sources_stay_inside_the_import_directory() {
+        let dir = std::env::temp_dir().join(format!("syncguard-import-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let policy = IngestPolicy::new(
+            syncguard_bootstrap::SecretStore::default(),
+            Some(dir.clone()),
+            syncguard_bootstrap::AllowedHosts::default(),
+            std::time::Duration::from_secs(30),
+            4,
+        )
+        .unwrap();
+        for bad in ["/etc/passwd", "../../etc/shadow", "a/../../b", ""] {
+            assert!(
+                policy
+                    .check_import_path("spec.source.file.path", bad)
+                    .is_err(),
+                "{bad:?}"
+            );
+        }
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("escape.ldif")).unwrap();
+        let refused = policy.resolve_import("escape.ldif").unwrap_err();
+        assert!(
+            refused.contains("outside the import directory"),
+            "{refused}"
+        );
+        assert!(!refused.contains("root:"), "{refused}");
+        std::fs::create_dir(dir.join("folder")).unwrap();
+        assert!(
+            policy
+                .resolve_import("folder")
+                .unwrap_err()
+                .contains("not a regular file")
+        );
+        let no_dir = IngestPolicy::permissive_for_tests();
+        assert!(
+            no_dir
+                .check_import_path("f", "x.ldif")
+                .unwrap_err()
+                .message
+                .contains("SYNCGUARD_IMPORT_DIR")
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn ldap_jobs_name_a_secret_and_an_allowed_host() {
+        let policy = IngestPolicy::new(
+            syncguard_bootstrap::SecretStore::new(
+                None,
+                [("SYNCGUARD_SECRET_BIND".to_owned(), "pw".to_owned())],
+            ),
+            None,
+            syncguard_bootstrap::AllowedHosts::parse("L", Some("ldap.corp.example:636")).unwrap(),
+            std::time::Duration::from_secs(30),
+            4,
+        )
+        .unwrap();
+        let ldap = |url: &str, change: fn(&mut v1::LdapSource)| {
+            let mut source = v1::LdapSource {
+                url: url.into(),
+                base_dn: "dc=corp".into(),
+                password_secret: "bind".into(),
+                ..Default::default()
+            };
+            change(&mut source);
+            v1::JobSpec {
+                source: Some(v1::JobSource {
+                    kind: Some(job_source::Kind::Ldap(source)),
+                }),
+                ..push_spec()
+            }
+        };
+        assert!(validate(Some(&ldap("ldaps://ldap.corp.example", |_| {})), &policy).is_ok());
+        let field = |spec: v1::JobSpec| validate(Some(&spec), &policy).unwrap_err().field;
+        assert_eq!(
+            field(ldap("ldap://evil.example:389", |_| {})),
+            "spec.source.ldap.url"
+        );
+        assert_eq!(
+            field(ldap("ldaps://ldap.corp.example", |s| s.password_env =
+                "SYNCGUARD_SERVICE_TOKEN".into())),
+            "spec.source.ldap.password_env"
+        );
+        assert_eq!(
+            field(ldap("ldaps://ldap.corp.example", |s| s.password_file =
+                "/proc/self/environ".into())),
+            "spec.source.ldap.password_file"
+        );
+        assert_eq!(
+            field(ldap("ldaps://ldap.corp.example", |s| s.password_secret =
+                "../tokens".into())),
+            "spec.source.ldap.password_secret"
+        );
+        let missing = validate(
+            Some(&ldap("ldaps://ldap.corp.example", |s| {
+                s.password_secret = "database-url".into()
+            })),
+            &policy,
+        )
+        .unwrap_err();
+        assert_eq!(missing.field, "spec.source.ldap.password_secret");
+        assert!(
+            missing.message.contains("SYNCGUARD_SECRET_DATABASE_URL"),
+            "{missing}"
         );
     }
 }

@@ -9,7 +9,8 @@ use syncguard_store::StoreError;
 use uuid::Uuid;
 
 use crate::error::IngestError;
-use crate::job_spec::{ValidJobSpec, scope_to_proto, source_to_proto};
+use crate::job_spec::{ValidJobSpec, scope_to_proto};
+use crate::source_settings::SourceSettings;
 
 const JOB_COLUMNS: &str = "job_id, name, source_kind, source_config, scope_rules, \
     schedule_interval_secs, deprovision_mode, notification_recipients, retention_days, \
@@ -109,7 +110,14 @@ impl JobRow {
             job_id: self.job_id.to_string(),
             spec: Some(v1::JobSpec {
                 name: self.name.clone(),
-                source: Some(source_to_proto(&self.source_kind, &self.source_config)),
+                source: Some(
+                    self.source()
+                        .map(|source| source.to_proto())
+                        .unwrap_or_else(|error| {
+                            tracing::error!(job = %self.job_id, %error, "stored source settings cannot be read");
+                            v1::JobSource::default()
+                        }),
+                ),
                 scope: Some(scope_to_proto(&scope)),
                 schedule_interval: Some(duration(self.schedule_interval_secs)),
                 deprovision_mode: match self.deprovision_mode.as_str() {
@@ -135,14 +143,10 @@ impl JobRow {
         JobId(self.job_id)
     }
 
-    /// `push`, `file` or `ldap`.
-    pub fn source_kind(&self) -> &str {
-        &self.source_kind
-    }
-
-    /// The source's stored settings.
-    pub fn source_config(&self) -> &serde_json::Value {
-        &self.source_config
+    /// Where the job's data comes from, as stored.
+    pub fn source(&self) -> Result<SourceSettings, IngestError> {
+        SourceSettings::from_stored(&self.source_kind, &self.source_config)
+            .map_err(|error| IngestError::Store(StoreError::Corrupt(error.to_string())))
     }
 }
 
@@ -181,8 +185,8 @@ fn bind_spec<'q>(
 ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, JobRow, sqlx::postgres::PgArguments> {
     query
         .bind(&spec.name)
-        .bind(spec.source_kind)
-        .bind(&spec.source_config)
+        .bind(spec.source.kind())
+        .bind(spec.source.to_stored())
         .bind(spec.scope_rules.to_stored())
         .bind(spec.schedule_interval_secs)
         .bind(spec.deprovision_mode)

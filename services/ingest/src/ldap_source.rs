@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use ldap3::adapters::{EntriesOnly, PagedResults};
 use ldap3::{LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry};
-use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use syncguard_proto::v1::{self, AttributeValues, ObjectType};
 
@@ -18,7 +17,10 @@ use crate::export_file::{
     GROUP_CLASSES, MEMBER_ATTRIBUTES, USER_CLASSES, canonical_binary, is_disabled, normalize_dn,
     text_value,
 };
+use crate::policy::IngestPolicy;
 use crate::snapshot_load::SnapshotWriter;
+use crate::source_settings::LdapSettings;
+use syncguard_bootstrap::{Secret, SecretName};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
@@ -32,40 +34,25 @@ pub struct LdapRead {
     pub unresolved_members: Vec<String>,
 }
 
-fn text(config: &Value, key: &str) -> String {
-    config
-        .get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
 fn failed(what: &str, error: impl std::fmt::Display) -> IngestError {
     IngestError::NoSourceData(format!("LDAP {what}: {error}"))
 }
 
-fn password(config: &Value) -> Result<String, IngestError> {
-    let file = text(config, "password_file");
-    if !file.is_empty() {
-        return std::fs::read_to_string(&file)
-            .map(|secret| secret.trim_end_matches(['\n', '\r']).to_owned())
-            .map_err(|error| {
-                failed(
-                    "bind password",
-                    format!("cannot read password_file {file}: {error}"),
-                )
-            });
+/// The bind password, from the secret the job names (never from a path or variable the job
+/// names: jobs created before secrets by reference must be migrated).
+fn password(policy: &IngestPolicy, settings: &LdapSettings) -> Result<Secret, IngestError> {
+    if !settings.password_file.is_empty() || !settings.password_env.is_empty() {
+        return Err(failed(
+            "bind password",
+            "the job names a password file or variable, which is no longer read: store the password as a secret and set password_secret (README: secrets)",
+        ));
     }
-    let variable = text(config, "password_env");
-    if !variable.is_empty() {
-        return std::env::var(&variable).map_err(|_| {
-            failed(
-                "bind password",
-                format!("the variable {variable} is not set in the ingest service"),
-            )
-        });
-    }
-    Ok(String::new())
+    let name = SecretName::parse("password_secret", &settings.password_secret)
+        .map_err(|error| failed("bind password", error.message))?;
+    policy
+        .secrets
+        .resolve(&name)
+        .map_err(|error| failed("bind password", error))
 }
 
 fn ldap_error(what: &str, error: LdapError) -> IngestError {
@@ -98,18 +85,33 @@ fn ldap_error(what: &str, error: LdapError) -> IngestError {
     }
 }
 
-/// Reads the whole tree `config` describes into `writer`.
-pub async fn read(config: &Value, writer: &mut SnapshotWriter) -> Result<LdapRead, IngestError> {
-    let url = text(config, "url");
-    let settings = LdapConnSettings::new()
+/// Reads the whole tree `settings` describes into `writer`. The host is checked against the
+/// deployment's allow-list again (it may have changed since the job was created).
+pub async fn read(
+    policy: &IngestPolicy,
+    settings: &LdapSettings,
+    writer: &mut SnapshotWriter,
+) -> Result<LdapRead, IngestError> {
+    let url = settings.url.as_str();
+    let default_port = if url.starts_with("ldaps://") {
+        636
+    } else {
+        389
+    };
+    let authority = url
+        .split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+        .unwrap_or_default();
+    let (host, port) = crate::job_spec::split_host_port(authority, default_port)
+        .ok_or_else(|| failed("connection", "the URL has no host"))?;
+    policy
+        .ldap_hosts
+        .check(&host, port)
+        .map_err(|message| failed("connection", message))?;
+    let connection_settings = LdapConnSettings::new()
         .set_conn_timeout(CONNECT_TIMEOUT)
-        .set_starttls(
-            config
-                .get("starttls")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-        );
-    let (connection, mut ldap) = LdapConnAsync::with_settings(settings, &url)
+        .set_starttls(settings.starttls);
+    let (connection, mut ldap) = LdapConnAsync::with_settings(connection_settings, url)
         .await
         .map_err(|error| failed(&format!("connection to {url}"), error))?;
     let driver = tokio::spawn(async move {
@@ -117,50 +119,42 @@ pub async fn read(config: &Value, writer: &mut SnapshotWriter) -> Result<LdapRea
             tracing::warn!(%error, "LDAP connection ended with an error");
         }
     });
-    let outcome = read_entries(config, &mut ldap, writer).await;
+    let outcome = read_entries(policy, settings, &mut ldap, writer).await;
     let _ = ldap.unbind().await;
     driver.abort();
     outcome
 }
 
 async fn read_entries(
-    config: &Value,
+    policy: &IngestPolicy,
+    settings: &LdapSettings,
     ldap: &mut ldap3::Ldap,
     writer: &mut SnapshotWriter,
 ) -> Result<LdapRead, IngestError> {
-    let bind_dn = text(config, "bind_dn");
+    let bind_dn = settings.bind_dn.clone();
     if !bind_dn.is_empty() {
+        let password = password(policy, settings)?;
         ldap.with_timeout(OPERATION_TIMEOUT)
-            .simple_bind(&bind_dn, &password(config)?)
+            .simple_bind(&bind_dn, password.expose())
             .await
             .map_err(|error| failed(&format!("bind as {bind_dn}"), error))?
             .success()
             .map_err(|error| ldap_error(&format!("bind as {bind_dn}"), error))?;
     }
-    let anchor_attribute = match text(config, "anchor_attribute") {
-        name if name.is_empty() => "entryUUID".to_owned(),
-        name => name,
+    let anchor_attribute = match settings.anchor_attribute.as_str() {
+        "" => "entryUUID".to_owned(),
+        name => name.to_owned(),
     };
-    let scope = match text(config, "scope").as_str() {
+    let scope = match settings.scope.as_str() {
         "base" => Scope::Base,
         "one" => Scope::OneLevel,
         _ => Scope::Subtree,
     };
-    let filter = match text(config, "filter") {
-        filter if filter.is_empty() => "(objectClass=*)".to_owned(),
-        filter => filter,
+    let filter = match settings.filter.as_str() {
+        "" => "(objectClass=*)".to_owned(),
+        filter => filter.to_owned(),
     };
-    let mut attributes: Vec<String> = config
-        .get("attributes")
-        .and_then(Value::as_array)
-        .map(|values| {
-            values
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut attributes: Vec<String> = settings.attributes.clone();
     if attributes.is_empty() {
         attributes.push("*".into());
     }
@@ -170,14 +164,10 @@ async fn read_entries(
         "member".into(),
         "uniqueMember".into(),
     ]);
-    let page_size = config
-        .get("page_size")
-        .and_then(Value::as_u64)
-        .unwrap_or(500)
-        .clamp(1, 10_000) as i32;
-    let disabled_attribute = text(config, "disabled_attribute").to_ascii_lowercase();
-    let disabled_value = text(config, "disabled_value");
-    let base = text(config, "base_dn");
+    let page_size = settings.page_size.clamp(1, 10_000) as i32;
+    let disabled_attribute = settings.disabled_attribute.to_ascii_lowercase();
+    let disabled_value = settings.disabled_value.clone();
+    let base = settings.base_dn.clone();
 
     let adapters: Vec<Box<dyn ldap3::adapters::Adapter<_, _>>> = vec![
         Box::new(EntriesOnly::new()),
@@ -199,7 +189,12 @@ async fn read_entries(
             Ok(None) => break,
             Err(error) => return Err(ldap_error("search (the read broke off)", error)),
         };
-        let entry = SearchEntry::construct(entry);
+        // ldap3 panics on an entry it cannot decode: a server's bad answer fails the read
+        // instead of the task.
+        let entry = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            SearchEntry::construct(entry)
+        }))
+        .map_err(|_| failed("search", "the server sent an entry that cannot be decoded"))?;
         let key = dn_key(&entry.dn);
         let Some((object, members)) = to_object(
             entry,

@@ -9,10 +9,15 @@ pub mod export_file;
 mod job_spec;
 mod jobs;
 mod ldap_source;
+pub mod policy;
 mod snapshot_load;
 pub mod source_object;
+mod source_settings;
 
 use std::future::Future;
+use std::sync::Arc;
+
+use policy::IngestPolicy;
 
 pub use api::IngestApi;
 use cycle_start::CycleStarter;
@@ -30,13 +35,26 @@ const SCHEDULER_TICK: std::time::Duration = std::time::Duration::from_secs(5);
 /// The ingest service, bound and ready to run.
 pub struct App {
     host: ServiceHost,
+    policy: Arc<IngestPolicy>,
 }
 
 impl App {
     /// Binds the listener; the database is awaited in the background.
+    /// The policy (secrets, import directory, LDAP hosts, push limits) comes from the
+    /// environment.
     pub async fn build(config: ServiceConfig) -> anyhow::Result<Self> {
+        let policy = IngestPolicy::from_env(config.pool.max_connections)?;
+        Self::build_with_policy(config, policy).await
+    }
+
+    /// Like [`App::build`] with an explicit policy.
+    pub async fn build_with_policy(
+        config: ServiceConfig,
+        policy: IngestPolicy,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             host: ServiceHost::bind(config).await?,
+            policy: Arc::new(policy),
         })
     }
 
@@ -60,8 +78,14 @@ impl App {
             .max_encoding_message_size(limit);
         let notifier = NotifierServiceClient::new(self.host.peer(ServiceName::Notifier)?);
         let config = self.host.config();
-        let starter = CycleStarter::new(pool.clone(), stager, notifier, config.cycle_wait);
-        let api = IngestApi::new(pool, gate, starter.clone());
+        let starter = CycleStarter::new(
+            pool.clone(),
+            stager,
+            notifier,
+            config.cycle_wait,
+            Arc::clone(&self.policy),
+        );
+        let api = IngestApi::new(pool, gate, starter.clone(), Arc::clone(&self.policy));
 
         // File and LDAP sources are read on their schedule; source rows no cycle needs any
         // more are released.

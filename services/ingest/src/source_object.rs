@@ -4,13 +4,17 @@
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
-use syncguard_domain::{FieldError, SourceAnchor};
+use syncguard_domain::{FieldError, SourceAnchor, excerpt, shortened};
 use syncguard_proto::v1::{self, ObjectType};
 
 const MAX_ATTRIBUTE_NAME: usize = 128;
 const MAX_VALUE_BYTES: usize = 64 * 1024;
 const MAX_DN_BYTES: usize = 2048;
 const MAX_MEMBERS: usize = 1_000_000;
+/// Attributes an object may carry; directory objects have dozens, not thousands.
+const MAX_ATTRIBUTES: usize = 1000;
+/// Values one attribute may carry.
+const MAX_VALUES: usize = 10_000;
 
 /// A validated object in canonical form: attribute names lowercased (LDAP names are
 /// case-insensitive), values and members sorted (they are sets), hash over all of it.
@@ -47,7 +51,16 @@ pub fn canonicalize(index: u64, object: v1::SourceObject) -> Result<CanonicalObj
             ));
         }
     };
-    let at = |name: &str| format!("objects[{index}].{name} (anchor {anchor})");
+    let at = |name: &str| format!("objects[{index}].{name} (anchor {})", shortened(&anchor, 40));
+    if object.attributes.len() > MAX_ATTRIBUTES {
+        return Err(FieldError::new(
+            at("attributes"),
+            format!(
+                "{} attributes; an object has at most {MAX_ATTRIBUTES}",
+                object.attributes.len()
+            ),
+        ));
+    }
     let object_type = match ObjectType::try_from(object.object_type) {
         Ok(ObjectType::User) => "user",
         Ok(ObjectType::Group) => "group",
@@ -75,7 +88,8 @@ pub fn canonicalize(index: u64, object: v1::SourceObject) -> Result<CanonicalObj
             return Err(FieldError::new(
                 at("attributes"),
                 format!(
-                    "{name:?} is not an attribute name (letters, digits, '-', '_', ';'; at most {MAX_ATTRIBUTE_NAME})"
+                    "{} is not an attribute name (letters, digits, '-', '_', ';'; at most {MAX_ATTRIBUTE_NAME})",
+                    excerpt(&name)
                 ),
             ));
         }
@@ -85,13 +99,16 @@ pub fn canonicalize(index: u64, object: v1::SourceObject) -> Result<CanonicalObj
             name
         };
         let mut sorted = values.values;
-        if sorted
-            .iter()
-            .any(|value| value.len() > MAX_VALUE_BYTES || value.contains('\0'))
+        if sorted.len() > MAX_VALUES
+            || sorted
+                .iter()
+                .any(|value| value.len() > MAX_VALUE_BYTES || value.contains('\0'))
         {
             return Err(FieldError::new(
                 at(&format!("attributes[{key}]")),
-                format!("values are at most {MAX_VALUE_BYTES} bytes, with no NUL characters"),
+                format!(
+                    "at most {MAX_VALUES} values of at most {MAX_VALUE_BYTES} bytes, with no NUL characters"
+                ),
             ));
         }
         sorted.sort_unstable();

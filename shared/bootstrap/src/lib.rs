@@ -4,6 +4,7 @@
 //! work that drains on shutdown, graceful shutdown, and authenticated, traced channels to
 //! peer services.
 
+mod allowed_hosts;
 mod auth;
 mod background;
 mod config;
@@ -15,11 +16,13 @@ mod paging;
 mod peers;
 mod policy;
 mod readiness;
+mod secrets;
 mod shutdown;
 mod status;
 mod tokens;
 mod wake;
 
+pub use allowed_hosts::AllowedHosts;
 pub use auth::{AuthLayer, AuthService};
 pub use background::{Background, KeyedWorker};
 pub use config::{ConfigError, Listen, PeerUrls, ServiceConfig, ServiceName};
@@ -30,6 +33,7 @@ pub use paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, page, timestamp};
 pub use peers::{AddAuthorization, PeerChannel, peer_channel};
 pub use policy::{is_open_path, required_access};
 pub use readiness::{Readiness, ReadinessLayer, ReadinessService};
+pub use secrets::{SECRET_VARIABLE_PREFIX, Secret, SecretError, SecretName, SecretStore};
 pub use shutdown::shutdown_signal;
 pub use status::{field_violation, peer_status, peer_unreachable, principal, store_status};
 pub use tokens::{TokenTable, TokenTableError};

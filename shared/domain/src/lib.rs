@@ -7,6 +7,7 @@ mod action;
 mod breach;
 mod cycle;
 mod email;
+mod excerpt;
 mod ids;
 mod names;
 mod scope;
@@ -16,6 +17,7 @@ pub use action::{ActionKind, ActionReason, ActionStatus, DeprovisionMode, Object
 pub use breach::Breach;
 pub use cycle::{CycleState, QuarantineState, StepOwner, Verdict};
 pub use email::parse_email;
+pub use excerpt::{EXCERPT_CHARS, excerpt, shortened};
 pub use ids::{CycleId, FieldError, JobId, SourceAnchor};
 pub use names::UnknownName;
 pub use scope::{AttributeMatch, ScopeRules, StoredJsonError};
