@@ -90,7 +90,9 @@ fn validate_source(
                 anchor_attribute,
             }))
         }
-        job_source::Kind::Ldap(ldap) => validate_ldap(ldap, policy).map(SourceSettings::Ldap),
+        job_source::Kind::Ldap(ldap) => {
+            validate_ldap(ldap, policy).map(|ldap| SourceSettings::Ldap(Box::new(ldap)))
+        }
     }
 }
 

@@ -51,7 +51,12 @@ pub fn canonicalize(index: u64, object: v1::SourceObject) -> Result<CanonicalObj
             ));
         }
     };
-    let at = |name: &str| format!("objects[{index}].{name} (anchor {})", shortened(&anchor, 40));
+    let at = |name: &str| {
+        format!(
+            "objects[{index}].{name} (anchor {})",
+            shortened(&anchor, 40)
+        )
+    };
     if object.attributes.len() > MAX_ATTRIBUTES {
         return Err(FieldError::new(
             at("attributes"),

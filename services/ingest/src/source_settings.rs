@@ -70,7 +70,7 @@ pub enum SourceSettings {
     /// An export file ingest reads.
     File(FileSettings),
     /// A directory ingest reads.
-    Ldap(LdapSettings),
+    Ldap(Box<LdapSettings>),
 }
 
 impl SourceSettings {
@@ -104,7 +104,7 @@ impl SourceSettings {
                 .map(SourceSettings::File)
                 .map_err(decode_error),
             "ldap" => LdapSettings::deserialize(value)
-                .map(SourceSettings::Ldap)
+                .map(|ldap| SourceSettings::Ldap(Box::new(ldap)))
                 .map_err(decode_error),
             _ => Ok(SourceSettings::Push),
         }
