@@ -18,4 +18,5 @@ mod reliability;
 mod retention;
 mod scale_out;
 mod scope;
+mod security;
 mod trace;

@@ -39,6 +39,8 @@ pub struct Tokens {
     pub approver2: String,
     /// Role admin.
     pub admin: String,
+    /// Alice again, with an admin token: still one person.
+    pub alice_admin: String,
     /// Role service, presented by every service to its peers.
     pub service: String,
 }
@@ -57,6 +59,7 @@ impl Tokens {
             approver: token("approver"),
             approver2: token("approver2"),
             admin: token("admin"),
+            alice_admin: token("alice-admin"),
             service: token("service"),
         }
     }
@@ -69,6 +72,7 @@ impl Tokens {
         table.insert("alice", Role::Approver, &self.approver);
         table.insert("bob", Role::Approver, &self.approver2);
         table.insert("ada", Role::Admin, &self.admin);
+        table.insert("alice", Role::Admin, &self.alice_admin);
         table.insert("syncguard", Role::Service, &self.service);
         table
     }
@@ -76,8 +80,14 @@ impl Tokens {
     /// The same table in the file format the binaries read.
     pub fn file_text(&self) -> String {
         format!(
-            "reader rita {}\noperator otto {}\napprover alice {}\napprover bob {}\nadmin ada {}\nservice syncguard {}\n",
-            self.reader, self.operator, self.approver, self.approver2, self.admin, self.service
+            "reader rita {}\noperator otto {}\napprover alice {}\napprover bob {}\nadmin ada {}\nadmin alice {}\nservice syncguard {}\n",
+            self.reader,
+            self.operator,
+            self.approver,
+            self.approver2,
+            self.admin,
+            self.alice_admin,
+            self.service
         )
     }
 }
