@@ -111,6 +111,40 @@ pub enum Command {
         after_help = "Example: SYNCGUARD_TOKEN=<admin token> syncguard demo --mail-dir target/dev/mail"
     )]
     Demo(DemoArgs),
+    /// Bearer tokens for the services' tokens file.
+    #[command(
+        subcommand,
+        after_help = "Example: syncguard tokens new --role approver --name alice"
+    )]
+    Tokens(TokensCommand),
+}
+
+/// Token commands; they work offline.
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Make a new random token: give the token to the person, put the printed line (its
+    /// SHA-256 digest, not the token) in SYNCGUARD_TOKENS_FILE and send the services SIGHUP.
+    #[command(after_help = "Example: syncguard tokens new --role approver --name alice")]
+    New {
+        /// reader, operator, approver, admin or service.
+        #[arg(long)]
+        role: String,
+        /// Who holds it; recorded as the actor of what they do.
+        #[arg(long)]
+        name: String,
+    },
+    /// The tokens-file line for an existing token (read from standard input).
+    #[command(
+        after_help = "Example: printf '%s' \"$TOKEN\" | syncguard tokens digest --role admin --name ada"
+    )]
+    Digest {
+        /// The role to list it with.
+        #[arg(long)]
+        role: String,
+        /// The principal's name.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 /// Job commands.

@@ -7,6 +7,7 @@ mod demo;
 mod failure;
 mod import;
 mod output;
+mod tokens;
 
 use std::process::ExitCode;
 
@@ -18,8 +19,12 @@ use failure::Failure;
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     let json = cli.connection.json;
+    if let Command::Tokens(command) = cli.command {
+        return tokens::tokens(command);
+    }
     let mut clients = Clients::new(&cli.connection)?;
     match cli.command {
+        Command::Tokens(_) => unreachable!("handled above"),
         Command::Jobs(command) => commands::jobs(&mut clients, command, json).await,
         Command::Cycles(command) => commands::cycles(&mut clients, command, json).await,
         Command::Quarantine(command) => commands::quarantine(&mut clients, command, json).await,

@@ -156,7 +156,7 @@ pub async fn run(total: usize) -> anyhow::Result<()> {
 
     let tokens = Tokens::generate_for_processes();
     let token_file = dir.join("tokens");
-    std::fs::write(&token_file, tokens.file_text())?;
+    tokens.write_file(&token_file)?;
     let password = dir.join("password");
     std::fs::write(&password, ADMIN_PASSWORD)?;
     let services = start_services(&database, &tokens, &token_file, &dir).await?;

@@ -367,7 +367,7 @@ async fn run(total: usize) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("syncguard-bench-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir)?;
     let token_file = dir.join("tokens");
-    std::fs::write(&token_file, tokens.file_text())?;
+    tokens.write_file(&token_file)?;
     let services = start_services(&database, &tokens, &token_file, &dir).await?;
 
     let mut ingest = IngestServiceClient::new(authed(

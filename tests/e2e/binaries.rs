@@ -89,7 +89,7 @@ async fn each_binary_serves_is_discoverable_and_stops_within_five_seconds() -> a
     let tokens = Tokens::generate_for_processes();
     let token_file =
         std::env::temp_dir().join(format!("syncguard-tokens-{}", uuid::Uuid::new_v4()));
-    std::fs::write(&token_file, tokens.file_text())?;
+    tokens.write_file(&token_file)?;
     // Each binary binds port 0 and reports where it listens: picking a "free" port here and
     // handing it over would race with other tests binding ports at the same time. The peers
     // are not called in this test.

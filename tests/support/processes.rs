@@ -56,7 +56,7 @@ impl Processes {
         let tokens = Tokens::generate_for_processes();
         let token_file =
             std::env::temp_dir().join(format!("syncguard-tokens-{}", uuid::Uuid::new_v4()));
-        std::fs::write(&token_file, tokens.file_text())?;
+        tokens.write_file(&token_file)?;
         let ports = ServiceName::ALL
             .into_iter()
             .map(|service| (service, free_port()))

@@ -77,6 +77,15 @@ impl Tokens {
         table
     }
 
+    /// Writes the table as a tokens file the binaries accept (private to this user: a
+    /// file every user may read is refused).
+    pub fn write_file(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(path, self.file_text())?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(())
+    }
+
     /// The same table in the file format the binaries read.
     pub fn file_text(&self) -> String {
         format!(

@@ -1,6 +1,6 @@
 //! Bearer-token authentication and role checks, as a tower layer in front of every service.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use futures_util::future::{Either, Ready, ready};
@@ -12,19 +12,39 @@ use tower_service::Service;
 use crate::policy::required_access;
 use crate::tokens::TokenTable;
 
+/// The token table a running service accepts; replaced whole when the tokens file is read
+/// again (SIGHUP), so a revoked token stops working without a restart.
+#[derive(Debug, Clone)]
+pub struct SharedTokens(Arc<RwLock<Arc<TokenTable>>>);
+
+impl SharedTokens {
+    /// Starts with `tokens`.
+    pub fn new(tokens: TokenTable) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(tokens))))
+    }
+
+    /// The table now.
+    pub fn current(&self) -> Arc<TokenTable> {
+        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Replaces the table.
+    pub fn replace(&self, tokens: TokenTable) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tokens);
+    }
+}
+
 /// Checks `authorization: Bearer <token>` against the token table and the method's required
 /// access, and hands the [`syncguard_domain::Principal`] to handlers in request extensions.
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
-    tokens: Arc<TokenTable>,
+    tokens: SharedTokens,
 }
 
 impl AuthLayer {
-    /// A layer accepting the tokens of `tokens`.
-    pub fn new(tokens: TokenTable) -> Self {
-        Self {
-            tokens: Arc::new(tokens),
-        }
+    /// A layer accepting the tokens of `tokens` (as they are at each call).
+    pub fn new(tokens: SharedTokens) -> Self {
+        Self { tokens }
     }
 }
 
@@ -34,7 +54,7 @@ impl<S> Layer<S> for AuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         AuthService {
             inner,
-            tokens: Arc::clone(&self.tokens),
+            tokens: self.tokens.clone(),
         }
     }
 }
@@ -43,7 +63,7 @@ impl<S> Layer<S> for AuthLayer {
 #[derive(Debug, Clone)]
 pub struct AuthService<S> {
     inner: S,
-    tokens: Arc<TokenTable>,
+    tokens: SharedTokens,
 }
 
 impl<S> AuthService<S> {
@@ -65,6 +85,7 @@ impl<S> AuthService<S> {
             })?;
         let principal = self
             .tokens
+            .current()
             .authenticate(token)
             .ok_or_else(|| Status::unauthenticated("unknown bearer token"))?
             .clone();

@@ -126,6 +126,8 @@ pub struct ServiceConfig {
     pub peers: PeerUrls,
     /// Bearer tokens accepted from callers, with their roles.
     pub tokens: TokenTable,
+    /// The file the tokens came from, read again on SIGHUP (`None`: from a variable).
+    pub tokens_file: Option<String>,
     /// The token this service presents to its peers (role `service` in their tables).
     pub service_token: String,
     /// Longest a call may run on the server before it is cancelled.
@@ -225,8 +227,9 @@ impl ServiceConfig {
             }
         }
 
-        let tokens = match (get("SYNCGUARD_TOKENS_FILE"), get("SYNCGUARD_TOKENS")) {
-            (Some(path), _) => TokenTable::from_file(&path)?,
+        let tokens_file = get("SYNCGUARD_TOKENS_FILE");
+        let tokens = match (&tokens_file, get("SYNCGUARD_TOKENS")) {
+            (Some(path), _) => TokenTable::from_file(path)?,
             (None, Some(text)) => TokenTable::parse("SYNCGUARD_TOKENS", &text)?,
             (None, None) => {
                 return Err(ConfigError::Missing {
@@ -255,6 +258,7 @@ impl ServiceConfig {
             pool,
             peers,
             tokens,
+            tokens_file,
             service_token,
             request_timeout: Duration::from_secs(parse_or(
                 &get,
@@ -319,6 +323,7 @@ impl ServiceConfig {
             },
             peers,
             tokens,
+            tokens_file: None,
             service_token,
             request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,

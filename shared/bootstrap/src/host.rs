@@ -15,11 +15,12 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::{HealthReporter, HealthService};
 
-use crate::auth::AuthLayer;
+use crate::auth::{AuthLayer, SharedTokens};
 use crate::background::Background;
 use crate::config::{Listen, ServiceConfig, ServiceName};
 use crate::peers::{PeerChannel, peer_channel};
 use crate::readiness::{Readiness, ReadinessLayer, watch_database};
+use crate::tokens::TokenTable;
 
 /// HTTP/2 flow-control windows for large streams, on servers and peer channels alike.
 pub const HTTP2_STREAM_WINDOW: u32 = 8 * 1024 * 1024;
@@ -154,13 +155,19 @@ impl ServiceHost {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
+        let tokens = SharedTokens::new(self.config.tokens.clone());
+        let reloader = self
+            .config
+            .tokens_file
+            .clone()
+            .map(|path| tokio::spawn(reload_tokens_on_hangup(path, tokens.clone())));
         let stack = tower::ServiceBuilder::new()
             // Outermost: every call, refused or not, is one span in the caller's trace.
             .layer(ServerTraceLayer::new(service.as_str()))
             // While the database is away, calls are refused at once as UNAVAILABLE.
             .layer(ReadinessLayer::new(self.readiness.clone()))
             // Then authentication and the role check, before any handler runs.
-            .layer(AuthLayer::new(self.config.tokens.clone()))
+            .layer(AuthLayer::new(tokens.clone()))
             .into_inner();
         let router = Server::builder()
             // Bounds every call; an expired deadline answers CANCELLED.
@@ -215,7 +222,38 @@ impl ServiceHost {
         };
         self.background.drain(grace).await;
         watcher.abort();
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
         self.pool.close().await;
         outcome
+    }
+}
+
+/// Reads the tokens file again on each SIGHUP: a revoked token stops working without a
+/// restart. A file that no longer reads keeps the previous table (and says why).
+async fn reload_tokens_on_hangup(path: String, tokens: SharedTokens) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; the tokens file is read at start only");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match TokenTable::from_file(&path) {
+                Ok(table) => {
+                    tokens.replace(table);
+                    tracing::info!(file = %path, "tokens read again");
+                }
+                Err(error) => {
+                    tracing::error!(%error, "tokens file not read again; the previous tokens stay in force")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, tokens);
     }
 }

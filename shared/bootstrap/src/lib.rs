@@ -23,7 +23,7 @@ mod tokens;
 mod wake;
 
 pub use allowed_hosts::AllowedHosts;
-pub use auth::{AuthLayer, AuthService};
+pub use auth::{AuthLayer, AuthService, SharedTokens};
 pub use background::{Background, KeyedWorker};
 pub use config::{ConfigError, Listen, PeerUrls, ServiceConfig, ServiceName};
 pub use cycle_wait::{StepOwners, wait_settled};
@@ -36,5 +36,5 @@ pub use readiness::{Readiness, ReadinessLayer, ReadinessService};
 pub use secrets::{SECRET_VARIABLE_PREFIX, Secret, SecretError, SecretName, SecretStore};
 pub use shutdown::shutdown_signal;
 pub use status::{field_violation, peer_status, peer_unreachable, principal, store_status};
-pub use tokens::{TokenTable, TokenTableError};
+pub use tokens::{MIN_TOKEN_LEN, TokenTable, TokenTableError, token_digest};
 pub use wake::{WAKE_TIMEOUT, wake};
