@@ -11,46 +11,31 @@ pub struct Connection {
     /// target/dev/tokens.
     #[arg(long, env = "SYNCGUARD_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
-    /// Ingest service URL.
-    #[arg(
-        long,
-        env = "SYNCGUARD_INGEST_URL",
-        default_value = "http://127.0.0.1:50051",
-        global = true
-    )]
-    pub ingest_url: String,
-    /// Stager service URL.
-    #[arg(
-        long,
-        env = "SYNCGUARD_STAGER_URL",
-        default_value = "http://127.0.0.1:50052",
-        global = true
-    )]
-    pub stager_url: String,
-    /// Gate service URL.
-    #[arg(
-        long,
-        env = "SYNCGUARD_GATE_URL",
-        default_value = "http://127.0.0.1:50053",
-        global = true
-    )]
-    pub gate_url: String,
-    /// Notifier service URL.
-    #[arg(
-        long,
-        env = "SYNCGUARD_NOTIFIER_URL",
-        default_value = "http://127.0.0.1:50054",
-        global = true
-    )]
-    pub notifier_url: String,
-    /// Retention service URL.
-    #[arg(
-        long,
-        env = "SYNCGUARD_RETENTION_URL",
-        default_value = "http://127.0.0.1:50055",
-        global = true
-    )]
-    pub retention_url: String,
+    /// Ingest service URL [default: http://127.0.0.1:50051, https:// with --ca].
+    #[arg(long, env = "SYNCGUARD_INGEST_URL", global = true)]
+    pub ingest_url: Option<String>,
+    /// Stager service URL [default: http://127.0.0.1:50052, https:// with --ca].
+    #[arg(long, env = "SYNCGUARD_STAGER_URL", global = true)]
+    pub stager_url: Option<String>,
+    /// Gate service URL [default: http://127.0.0.1:50053, https:// with --ca].
+    #[arg(long, env = "SYNCGUARD_GATE_URL", global = true)]
+    pub gate_url: Option<String>,
+    /// Notifier service URL [default: http://127.0.0.1:50054, https:// with --ca].
+    #[arg(long, env = "SYNCGUARD_NOTIFIER_URL", global = true)]
+    pub notifier_url: Option<String>,
+    /// Retention service URL [default: http://127.0.0.1:50055, https:// with --ca].
+    #[arg(long, env = "SYNCGUARD_RETENTION_URL", global = true)]
+    pub retention_url: Option<String>,
+    /// CA certificate (PEM) the services' TLS certificates are checked against; the default
+    /// URLs become https://. With scripts/run: target/dev/tls/ca.pem.
+    #[arg(long, env = "SYNCGUARD_CA", global = true)]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) for services that require mutual TLS.
+    #[arg(long, env = "SYNCGUARD_CLIENT_CERT", global = true, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "SYNCGUARD_CLIENT_KEY", global = true, requires = "cert")]
+    pub key: Option<PathBuf>,
     /// Print JSON instead of tables (for scripts).
     #[arg(long, global = true)]
     pub json: bool,
@@ -117,6 +102,24 @@ pub enum Command {
         after_help = "Example: syncguard tokens new --role approver --name alice"
     )]
     Tokens(TokensCommand),
+    /// Make a throwaway development CA and certificates for running the services on TLS.
+    #[command(after_help = "Example: syncguard dev-certs --out target/dev/tls")]
+    DevCerts(DevCertsArgs),
+}
+
+/// Where development certificates go.
+#[derive(Debug, Args)]
+pub struct DevCertsArgs {
+    /// Directory for ca.pem, server.pem, server-key.pem, client.pem, client-key.pem.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Extra host names or addresses the server certificate names (besides localhost,
+    /// loopback and the compose service names).
+    #[arg(long = "host")]
+    pub hosts: Vec<String>,
+    /// Keep an existing complete set instead of replacing it.
+    #[arg(long)]
+    pub keep_existing: bool,
 }
 
 /// Token commands; they work offline.

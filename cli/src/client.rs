@@ -8,7 +8,7 @@ use syncguard_proto::v1::stager_service_client::StagerServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::args::Connection;
 use crate::failure::Failure;
@@ -48,16 +48,68 @@ pub struct Clients {
     pub retention: RetentionServiceClient<Authed>,
 }
 
-fn channel(url: &str, name: &str) -> Result<Channel, Failure> {
-    let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|_| {
+fn channel(url: &str, name: &str, tls: Option<&ClientTlsConfig>) -> Result<Channel, Failure> {
+    let mut endpoint = Endpoint::from_shared(url.to_owned()).map_err(|_| {
         Failure::usage(format!(
             "--{name}-url {url:?} is not a URL like http://127.0.0.1:50051"
         ))
     })?;
+    if url.starts_with("https://") {
+        let tls = tls.ok_or_else(|| {
+            Failure::usage(format!(
+                "--{name}-url {url:?} is https://: pass the CA that signed the services' certificates with --ca (or SYNCGUARD_CA)"
+            ))
+        })?;
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .map_err(|error| Failure::usage(format!("TLS settings: {error}")))?;
+    }
     Ok(endpoint
         .initial_stream_window_size(8 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024)
+        .tcp_nodelay(true)
         .connect_lazy())
+}
+
+/// Reads a PEM file named by a flag; errors name the flag and path, never the content.
+fn read_pem(flag: &str, path: &std::path::Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|error| {
+        Failure::usage(format!(
+            "{flag} {}: cannot read the file: {}",
+            path.display(),
+            error.kind()
+        ))
+    })
+}
+
+/// TLS settings from `--ca`, `--cert` and `--key`, when a CA is given.
+fn client_tls(connection: &Connection) -> Result<Option<ClientTlsConfig>, Failure> {
+    let Some(ca) = &connection.ca else {
+        if connection.cert.is_some() {
+            return Err(Failure::usage(
+                "--cert is presented over TLS: pass --ca (or SYNCGUARD_CA) too",
+            ));
+        }
+        return Ok(None);
+    };
+    let mut config =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read_pem("--ca", ca)?));
+    if let (Some(cert), Some(key)) = (&connection.cert, &connection.key) {
+        config = config.identity(Identity::from_pem(
+            read_pem("--cert", cert)?,
+            read_pem("--key", key)?,
+        ));
+    }
+    Ok(Some(config))
+}
+
+/// The URL of a service: the flag or variable, else its default port on this host over
+/// https when a CA is given.
+fn service_url(given: &Option<String>, port: u16, tls: bool) -> String {
+    given.clone().unwrap_or_else(|| {
+        let scheme = if tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{port}")
+    })
 }
 
 impl Clients {
@@ -72,20 +124,33 @@ impl Clients {
             Bearer(format!("Bearer {token}").parse().map_err(|_| {
                 Failure::usage("the token contains characters a header cannot carry")
             })?);
-        let authed = |url: &str, name: &str| -> Result<Authed, Failure> {
-            Ok(InterceptedService::new(channel(url, name)?, bearer.clone()))
+        let tls = client_tls(connection)?;
+        let authed = |given: &Option<String>, port: u16, name: &str| -> Result<Authed, Failure> {
+            let url = service_url(given, port, tls.is_some());
+            Ok(InterceptedService::new(
+                channel(&url, name, tls.as_ref())?,
+                bearer.clone(),
+            ))
         };
         Ok(Self {
-            ingest: IngestServiceClient::new(authed(&connection.ingest_url, "ingest")?)
+            ingest: IngestServiceClient::new(authed(&connection.ingest_url, 50051, "ingest")?)
                 .max_encoding_message_size(MESSAGE_LIMIT)
                 .max_decoding_message_size(MESSAGE_LIMIT),
-            stager: StagerServiceClient::new(authed(&connection.stager_url, "stager")?)
+            stager: StagerServiceClient::new(authed(&connection.stager_url, 50052, "stager")?)
                 .max_decoding_message_size(MESSAGE_LIMIT),
-            gate: GateServiceClient::new(authed(&connection.gate_url, "gate")?)
+            gate: GateServiceClient::new(authed(&connection.gate_url, 50053, "gate")?)
                 .max_decoding_message_size(MESSAGE_LIMIT),
-            notifier: NotifierServiceClient::new(authed(&connection.notifier_url, "notifier")?),
-            retention: RetentionServiceClient::new(authed(&connection.retention_url, "retention")?)
-                .max_decoding_message_size(MESSAGE_LIMIT),
+            notifier: NotifierServiceClient::new(authed(
+                &connection.notifier_url,
+                50054,
+                "notifier",
+            )?),
+            retention: RetentionServiceClient::new(authed(
+                &connection.retention_url,
+                50055,
+                "retention",
+            )?)
+            .max_decoding_message_size(MESSAGE_LIMIT),
         })
     }
 }

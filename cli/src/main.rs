@@ -4,6 +4,7 @@ mod args;
 mod client;
 mod commands;
 mod demo;
+mod dev_certs;
 mod failure;
 mod import;
 mod output;
@@ -19,12 +20,15 @@ use failure::Failure;
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     let json = cli.connection.json;
-    if let Command::Tokens(command) = cli.command {
-        return tokens::tokens(command);
-    }
+    // Commands that work offline, before any connection is set up.
+    let command = match cli.command {
+        Command::Tokens(command) => return tokens::tokens(command),
+        Command::DevCerts(args) => return dev_certs::dev_certs(args),
+        command => command,
+    };
     let mut clients = Clients::new(&cli.connection)?;
-    match cli.command {
-        Command::Tokens(_) => unreachable!("handled above"),
+    match command {
+        Command::Tokens(_) | Command::DevCerts(_) => Ok(()),
         Command::Jobs(command) => commands::jobs(&mut clients, command, json).await,
         Command::Cycles(command) => commands::cycles(&mut clients, command, json).await,
         Command::Quarantine(command) => commands::quarantine(&mut clients, command, json).await,

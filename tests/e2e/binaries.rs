@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use syncguard_bootstrap::ServiceName;
-use syncguard_e2e::{TestDatabase, Tokens, wait_until_serving};
+use syncguard_e2e::{TestDatabase, Tokens, transport, wait_until_serving};
 use tokio::process::{Child, Command};
 
 fn binary(service: ServiceName) -> PathBuf {
@@ -69,8 +69,10 @@ async fn listening_address(
     Ok(found)
 }
 
+/// Runs grpcurl with this run's connection flags (`-plaintext`, or the test CA) first.
 async fn grpcurl_output(args: &[&str]) -> String {
     let output = Command::new(grpcurl())
+        .args(transport::grpcurl_connection_args())
         .args(args)
         .output()
         .await
@@ -111,8 +113,12 @@ async fn each_binary_serves_is_discoverable_and_stops_within_five_seconds() -> a
             .stdout(Stdio::piped())
             .kill_on_drop(true);
         for peer in ServiceName::ALL {
-            command.env(peer.url_variable(), "http://127.0.0.1:9");
+            command.env(
+                peer.url_variable(),
+                transport::service_url("127.0.0.1:9".parse()?),
+            );
         }
+        command.envs(transport::service_env());
         let mut child = command.spawn()?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let address = listening_address(service, stdout).await?;
@@ -121,7 +127,7 @@ async fn each_binary_serves_is_discoverable_and_stops_within_five_seconds() -> a
 
     for (service, address, _) in &children {
         wait_until_serving(*service, *address).await?;
-        let listed = grpcurl_output(&["-plaintext", &address.to_string(), "list"]).await;
+        let listed = grpcurl_output(&[&address.to_string(), "list"]).await;
         let expected = format!(
             "syncguard.v1.{}Service",
             match service {
@@ -137,13 +143,11 @@ async fn each_binary_serves_is_discoverable_and_stops_within_five_seconds() -> a
     }
 
     let gate = children[2].1.to_string();
-    let described =
-        grpcurl_output(&["-plaintext", &gate, "describe", "syncguard.v1.GateService"]).await;
+    let described = grpcurl_output(&[&gate, "describe", "syncguard.v1.GateService"]).await;
     assert!(described.contains("rpc AllowDeletes"), "{described}");
     let ingest = children[0].1.to_string();
     let authorization = format!("authorization: Bearer {}", tokens.reader);
     let jobs = grpcurl_output(&[
-        "-plaintext",
         "-H",
         &authorization,
         "-d",
@@ -160,6 +164,7 @@ async fn each_binary_serves_is_discoverable_and_stops_within_five_seconds() -> a
         let probe = Command::new(binary(*service))
             .arg("--health-check")
             .env("SYNCGUARD_LISTEN", address.to_string())
+            .envs(transport::service_env())
             .status()
             .await?;
         assert!(probe.success(), "{} --health-check", service.as_str());

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::Output;
 
 use syncguard_bootstrap::ServiceName;
-use syncguard_e2e::Suite;
+use syncguard_e2e::{Suite, transport};
 use tokio::process::Command;
 
 fn cli_binary() -> PathBuf {
@@ -32,9 +32,10 @@ async fn syncguard(suite: &Suite, token: Option<&str>, args: &[&str]) -> Output 
     for service in ServiceName::ALL {
         command.env(
             service.url_variable(),
-            format!("http://{}", suite.address(service)),
+            transport::service_url(suite.address(service)),
         );
     }
+    command.envs(transport::cli_env());
     if let Some(token) = token {
         command.env("SYNCGUARD_TOKEN", token);
     }

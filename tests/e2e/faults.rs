@@ -14,13 +14,12 @@ use syncguard_bootstrap::ServiceName;
 use syncguard_e2e::directory::{directory, snapshot_messages, user};
 use syncguard_e2e::processes::Processes;
 use syncguard_e2e::smtp::{SmtpServer, free_port};
-use syncguard_e2e::{Authed, BearerToken, loopback_channel, wait_for};
+use syncguard_e2e::{Authed, wait_for};
 use syncguard_proto::v1::gate_service_client::GateServiceClient;
 use syncguard_proto::v1::ingest_service_client::IngestServiceClient;
 use syncguard_proto::v1::retention_service_client::RetentionServiceClient;
 use syncguard_proto::v1::stager_service_client::StagerServiceClient;
 use syncguard_proto::v1::{self, CycleState};
-use tonic::service::interceptor::InterceptedService;
 
 use crate::jobs::push_job;
 
@@ -50,11 +49,7 @@ struct Outcome {
 }
 
 fn client<T>(processes: &Processes, service: ServiceName, token: &str, make: fn(Authed) -> T) -> T {
-    let value = format!("Bearer {token}").parse().expect("tokens are ASCII");
-    make(InterceptedService::new(
-        loopback_channel(processes.address(service)),
-        BearerToken::new(Some(value)),
-    ))
+    make(processes.authed(service, token))
 }
 
 fn ingest(processes: &Processes) -> IngestServiceClient<Authed> {

@@ -19,4 +19,5 @@ mod retention;
 mod scale_out;
 mod scope;
 mod security;
+mod tls;
 mod trace;

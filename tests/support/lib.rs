@@ -8,9 +8,10 @@ pub mod processes;
 pub mod slapd;
 pub mod smtp;
 mod suite;
+pub mod transport;
 
 pub use database::TestDatabase;
 pub use suite::{
-    Authed, BearerToken, Suite, SuiteOptions, Tokens, loopback_channel, wait_for,
-    wait_until_serving,
+    Authed, BearerToken, Suite, SuiteOptions, Tokens, channel_to, loopback_channel, wait_for,
+    wait_until_serving, wait_until_serving_on,
 };

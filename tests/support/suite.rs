@@ -205,7 +205,7 @@ impl Suite {
                 .find(|(name, _, _)| *name == service)
                 .map(|(_, address, _)| *address)
                 .expect("every service has a listener");
-            format!("http://{address}")
+            crate::transport::service_url(address)
         };
         let peers = PeerUrls {
             ingest: url(ServiceName::Ingest),
@@ -266,6 +266,9 @@ impl Suite {
         config.pool.max_connections = 4;
         config.maintenance_interval = self.options.maintenance_interval;
         config.reminder_interval = self.options.reminder_interval;
+        if let Some(tls) = crate::transport::test_tls() {
+            config.tls = tls.settings();
+        }
         let mut stopped = self.stop.subscribe();
         let (stop_one, mut stopped_one) = watch::channel(false);
         let shutdown = async move {
@@ -453,13 +456,26 @@ impl Suite {
     }
 }
 
-/// A lazily connecting channel to a loopback address.
+/// A lazily connecting channel to a loopback address, over TLS in a TLS run.
 pub fn loopback_channel(address: SocketAddr) -> Channel {
-    Endpoint::from_shared(format!("http://{address}"))
+    channel_to(address, crate::transport::test_tls())
+}
+
+/// A lazily connecting channel to a loopback address, over TLS with `tls`' CA (and client
+/// certificate, when it is mutual) or in plaintext.
+pub fn channel_to(address: SocketAddr, tls: Option<&crate::transport::TestTls>) -> Channel {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
         .expect("a loopback URL is valid")
         .initial_stream_window_size(syncguard_bootstrap::HTTP2_STREAM_WINDOW)
         .initial_connection_window_size(syncguard_bootstrap::HTTP2_CONNECTION_WINDOW)
-        .connect_lazy()
+        .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.client_config())
+            .expect("the test CA loads");
+    }
+    endpoint.connect_lazy()
 }
 
 /// Polls `check` until it yields a value, or fails after `deadline` naming `what`.
@@ -482,7 +498,12 @@ where
 
 /// Waits until the service's health check answers SERVING.
 pub async fn wait_until_serving(service: ServiceName, address: SocketAddr) -> anyhow::Result<()> {
-    let mut health = HealthClient::new(loopback_channel(address));
+    wait_until_serving_on(service, loopback_channel(address)).await
+}
+
+/// Waits until the service behind `channel` answers SERVING.
+pub async fn wait_until_serving_on(service: ServiceName, channel: Channel) -> anyhow::Result<()> {
+    let mut health = HealthClient::new(channel);
     wait_for(
         &format!("{} to report SERVING", service.as_str()),
         Duration::from_secs(30),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use syncguard_store::{PgConnectOptions, PoolSettings};
 
+use crate::tls::TlsSettings;
 use crate::tokens::{TokenTable, TokenTableError};
 
 /// The five services; each knows its default port and its peers' variables.
@@ -98,9 +99,14 @@ impl PeerUrls {
         }
     }
 
-    /// Every service on its default port on this host.
+    /// Every service on its default port on this host, in plaintext.
     pub fn defaults() -> Self {
-        let url = |service: ServiceName| format!("http://{}", service.default_listen());
+        Self::defaults_with_scheme("http")
+    }
+
+    /// Every service on its default port on this host, with `scheme` (`http` or `https`).
+    pub fn defaults_with_scheme(scheme: &str) -> Self {
+        let url = |service: ServiceName| format!("{scheme}://{}", service.default_listen());
         Self {
             ingest: url(ServiceName::Ingest),
             stager: url(ServiceName::Stager),
@@ -124,6 +130,8 @@ pub struct ServiceConfig {
     pub pool: PoolSettings,
     /// Where the other services listen.
     pub peers: PeerUrls,
+    /// TLS for the server and the peer channels (plaintext when empty).
+    pub tls: TlsSettings,
     /// Bearer tokens accepted from callers, with their roles.
     pub tokens: TokenTable,
     /// The file the tokens came from, read again on SIGHUP (`None`: from a variable).
@@ -166,6 +174,15 @@ pub enum ConfigError {
         /// Its value (never for secrets).
         value: String,
         /// Why not.
+        reason: String,
+    },
+    /// A variable cannot be used as set, for a reason that does not depend on its text
+    /// (a key without its certificate, a plaintext peer URL under TLS).
+    #[error("{variable}: {reason}")]
+    Unusable {
+        /// The variable.
+        variable: String,
+        /// Why not, and what to set.
         reason: String,
     },
     /// The token table could not be read.
@@ -212,7 +229,12 @@ impl ServiceConfig {
             None => Listen::Address(service.default_listen()),
         };
 
-        let mut peers = PeerUrls::defaults();
+        let tls = TlsSettings::from_lookup(&get)?;
+        let mut peers = PeerUrls::defaults_with_scheme(if tls.peers_over_tls() {
+            "https"
+        } else {
+            "http"
+        });
         for peer in ServiceName::ALL {
             let variable = peer.url_variable();
             if let Some(url) = get(&variable) {
@@ -221,6 +243,18 @@ impl ServiceConfig {
                         variable,
                         value: url,
                         reason: "expected an http:// or https:// URL".into(),
+                    });
+                }
+                if url.starts_with("https://") && !tls.peers_over_tls() {
+                    return Err(ConfigError::Unusable {
+                        variable,
+                        reason: "an https:// peer is verified against SYNCGUARD_TLS_CA: set it to the CA that signed the services' certificates".into(),
+                    });
+                }
+                if url.starts_with("http://") && tls.peers_over_tls() {
+                    return Err(ConfigError::Unusable {
+                        variable,
+                        reason: "SYNCGUARD_TLS_CA is set, so peers are called over TLS: use an https:// URL".into(),
                     });
                 }
                 *peer_slot(&mut peers, peer) = url;
@@ -257,6 +291,7 @@ impl ServiceConfig {
             database,
             pool,
             peers,
+            tls,
             tokens,
             tokens_file,
             service_token,
@@ -322,6 +357,7 @@ impl ServiceConfig {
                 ..PoolSettings::default()
             },
             peers,
+            tls: TlsSettings::default(),
             tokens,
             tokens_file: None,
             service_token,

@@ -1,6 +1,8 @@
 //! `syncguard-<service> --health-check`: the service checks itself, for container health
 //! probes (the images carry no grpc-health-probe). Asks the service listening on
 //! `SYNCGUARD_LISTEN` (or its default) over `grpc.health.v1` and exits 0 when it is SERVING.
+//! A service serving TLS is asked over TLS, verified with `SYNCGUARD_TLS_CA` under the host
+//! name its peers use (`SYNCGUARD_<SERVICE>_URL`), presenting the client certificate if set.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -11,6 +13,24 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::config::ServiceName;
+use crate::tls::TlsSettings;
+
+/// The name the service's certificate is checked against: the host its peers call it by,
+/// else `localhost`.
+fn own_host_name(service: ServiceName, get: &impl Fn(&str) -> Option<String>) -> String {
+    get(&service.url_variable())
+        .and_then(|url| {
+            let authority = url.split_once("://")?.1.split('/').next()?.to_owned();
+            let host = match authority.strip_prefix('[') {
+                Some(bracketed) => bracketed.split(']').next()?.to_owned(),
+                None => authority
+                    .rsplit_once(':')
+                    .map_or(authority.clone(), |(host, _)| host.to_owned()),
+            };
+            (!host.is_empty()).then_some(host)
+        })
+        .unwrap_or_else(|| "localhost".to_owned())
+}
 
 /// Runs the probe and maps the answer to an exit code.
 pub fn probe(service: ServiceName) -> ExitCode {
@@ -30,6 +50,29 @@ pub fn probe(service: ServiceName) -> ExitCode {
     } else {
         address
     };
+    let get = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+    };
+    let tls = match TlsSettings::from_lookup(&get) {
+        Ok(tls) => tls,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    let client_tls = match (tls.serves_tls(), tls.client_config()) {
+        (false, _) => None,
+        (true, Some(config)) => Some(config.domain_name(own_host_name(service, &get))),
+        (true, None) => {
+            eprintln!(
+                "syncguard-{} serves TLS: set SYNCGUARD_TLS_CA so the health check can verify it",
+                service.as_str()
+            );
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -41,10 +84,20 @@ pub fn probe(service: ServiceName) -> ExitCode {
         }
     };
     let outcome = runtime.block_on(async move {
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        let scheme = if client_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{address}"))
             .map_err(|error| error.to_string())?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(3));
+        if let Some(config) = client_tls {
+            endpoint = endpoint
+                .tls_config(config)
+                .map_err(|error| format!("TLS: {error}"))?;
+        }
         let channel = endpoint
             .connect()
             .await

@@ -100,7 +100,11 @@ impl ServiceHost {
 
     /// An authenticated, traced channel to a peer service.
     pub fn peer(&self, service: ServiceName) -> anyhow::Result<PeerChannel> {
-        peer_channel(self.config.peers.of(service), &self.config.service_token)
+        peer_channel(
+            self.config.peers.of(service),
+            &self.config.service_token,
+            self.config.tls.client_config(),
+        )
     }
 
     /// Where background work is started: it begins once the database is ready and is drained
@@ -169,7 +173,13 @@ impl ServiceHost {
             // Then authentication and the role check, before any handler runs.
             .layer(AuthLayer::new(tokens.clone()))
             .into_inner();
-        let router = Server::builder()
+        let mut server = Server::builder();
+        if let Some(tls) = self.config.tls.server_config() {
+            server = server
+                .tls_config(tls)
+                .context("the TLS certificate or key does not load")?;
+        }
+        let router = server
             // Bounds every call; an expired deadline answers CANCELLED.
             .timeout(self.config.request_timeout)
             // Bounds the calls one connection can have in flight; more wait their turn.
@@ -189,7 +199,16 @@ impl ServiceHost {
         let incoming = TcpIncoming::from(self.listener)
             .with_nodelay(Some(true))
             .with_keepalive(Some(TCP_KEEPALIVE));
-        tracing::info!(service = service.as_str(), address = %self.local_addr, "listening");
+        tracing::info!(
+            service = service.as_str(),
+            address = %self.local_addr,
+            tls = self.config.tls.serves_tls(),
+            client_certificates = self.config.tls.requires_client_certificates(),
+            "listening"
+        );
+        self.config
+            .tls
+            .warn_if_plaintext_beyond_loopback(self.local_addr);
         let grace = self.config.shutdown_grace;
         let (drain_started_tx, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
         let health_on_shutdown = health.clone();

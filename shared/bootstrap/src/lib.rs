@@ -19,6 +19,7 @@ mod readiness;
 mod secrets;
 mod shutdown;
 mod status;
+mod tls;
 mod tokens;
 mod wake;
 
@@ -36,5 +37,6 @@ pub use readiness::{Readiness, ReadinessLayer, ReadinessService};
 pub use secrets::{SECRET_VARIABLE_PREFIX, Secret, SecretError, SecretName, SecretStore};
 pub use shutdown::shutdown_signal;
 pub use status::{field_violation, peer_status, peer_unreachable, principal, store_status};
+pub use tls::TlsSettings;
 pub use tokens::{MIN_TOKEN_LEN, TokenTable, TokenTableError, token_digest};
 pub use wake::{WAKE_TIMEOUT, wake};

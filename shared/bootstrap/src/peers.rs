@@ -5,22 +5,36 @@ use std::task::{Context, Poll};
 
 use http::{HeaderValue, Request};
 use syncguard_telemetry::{InjectTraceContext, InjectTraceContextLayer};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tower_layer::Layer as _;
 use tower_service::Service;
 
 /// A lazily connected channel to a peer, with authentication and trace propagation.
 pub type PeerChannel = InjectTraceContext<AddAuthorization<Channel>>;
 
-/// Opens a channel to `url` that presents `token`. Connects on first use, so services may
-/// start in any order.
-pub fn peer_channel(url: &str, token: &str) -> anyhow::Result<PeerChannel> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
+/// Opens a channel to `url` that presents `token`, over TLS verified with `tls` when the
+/// URL is `https://`. Connects on first use, so services may start in any order.
+pub fn peer_channel(
+    url: &str,
+    token: &str,
+    tls: Option<ClientTlsConfig>,
+) -> anyhow::Result<PeerChannel> {
+    let mut endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|error| anyhow::anyhow!("peer URL {url:?} is not valid: {error}"))?
         .connect_timeout(std::time::Duration::from_secs(5))
         .initial_stream_window_size(crate::host::HTTP2_STREAM_WINDOW)
         .initial_connection_window_size(crate::host::HTTP2_CONNECTION_WINDOW)
         .tcp_nodelay(true);
+    if url.starts_with("https://") {
+        let tls = tls.ok_or_else(|| {
+            anyhow::anyhow!(
+                "peer URL {url:?} is https:// but no CA is configured (SYNCGUARD_TLS_CA)"
+            )
+        })?;
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|error| anyhow::anyhow!("TLS for peer {url:?}: {error}"))?;
+    }
     let header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
         anyhow::anyhow!("the service token contains characters not allowed in metadata")
     })?;
