@@ -18,6 +18,7 @@ mod reliability;
 mod retention;
 mod scale_out;
 mod scope;
+mod secrets;
 mod security;
 mod tls;
 mod trace;
