@@ -16,6 +16,7 @@ mod quarantine;
 mod recovery;
 mod reliability;
 mod retention;
+mod roles;
 mod scale_out;
 mod scope;
 mod secrets;

@@ -5,6 +5,7 @@ mod database;
 pub mod directory;
 pub mod pg_cluster;
 pub mod processes;
+pub mod raw;
 pub mod slapd;
 pub mod smtp;
 mod suite;

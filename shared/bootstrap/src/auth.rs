@@ -9,7 +9,7 @@ use tonic::Status;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::policy::required_access;
+use crate::policy::{Requirement, requirement};
 use crate::tokens::TokenTable;
 
 /// The token table a running service accepts; replaced whole when the tokens file is read
@@ -69,8 +69,14 @@ pub struct AuthService<S> {
 impl<S> AuthService<S> {
     fn authorize<B>(&self, request: &mut Request<B>) -> Result<(), Status> {
         let path = request.uri().path().to_owned();
-        let Some(access) = required_access(&path) else {
-            return Ok(());
+        let access = match requirement(&path) {
+            Requirement::Open => return Ok(()),
+            Requirement::Token(access) => access,
+            Requirement::Undeclared => {
+                return Err(Status::permission_denied(format!(
+                    "{path} has no declared role, so nobody may call it"
+                )));
+            }
         };
         let token = request
             .headers()

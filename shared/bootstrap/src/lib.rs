@@ -32,7 +32,7 @@ pub use host::{HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW, ServiceHost};
 pub use main_entry::run_main;
 pub use paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, page, timestamp};
 pub use peers::{AddAuthorization, PeerChannel, peer_channel};
-pub use policy::{is_open_path, required_access};
+pub use policy::{METHOD_ACCESS, Requirement, is_open_path, requirement, roles_markdown};
 pub use readiness::{Readiness, ReadinessLayer, ReadinessService};
 pub use secrets::{SECRET_VARIABLE_PREFIX, Secret, SecretError, SecretName, SecretStore};
 pub use shutdown::shutdown_signal;

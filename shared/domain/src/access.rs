@@ -14,8 +14,19 @@ pub enum Role {
     Approver,
     /// Everything, including protection settings and deleting jobs.
     Admin,
-    /// Another syncguard service: internal calls, reads and operator calls.
+    /// Another syncguard service: internal calls, reads, and asking for a fresh cycle.
     Service,
+}
+
+impl Role {
+    /// Every role, in the order tables list them.
+    pub const ALL: [Role; 5] = [
+        Role::Reader,
+        Role::Operator,
+        Role::Approver,
+        Role::Admin,
+        Role::Service,
+    ];
 }
 
 /// What a call needs from its caller's role.
@@ -29,7 +40,9 @@ pub enum Access {
     Approve,
     /// Protection settings and job deletion.
     Administer,
-    /// Calls only services make to each other (stage, apply, decide, soft-delete).
+    /// Asking for a fresh cycle of a job: operators, admins, and the gate after a restart.
+    Trigger,
+    /// Calls only services make to each other (stage, apply, decide, notify).
     Internal,
 }
 
@@ -43,9 +56,10 @@ impl Role {
                     Role::Admin,
                     Access::Operate | Access::Approve | Access::Administer
                 )
+                | (Role::Admin | Role::Operator, Access::Trigger)
                 | (Role::Operator, Access::Operate)
                 | (Role::Approver, Access::Approve)
-                | (Role::Service, Access::Operate | Access::Internal)
+                | (Role::Service, Access::Trigger | Access::Internal)
         )
     }
 
@@ -94,6 +108,7 @@ impl fmt::Display for Access {
             Access::Operate => "operator",
             Access::Approve => "approver",
             Access::Administer => "admin",
+            Access::Trigger => "operator",
             Access::Internal => "service",
         })
     }
@@ -126,6 +141,11 @@ mod tests {
         assert!(!Role::Operator.grants(Access::Approve));
         assert!(!Role::Approver.grants(Access::Operate));
         assert!(!Role::Service.grants(Access::Approve));
+        assert!(
+            !Role::Service.grants(Access::Operate),
+            "services push no data"
+        );
+        assert!(Role::Service.grants(Access::Trigger));
         assert!(!Role::Admin.grants(Access::Internal));
         assert!(Role::Admin.grants(Access::Administer));
     }
