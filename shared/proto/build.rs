@@ -21,6 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(&descriptor_path)
+        // Messages that do not decode answer INVALID_ARGUMENT, not INTERNAL.
+        .codec_path("crate::codec::ApiCodec")
         .compile_with_config(config, &files, std::slice::from_ref(&proto_root))?;
 
     println!("cargo:rerun-if-changed={}", proto_root.display());

@@ -10,6 +10,7 @@ mod imports;
 mod jobs;
 mod ldap;
 mod mail;
+mod malformed;
 mod outage;
 mod protection;
 mod quarantine;

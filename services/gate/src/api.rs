@@ -151,15 +151,7 @@ impl GateApi {
 }
 
 fn required_reason(reason: &str) -> Result<String, GateError> {
-    let reason = reason.trim();
-    if reason.is_empty() {
-        return Err(FieldError::new(
-            "reason",
-            "a reason is required; it is recorded in the provisioning log",
-        )
-        .into());
-    }
-    Ok(reason.to_owned())
+    Ok(syncguard_domain::text::reason("reason", reason)?)
 }
 
 #[tonic::async_trait]

@@ -47,13 +47,7 @@ impl DecisionRequest {
                 "quote the digest GetQuarantine returned",
             ));
         }
-        let reason = reason.trim();
-        if reason.is_empty() || reason.len() > 2000 {
-            return Err(FieldError::new(
-                "reason",
-                "a reason of 1 to 2000 characters is required; it is logged",
-            ));
-        }
+        let reason = syncguard_domain::text::reason("reason", reason)?;
         let mut parsed = Vec::with_capacity(anchors.len());
         for (index, anchor) in anchors.iter().enumerate() {
             parsed.push(SourceAnchor::parse(&format!("anchors[{index}]"), anchor)?.to_string());
@@ -63,7 +57,7 @@ impl DecisionRequest {
         Ok(Self {
             quarantine_id,
             digest: digest.trim().to_owned(),
-            reason: reason.to_owned(),
+            reason,
             anchors: parsed,
         })
     }

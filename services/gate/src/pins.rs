@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use syncguard_bootstrap::timestamp;
-use syncguard_domain::{FieldError, JobId, Principal, SourceAnchor};
+use syncguard_domain::{JobId, Principal, SourceAnchor};
 use syncguard_proto::v1;
 use syncguard_store::StoreError;
 use uuid::Uuid;
@@ -67,10 +67,7 @@ pub async fn release_pins(
     principal: &Principal,
 ) -> Result<u64, GateError> {
     let job_id = JobId::parse("job_id", &request.job_id)?;
-    let reason = request.reason.trim();
-    if reason.is_empty() {
-        return Err(FieldError::new("reason", "a reason is required; it is logged").into());
-    }
+    let reason = syncguard_domain::text::reason("reason", &request.reason)?;
     let mut anchors = Vec::with_capacity(request.anchors.len());
     for (index, anchor) in request.anchors.iter().enumerate() {
         anchors.push(SourceAnchor::parse(&format!("anchors[{index}]"), anchor)?.to_string());
@@ -89,7 +86,7 @@ pub async fn release_pins(
     )
     .bind(job_id.0)
     .bind(principal.to_string())
-    .bind(reason)
+    .bind(&reason)
     .bind(
         released
             .iter()

@@ -166,6 +166,15 @@ fn push_response(pushed: PushOutcome) -> v1::PushSnapshotResponse {
 }
 
 fn broken(status: &Status) -> IngestError {
+    if matches!(
+        status.code(),
+        tonic::Code::InvalidArgument | tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+    ) {
+        return IngestError::Malformed(format!(
+            "{}; the push is refused and nothing was stored",
+            status.message()
+        ));
+    }
     IngestError::StreamBroken(format!(
         "the stream broke before its end marker ({}: {}); the snapshot is incomplete and nothing was stored",
         status.code(),
@@ -261,7 +270,10 @@ impl IngestService for IngestApi {
             ))
             .into());
         }
-        let row = jobs::update(&self.pool, job_id, &spec, &caller, body.reason.trim()).await?;
+        let reason = syncguard_domain::text::optional_reason("reason", &body.reason)
+            .map_err(IngestError::from)?
+            .unwrap_or_default();
+        let row = jobs::update(&self.pool, job_id, &spec, &caller, &reason).await?;
         Ok(Response::new(self.job_view(&row).await?))
     }
 

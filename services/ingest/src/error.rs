@@ -35,6 +35,9 @@ pub enum IngestError {
     /// The stream of a push broke, ended early or was cancelled.
     #[error("{0}")]
     StreamBroken(String),
+    /// A message of a push stream did not decode or was larger than allowed.
+    #[error("{0}")]
+    Malformed(String),
     /// Too much work in flight (push streams); retry shortly.
     #[error("{0}")]
     Busy(String),
@@ -69,6 +72,7 @@ impl From<IngestError> for Status {
             ),
             IngestError::NoSourceData(message) => Status::failed_precondition(message),
             IngestError::StreamBroken(message) => Status::aborted(message),
+            IngestError::Malformed(message) => Status::invalid_argument(message),
             IngestError::Unavailable(message) => Status::unimplemented(message),
             IngestError::Store(store) => store_status(&store),
         }

@@ -14,7 +14,7 @@ use syncguard_proto::v1::{self, AttributeValues, ObjectType};
 
 /// Why a file could not be read, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {location}: {field}: {message}")]
+#[error("{file}: {location}: {}{message}", if field.is_empty() { String::new() } else { format!("{field}: ") })]
 pub struct ExportFileError {
     /// The file's name as the caller gave it.
     pub file: String,
@@ -106,7 +106,20 @@ pub fn parse_ldif(
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(encoded.trim())
                     .map_err(|e| error(line, name, format!("bad base64 value: {e}")))?;
-                decoded_value(name, bytes)
+                if ["dn", "member", "uniqueMember"]
+                    .iter()
+                    .any(|dn_valued| name.trim().eq_ignore_ascii_case(dn_valued))
+                {
+                    String::from_utf8(bytes).map_err(|_| {
+                        error(
+                            line,
+                            name,
+                            "a DN is text, but this base64 value is not UTF-8".into(),
+                        )
+                    })?
+                } else {
+                    decoded_value(name, bytes)
+                }
             } else if rest.starts_with('<') {
                 return Err(error(line, name, "URL values are not supported".into()));
             } else {
@@ -330,33 +343,93 @@ pub(crate) fn canonical_binary(name: &str, bytes: &[u8]) -> String {
     hex::encode(bytes)
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum JsonFile {
-    Wrapped { objects: Vec<serde_json::Value> },
-    Bare(Vec<serde_json::Value>),
-}
+/// The fields a JSON record may carry.
+const JSON_FIELDS: [&str; 7] = [
+    "anchor",
+    "type",
+    "dn",
+    "attributes",
+    "enabled",
+    "members",
+    "deleted",
+];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One JSON record, decoded field by field so an error names the field.
 struct JsonObject {
     anchor: String,
-    #[serde(rename = "type")]
     object_type: String,
-    #[serde(default)]
     dn: String,
-    #[serde(default)]
     attributes: BTreeMap<String, JsonValues>,
-    #[serde(default = "enabled_by_default")]
     enabled: bool,
-    #[serde(default)]
     members: Vec<String>,
-    #[serde(default)]
     deleted: bool,
 }
 
-fn enabled_by_default() -> bool {
-    true
+impl JsonObject {
+    /// Decodes `record`; an error is the field at fault and what is wrong with it.
+    fn decode(record: serde_json::Value) -> Result<Self, (String, String)> {
+        let serde_json::Value::Object(mut map) = record else {
+            return Err((
+                String::new(),
+                format!(
+                    "a record is an object like {{\"anchor\": \"E-1\", \"type\": \"user\"}}, not {}",
+                    json_kind(&record)
+                ),
+            ));
+        };
+        if let Some(unknown) = map.keys().find(|key| !JSON_FIELDS.contains(&key.as_str())) {
+            return Err((
+                shortened(unknown, 40),
+                format!("unknown field; a record has {}", JSON_FIELDS.join(", ")),
+            ));
+        }
+        fn take<T: serde::de::DeserializeOwned>(
+            map: &mut serde_json::Map<String, serde_json::Value>,
+            name: &str,
+            expected: &str,
+        ) -> Result<Option<T>, (String, String)> {
+            map.remove(name)
+                .map(|value| {
+                    let kind = json_kind(&value);
+                    serde_json::from_value(value).map_err(|_| {
+                        (
+                            name.to_owned(),
+                            format!("expected {expected}, found {kind}"),
+                        )
+                    })
+                })
+                .transpose()
+        }
+        let required = |value: Option<String>, name: &str| {
+            value.ok_or_else(|| (name.to_owned(), "required".to_owned()))
+        };
+        Ok(Self {
+            anchor: required(take(&mut map, "anchor", "a string")?, "anchor")?,
+            object_type: required(take(&mut map, "type", "\"user\" or \"group\"")?, "type")?,
+            dn: take(&mut map, "dn", "a string")?.unwrap_or_default(),
+            attributes: take(
+                &mut map,
+                "attributes",
+                "an object of strings or arrays of strings",
+            )?
+            .unwrap_or_default(),
+            enabled: take(&mut map, "enabled", "true or false")?.unwrap_or(true),
+            members: take(&mut map, "members", "an array of anchors")?.unwrap_or_default(),
+            deleted: take(&mut map, "deleted", "true or false")?.unwrap_or(false),
+        })
+    }
+}
+
+/// What a JSON value is, for messages that do not quote it.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 #[derive(Deserialize)]
@@ -375,15 +448,39 @@ pub fn parse_json(file: &str, text: &str) -> Result<ExportFile, ExportFileError>
         field: field.to_owned(),
         message,
     };
-    let records = match serde_json::from_str::<JsonFile>(text) {
-        Ok(JsonFile::Wrapped { objects }) | Ok(JsonFile::Bare(objects)) => objects,
-        Err(e) => {
+    let document: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        error(
+            format!("line {} column {}", e.line(), e.column()),
+            "",
+            format!("not valid JSON: {}", shortened(&e.to_string(), 80)),
+        )
+    })?;
+    let records = match document {
+        serde_json::Value::Array(records) => records,
+        serde_json::Value::Object(mut wrapper) => match wrapper.remove("objects") {
+            Some(serde_json::Value::Array(records)) => records,
+            Some(other) => {
+                return Err(error(
+                    "the document".into(),
+                    "objects",
+                    format!("expected an array of records, found {}", json_kind(&other)),
+                ));
+            }
+            None => {
+                return Err(error(
+                    "the document".into(),
+                    "objects",
+                    "required: a JSON export is {\"objects\": [...]} or an array of records".into(),
+                ));
+            }
+        },
+        other => {
             return Err(error(
-                format!("line {}", e.line()),
+                "the document".into(),
                 "",
                 format!(
-                    "not a JSON export ({}); expected {{\"objects\": [...]}} or an array",
-                    shortened(&e.to_string(), 80)
+                    "a JSON export is {{\"objects\": [...]}} or an array of records, not {}",
+                    json_kind(&other)
                 ),
             ));
         }
@@ -392,8 +489,8 @@ pub fn parse_json(file: &str, text: &str) -> Result<ExportFile, ExportFileError>
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (index, record) in records.into_iter().enumerate() {
         let location = format!("record {}", index + 1);
-        let object: JsonObject = serde_json::from_value(record)
-            .map_err(|e| error(location.clone(), "", shortened(&e.to_string(), 80)))?;
+        let object = JsonObject::decode(record)
+            .map_err(|(field, message)| error(location.clone(), &field, message))?;
         let anchor = SourceAnchor::parse("anchor", &object.anchor)
             .map_err(|e| error(location.clone(), &e.field, e.message))?
             .to_string();
@@ -559,7 +656,20 @@ member: uid=gone,ou=people,dc=example,dc=org\n";
         let broken = "{\"objects\": [\n{\"anchor\": }";
         assert_eq!(
             parse_json("hr.json", broken).unwrap_err().location,
-            "line 2"
+            "line 2 column 12"
         );
+
+        let wrong_kind = r#"[{"anchor": 5, "type": "user"}]"#;
+        assert_eq!(
+            parse_json("hr.json", wrong_kind).unwrap_err().to_string(),
+            "hr.json: record 1: anchor: expected a string, found a number"
+        );
+        let not_records = "[1, 2]";
+        assert_eq!(
+            parse_json("hr.json", not_records).unwrap_err().to_string(),
+            "hr.json: record 1: a record is an object like {\"anchor\": \"E-1\", \"type\": \"user\"}, not a number"
+        );
+        let unknown = r#"[{"anchor": "E-1", "type": "user", "colour": "red"}]"#;
+        assert_eq!(parse_json("hr.json", unknown).unwrap_err().field, "colour");
     }
 }

@@ -2,7 +2,7 @@
 //! plus two JSON documents (source settings and scope rules).
 
 use syncguard_bootstrap::SecretName;
-use syncguard_domain::{AttributeMatch, FieldError, ScopeRules, SourceAnchor, parse_email};
+use syncguard_domain::{AttributeMatch, FieldError, ScopeRules, SourceAnchor, parse_email, text};
 use syncguard_proto::v1::{self, DeprovisionMode, FileFormat, LdapScope, job_source};
 
 use crate::policy::IngestPolicy;
@@ -71,6 +71,7 @@ fn validate_source(
     match kind {
         job_source::Kind::Push(_) => Ok(SourceSettings::Push),
         job_source::Kind::File(file) => {
+            text::single_line("spec.source.file.path", &file.path, 1024)?;
             let path = policy.check_import_path("spec.source.file.path", &file.path)?;
             let format = match FileFormat::try_from(file.format) {
                 Ok(FileFormat::Ldif) => "ldif",
@@ -97,6 +98,26 @@ fn validate_source(
 }
 
 fn validate_ldap(ldap: &v1::LdapSource, policy: &IngestPolicy) -> Result<LdapSettings, FieldError> {
+    for (field, value) in [
+        ("spec.source.ldap.url", &ldap.url),
+        ("spec.source.ldap.bind_dn", &ldap.bind_dn),
+        ("spec.source.ldap.base_dn", &ldap.base_dn),
+        ("spec.source.ldap.filter", &ldap.filter),
+        (
+            "spec.source.ldap.disabled_attribute",
+            &ldap.disabled_attribute,
+        ),
+        ("spec.source.ldap.disabled_value", &ldap.disabled_value),
+    ] {
+        text::single_line(field, value, 4096)?;
+    }
+    for (index, attribute) in ldap.attributes.iter().enumerate() {
+        text::single_line(
+            &format!("spec.source.ldap.attributes[{index}]"),
+            attribute,
+            256,
+        )?;
+    }
     let url = ldap.url.trim();
     let (default_port, rest) = if let Some(rest) = url.strip_prefix("ldaps://") {
         (636, rest)
@@ -233,6 +254,10 @@ fn validate_scope(scope: Option<&v1::ScopeRules>) -> Result<ScopeRules, FieldErr
     let mut rules = ScopeRules::default();
     for (index, matcher) in scope.attribute_matches.iter().enumerate() {
         let field = format!("spec.scope.attribute_matches[{index}]");
+        text::single_line(&format!("{field}.attribute"), &matcher.attribute, 256)?;
+        for (value_index, value) in matcher.values.iter().enumerate() {
+            text::single_line(&format!("{field}.values[{value_index}]"), value, 4096)?;
+        }
         if matcher.attribute.trim().is_empty() {
             return Err(FieldError::new(
                 format!("{field}.attribute"),
@@ -251,6 +276,7 @@ fn validate_scope(scope: Option<&v1::ScopeRules>) -> Result<ScopeRules, FieldErr
         });
     }
     for (index, base) in scope.base_dns.iter().enumerate() {
+        text::single_line(&format!("spec.scope.base_dns[{index}]"), base, 4096)?;
         if base.trim().is_empty() {
             return Err(FieldError::new(
                 format!("spec.scope.base_dns[{index}]"),
@@ -275,8 +301,8 @@ pub fn validate(
     policy: &IngestPolicy,
 ) -> Result<ValidJobSpec, FieldError> {
     let spec = spec.ok_or_else(|| FieldError::new("spec", "the job specification is required"))?;
-    let name = spec.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
+    let name = text::single_line("spec.name", spec.name.trim(), 200)?;
+    if name.is_empty() {
         return Err(FieldError::new(
             "spec.name",
             "a name of 1 to 200 characters is required",

@@ -228,10 +228,10 @@ pub async fn update(
                 caller.role
             )));
         }
-        if reason.is_empty() || reason.len() > 2000 {
+        if reason.is_empty() {
             return Err(syncguard_domain::FieldError::new(
                 "reason",
-                "a reason of 1 to 2000 characters is required to change settings that guard deletions; it is logged",
+                "a reason is required to change settings that guard deletions; it is logged",
             )
             .into());
         }

@@ -10,6 +10,8 @@ mod job_spec;
 mod jobs;
 mod ldap_source;
 pub mod policy;
+#[cfg(test)]
+mod properties;
 mod snapshot_load;
 pub mod source_object;
 mod source_settings;

@@ -71,14 +71,7 @@ async fn missing(conn: &mut PgConnection, reference: &Reference) -> RetentionErr
 }
 
 fn reason_of(reason: &str) -> Result<String, FieldError> {
-    let reason = reason.trim();
-    if reason.is_empty() || reason.len() > 2000 {
-        return Err(FieldError::new(
-            "reason",
-            "a reason of 1 to 2000 characters is required; it is logged",
-        ));
-    }
-    Ok(reason.to_owned())
+    syncguard_domain::text::reason("reason", reason)
 }
 
 /// Brings a soft-deleted object back with the same object id, attributes and group

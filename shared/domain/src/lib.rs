@@ -11,6 +11,7 @@ mod excerpt;
 mod ids;
 mod names;
 mod scope;
+pub mod text;
 
 pub use access::{Access, Principal, Role, UnknownRole};
 pub use action::{ActionKind, ActionReason, ActionStatus, DeprovisionMode, ObjectKind};

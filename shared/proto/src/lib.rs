@@ -10,4 +10,5 @@ pub mod v1 {
 /// Encoded `FileDescriptorSet` of the contract, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("syncguard_descriptor");
 
+pub mod codec;
 pub mod names;
