@@ -31,6 +31,9 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 /// HTTP/2 pings on idle connections; one unanswered for this long closes the connection.
 const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Connections are recycled after this long (clients reconnect on their own); calls in
+/// flight get the request timeout to finish. Bounds what one idle or hoarding client holds.
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
 
 /// One service's process-level parts. Services build their gRPC API on the pool and peers it
 /// offers, start their background work on [`ServiceHost::background`], then hand their
@@ -191,6 +194,8 @@ impl ServiceHost {
             // Idle connections are pinged and closed when the peer stops answering.
             .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
+            .max_connection_age(MAX_CONNECTION_AGE)
+            .max_connection_age_grace(self.config.request_timeout)
             .layer(stack)
             .add_routes(routes);
 
