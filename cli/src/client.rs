@@ -82,10 +82,28 @@ fn read_pem(flag: &str, path: &std::path::Path) -> Result<Vec<u8>, Failure> {
     })
 }
 
-/// TLS settings from `--ca`, `--cert` and `--key`, when a CA is given.
+/// TLS settings from `--ca`, `--cert` and `--key`, when a CA is given. Inside a service's
+/// container the service's own `SYNCGUARD_TLS_CA` (and client certificate) serve as well,
+/// so `docker compose exec gate syncguard ...` needs no flags.
 fn client_tls(connection: &Connection) -> Result<Option<ClientTlsConfig>, Failure> {
-    let Some(ca) = &connection.ca else {
-        if connection.cert.is_some() {
+    let from_service = |variable: &str| {
+        std::env::var_os(variable)
+            .filter(|value| !value.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    let ca = connection
+        .ca
+        .clone()
+        .or_else(|| from_service("SYNCGUARD_TLS_CA"));
+    let (cert, key) = match (&connection.cert, &connection.key) {
+        (Some(cert), Some(key)) => (Some(cert.clone()), Some(key.clone())),
+        _ => (
+            from_service("SYNCGUARD_TLS_CLIENT_CERT"),
+            from_service("SYNCGUARD_TLS_CLIENT_KEY"),
+        ),
+    };
+    let Some(ca) = &ca else {
+        if cert.is_some() {
             return Err(Failure::usage(
                 "--cert is presented over TLS: pass --ca (or SYNCGUARD_CA) too",
             ));
@@ -94,7 +112,7 @@ fn client_tls(connection: &Connection) -> Result<Option<ClientTlsConfig>, Failur
     };
     let mut config =
         ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read_pem("--ca", ca)?));
-    if let (Some(cert), Some(key)) = (&connection.cert, &connection.key) {
+    if let (Some(cert), Some(key)) = (&cert, &key) {
         config = config.identity(Identity::from_pem(
             read_pem("--cert", cert)?,
             read_pem("--key", key)?,

@@ -4,6 +4,7 @@
 mod binaries;
 mod cli;
 mod cycle;
+mod deploy;
 mod faults;
 mod foundation;
 mod imports;

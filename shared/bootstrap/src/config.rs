@@ -217,17 +217,18 @@ impl ServiceConfig {
             variable: "DATABASE_URL",
             hint: "a Postgres URL such as postgres://postgres@127.0.0.1:5432/syncguard",
         })?;
-        let database =
+        let mut database =
             PgConnectOptions::from_str(&database_url).map_err(|error| ConfigError::Invalid {
                 variable: "DATABASE_URL".into(),
                 value: "(hidden)".into(),
                 reason: error.to_string(),
             })?;
+        // A password kept out of the URL needs no escaping and can come from a secret file.
+        if let Some(password) = secret_setting(&get, "SYNCGUARD_DATABASE_PASSWORD")? {
+            database = database.password(&password);
+        }
 
-        let listen = match get("SYNCGUARD_LISTEN") {
-            Some(value) => Listen::Address(parse_var("SYNCGUARD_LISTEN", &value)?),
-            None => Listen::Address(service.default_listen()),
-        };
+        let listen = Listen::Address(listen_address(service, &get)?);
 
         let tls = TlsSettings::from_lookup(&get)?;
         let mut peers = PeerUrls::defaults_with_scheme(if tls.peers_over_tls() {
@@ -272,10 +273,11 @@ impl ServiceConfig {
                 });
             }
         };
-        let service_token = get("SYNCGUARD_SERVICE_TOKEN").ok_or(ConfigError::Missing {
-            variable: "SYNCGUARD_SERVICE_TOKEN",
-            hint: "the token this service presents to its peers; list it with role `service` in the token table",
-        })?;
+        let service_token =
+            secret_setting(&get, "SYNCGUARD_SERVICE_TOKEN")?.ok_or(ConfigError::Missing {
+                variable: "SYNCGUARD_SERVICE_TOKEN",
+                hint: "the token this service presents to its peers (or SYNCGUARD_SERVICE_TOKEN_FILE naming a file with it); list it with role `service` in the token table",
+            })?;
 
         let mut pool = PoolSettings {
             role: Some(syncguard_store::service_role(service.as_str())),
@@ -369,6 +371,49 @@ impl ServiceConfig {
             reminder_interval: Duration::from_secs(DEFAULT_REMINDER_INTERVAL_SECS),
             cycle_wait: Duration::from_secs(DEFAULT_CYCLE_WAIT_SECS),
         }
+    }
+}
+
+/// Where `service` listens: `SYNCGUARD_LISTEN` (`host:port`), else its default port on
+/// `SYNCGUARD_LISTEN_HOST` (the image sets `0.0.0.0`), else on loopback.
+pub fn listen_address(
+    service: ServiceName,
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<SocketAddr, ConfigError> {
+    if let Some(value) = get("SYNCGUARD_LISTEN") {
+        return parse_var("SYNCGUARD_LISTEN", &value);
+    }
+    let port = service.default_listen().port();
+    match get("SYNCGUARD_LISTEN_HOST") {
+        Some(host) => {
+            let ip: std::net::IpAddr = parse_var("SYNCGUARD_LISTEN_HOST", &host)?;
+            Ok(SocketAddr::new(ip, port))
+        }
+        None => Ok(service.default_listen()),
+    }
+}
+
+/// A secret setting given either inline (`<VARIABLE>`) or as a file (`<VARIABLE>_FILE`, as
+/// container secrets are mounted); errors name the variable and path, never the content.
+fn secret_setting(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    let file_variable = format!("{variable}_FILE");
+    match (get(variable), get(&file_variable)) {
+        (Some(_), Some(_)) => Err(ConfigError::Unusable {
+            variable: file_variable,
+            reason: format!("set {variable} or {variable}_FILE, not both"),
+        }),
+        (Some(value), None) => Ok(Some(value)),
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map(|text| Some(text.trim_end_matches(['\n', '\r']).to_owned()))
+            .map_err(|error| ConfigError::Invalid {
+                variable: file_variable,
+                value: path,
+                reason: format!("cannot read the file: {}", error.kind()),
+            }),
+        (None, None) => Ok(None),
     }
 }
 
@@ -468,6 +513,42 @@ mod tests {
         assert!(
             invalid.to_string().contains("SYNCGUARD_GATE_URL"),
             "{invalid}"
+        );
+    }
+
+    #[test]
+    fn the_listen_host_keeps_the_default_port_and_secrets_come_from_files() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("SYNCGUARD_LISTEN_HOST", "0.0.0.0"));
+        let config = ServiceConfig::from_lookup(ServiceName::Gate, lookup(&pairs)).unwrap();
+        let Listen::Address(address) = config.listen else {
+            panic!("expected an address");
+        };
+        assert_eq!(address.to_string(), "0.0.0.0:50053");
+
+        let file = std::env::temp_dir().join(format!("syncguard-token-{}", std::process::id()));
+        std::fs::write(&file, "service-token-from-a-file\n").unwrap();
+        let path = file.display().to_string();
+        let pairs = [
+            BASE[0],
+            BASE[1],
+            ("SYNCGUARD_SERVICE_TOKEN_FILE", path.as_str()),
+        ];
+        let config = ServiceConfig::from_lookup(ServiceName::Gate, lookup(&pairs)).unwrap();
+        assert_eq!(config.service_token, "service-token-from-a-file");
+        std::fs::remove_file(&file).unwrap();
+
+        let pairs = [
+            BASE[0],
+            BASE[1],
+            ("SYNCGUARD_SERVICE_TOKEN_FILE", "/nonexistent/token"),
+        ];
+        let error = ServiceConfig::from_lookup(ServiceName::Gate, lookup(&pairs)).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("SYNCGUARD_SERVICE_TOKEN_FILE=\"/nonexistent/token\""),
+            "{error}"
         );
     }
 

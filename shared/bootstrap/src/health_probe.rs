@@ -34,15 +34,17 @@ fn own_host_name(service: ServiceName, get: &impl Fn(&str) -> Option<String>) ->
 
 /// Runs the probe and maps the answer to an exit code.
 pub fn probe(service: ServiceName) -> ExitCode {
-    let address = match std::env::var("SYNCGUARD_LISTEN") {
-        Ok(value) if !value.trim().is_empty() => match value.trim().parse::<SocketAddr>() {
-            Ok(address) => address,
-            Err(error) => {
-                eprintln!("SYNCGUARD_LISTEN={value:?} is not valid: {error}");
-                return ExitCode::from(2);
-            }
-        },
-        _ => service.default_listen(),
+    let get = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+    };
+    let address = match crate::config::listen_address(service, &get) {
+        Ok(address) => address,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
     };
     // A service listening on all interfaces answers on loopback.
     let address = if address.ip().is_unspecified() {

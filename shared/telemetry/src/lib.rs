@@ -7,7 +7,7 @@ mod metrics;
 mod propagation;
 
 pub use init::{TelemetryConfig, TelemetryGuard, init};
-pub use metrics::{Metrics, cycle_outcome, metrics};
+pub use metrics::{INSTRUMENTS, Instrument, InstrumentKind, Metrics, cycle_outcome, metrics};
 pub use opentelemetry::KeyValue;
 pub use propagation::{
     InjectTraceContext, InjectTraceContextLayer, ServerTrace, ServerTraceLayer, continue_trace,

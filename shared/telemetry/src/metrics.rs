@@ -7,6 +7,92 @@ use std::sync::OnceLock;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter};
 
+/// How an instrument aggregates, which decides its Prometheus name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstrumentKind {
+    /// A monotonic sum (`_total` in Prometheus).
+    Counter,
+    /// A current value.
+    Gauge,
+    /// A distribution (`_bucket`, `_sum`, `_count` in Prometheus).
+    Histogram,
+}
+
+/// One instrument's name, unit and kind: the dashboards are checked against this list.
+#[derive(Debug, Clone, Copy)]
+pub struct Instrument {
+    /// The OpenTelemetry name.
+    pub name: &'static str,
+    /// The unit (`s`, `ms`) or empty.
+    pub unit: &'static str,
+    /// How it aggregates.
+    pub kind: InstrumentKind,
+}
+
+impl Instrument {
+    /// The name the OpenTelemetry Collector's Prometheus exporter gives it (dots become
+    /// underscores, the unit a suffix, counters end in `_total`).
+    pub fn prometheus_name(&self) -> String {
+        let mut name = self.name.replace('.', "_");
+        match self.unit {
+            "s" => name.push_str("_seconds"),
+            "ms" => name.push_str("_milliseconds"),
+            _ => {}
+        }
+        if self.kind == InstrumentKind::Counter {
+            name.push_str("_total");
+        }
+        name
+    }
+}
+
+const CYCLES: Instrument = Instrument {
+    name: "syncguard.cycles",
+    unit: "",
+    kind: InstrumentKind::Counter,
+};
+const STAGED_ACTIONS: Instrument = Instrument {
+    name: "syncguard.staged_actions",
+    unit: "",
+    kind: InstrumentKind::Counter,
+};
+const OPEN_QUARANTINES: Instrument = Instrument {
+    name: "syncguard.quarantines.open",
+    unit: "",
+    kind: InstrumentKind::Gauge,
+};
+const NOTIFICATIONS_PENDING: Instrument = Instrument {
+    name: "syncguard.notifications.pending",
+    unit: "",
+    kind: InstrumentKind::Gauge,
+};
+const NOTIFICATIONS_OLDEST: Instrument = Instrument {
+    name: "syncguard.notifications.oldest_pending_age",
+    unit: "s",
+    kind: InstrumentKind::Gauge,
+};
+const PURGE_BACKLOG: Instrument = Instrument {
+    name: "syncguard.retention.purge_backlog",
+    unit: "",
+    kind: InstrumentKind::Gauge,
+};
+const RPC_DURATION: Instrument = Instrument {
+    name: "rpc.server.duration",
+    unit: "ms",
+    kind: InstrumentKind::Histogram,
+};
+
+/// Every instrument syncguard records.
+pub const INSTRUMENTS: &[Instrument] = &[
+    CYCLES,
+    STAGED_ACTIONS,
+    OPEN_QUARANTINES,
+    NOTIFICATIONS_PENDING,
+    NOTIFICATIONS_OLDEST,
+    PURGE_BACKLOG,
+    RPC_DURATION,
+];
+
 /// Every syncguard instrument.
 pub struct Metrics {
     /// Cycles by outcome: completed, quarantined, failed, superseded.
@@ -36,33 +122,33 @@ pub fn metrics() -> &'static Metrics {
         let meter = meter();
         Metrics {
             cycles: meter
-                .u64_counter("syncguard.cycles")
+                .u64_counter(CYCLES.name)
                 .with_description("Sync cycles by outcome")
                 .build(),
             staged_actions: meter
-                .u64_counter("syncguard.staged_actions")
+                .u64_counter(STAGED_ACTIONS.name)
                 .with_description("Staged actions by kind and object type")
                 .build(),
             open_quarantines: meter
-                .u64_gauge("syncguard.quarantines.open")
+                .u64_gauge(OPEN_QUARANTINES.name)
                 .with_description("Quarantines waiting for a decision")
                 .build(),
             notification_queue: meter
-                .u64_gauge("syncguard.notifications.pending")
+                .u64_gauge(NOTIFICATIONS_PENDING.name)
                 .with_description("Notifications waiting to be delivered")
                 .build(),
             notification_oldest_age: meter
-                .f64_gauge("syncguard.notifications.oldest_pending_age")
-                .with_unit("s")
+                .f64_gauge(NOTIFICATIONS_OLDEST.name)
+                .with_unit(NOTIFICATIONS_OLDEST.unit)
                 .with_description("Age of the oldest notification waiting")
                 .build(),
             purge_backlog: meter
-                .u64_gauge("syncguard.retention.purge_backlog")
+                .u64_gauge(PURGE_BACKLOG.name)
                 .with_description("Soft-deleted objects past retention, not yet purged")
                 .build(),
             rpc_duration: meter
-                .f64_histogram("rpc.server.duration")
-                .with_unit("ms")
+                .f64_histogram(RPC_DURATION.name)
+                .with_unit(RPC_DURATION.unit)
                 .with_description("Server-side gRPC call latency")
                 .build(),
         }
