@@ -13,7 +13,8 @@ use syncguard_proto::v1::stager_service_client::StagerServiceClient;
 use syncguard_proto::v1::{self, AttributeValues, ObjectType};
 use tokio::process::Command;
 
-use crate::{authed, cpu_seconds, peak_rss_mib, start_services, time_psql_copy};
+use crate::anchors::time_psql_copy;
+use crate::services::{authed, cpu_seconds, peak_rss_mib, start_services};
 
 fn entry(n: usize) -> String {
     format!(

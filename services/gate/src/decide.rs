@@ -176,9 +176,9 @@ pub async fn decide_next(pool: &PgPool, job_id: JobId) -> Result<Option<Decided>
     let StoredProtection { enabled, rules, .. } =
         protection::ensure_recorded(&mut transaction, job_id).await?;
     let rules: Vec<Rule> = rules.into_iter().map(|(_, rule)| rule).collect();
-    let (_, breaches) = breaches_of_cycle(&mut transaction, job_id, cycle_id, &rules).await?;
+    let (counts, breaches) = breaches_of_cycle(&mut transaction, job_id, cycle_id, &rules).await?;
     let quarantine_id = if enabled && !breaches.is_empty() {
-        Some(quarantine(&mut transaction, job_id, cycle_id, &breaches).await?)
+        Some(quarantine(&mut transaction, job_id, cycle_id, &breaches, &counts).await?)
     } else {
         None
     };
@@ -233,17 +233,28 @@ pub async fn held_set_digest(conn: &mut PgConnection, cycle_id: Uuid) -> Result<
     Ok(digest)
 }
 
+/// The counts a quarantine shows, as stored with it: `[[action, object type, count], ...]`.
+fn stored_counts(counts: &Counts) -> serde_json::Value {
+    let mut rows: Vec<(&String, &String, u64)> = counts
+        .iter()
+        .map(|((action, object_type), count)| (action, object_type, *count))
+        .collect();
+    rows.sort();
+    serde_json::json!(rows)
+}
+
 async fn quarantine(
     conn: &mut PgConnection,
     job_id: JobId,
     cycle_id: Uuid,
     breaches: &[Breach],
+    counts: &Counts,
 ) -> Result<Uuid, GateError> {
     let quarantine_id = Uuid::now_v7();
     let digest = held_set_digest(conn, cycle_id).await?;
     sqlx::query(
-        "INSERT INTO quarantines (quarantine_id, job_id, cycle_id, state, breaches, digest, required_approvals, hold_until) \
-         SELECT $1, $2, $3, 'open', $4, $5, j.required_approvals, now() + make_interval(secs => j.hold_limit_secs) \
+        "INSERT INTO quarantines (quarantine_id, job_id, cycle_id, state, breaches, digest, required_approvals, hold_until, counts) \
+         SELECT $1, $2, $3, 'open', $4, $5, j.required_approvals, now() + make_interval(secs => j.hold_limit_secs), $6 \
          FROM jobs j WHERE j.job_id = $2",
     )
     .bind(quarantine_id)
@@ -251,6 +262,7 @@ async fn quarantine(
     .bind(cycle_id)
     .bind(Breach::list_to_stored(breaches))
     .bind(&digest)
+    .bind(stored_counts(counts))
     .execute(&mut *conn)
     .await?;
     sqlx::query(

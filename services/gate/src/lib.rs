@@ -103,6 +103,7 @@ impl App {
         );
 
         let owners = StepOwners {
+            events: Some(self.host.cycle_events()),
             stager: None,
             gate: None,
             retention: Some(retention_channel),

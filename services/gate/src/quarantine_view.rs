@@ -33,11 +33,12 @@ pub struct QuarantineRow {
     /// After this the cycle is never applied.
     pub hold_until: DateTime<Utc>,
     closed_at: Option<DateTime<Utc>>,
+    counts: Option<serde_json::Value>,
 }
 
 /// The columns of [`QuarantineRow`].
 pub const QUARANTINE_COLUMNS: &str = "quarantine_id, job_id, cycle_id, state, breaches, digest, required_approvals, \
-    opened_at, hold_until, closed_at";
+    opened_at, hold_until, closed_at, counts";
 
 /// A stored value outside what the schema allows, reported rather than read as a default.
 pub fn corrupt(error: impl std::fmt::Display) -> GateError {
@@ -163,15 +164,20 @@ pub async fn view(
         page.page_size.min(5000)
     });
     let after = Some(page.page_token).filter(|token| !token.is_empty());
+    // The page is cut from the destructive-actions index first; only its rows get their
+    // derived state.
     let held: Vec<HeldRow> = sqlx::query_as(
-        "SELECT s.action_id, s.cycle_id, s.job_id, s.anchor, s.object_type, s.action, s.reason, s.status, \
+        "WITH page AS MATERIALIZED ( \
+             SELECT a.action_id FROM staged_actions a \
+             WHERE a.cycle_id = $1 AND a.action IN ('delete', 'disable') AND a.status <> 'skipped_pinned' \
+               AND ($2::text IS NULL OR a.anchor COLLATE \"C\" > $2) \
+             ORDER BY a.anchor COLLATE \"C\" LIMIT $3) \
+         SELECT s.action_id, s.cycle_id, s.job_id, s.anchor, s.object_type, s.action, s.reason, s.status, \
                 s.changed_attributes, s.display_name, d.purge_after \
-         FROM action_states s \
+         FROM page JOIN action_states s ON s.action_id = page.action_id \
          LEFT JOIN directory_objects d ON s.status = 'applied' AND s.action = 'delete' \
                                       AND d.job_id = s.job_id AND d.anchor = s.anchor AND d.deleted_at IS NOT NULL \
-         WHERE s.cycle_id = $1 AND s.action IN ('delete', 'disable') AND s.status <> 'skipped_pinned' \
-           AND ($2::text IS NULL OR s.anchor COLLATE \"C\" > $2) \
-         ORDER BY s.anchor COLLATE \"C\" LIMIT $3",
+         ORDER BY s.anchor COLLATE \"C\"",
     )
     .bind(row.cycle_id)
     .bind(after)
@@ -197,13 +203,19 @@ pub async fn view(
     } else {
         String::new()
     };
-    let counts: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT action, object_type, count(*) FROM staged_actions WHERE cycle_id = $1 \
-         GROUP BY action, object_type ORDER BY action, object_type",
-    )
-    .bind(row.cycle_id)
-    .fetch_all(pool)
-    .await?;
+    let counts: Vec<(String, String, i64)> = match &row.counts {
+        // Stored when the quarantine opened.
+        Some(stored) => serde_json::from_value(stored.clone()).map_err(corrupt)?,
+        None => {
+            sqlx::query_as(
+                "SELECT action, object_type, count(*) FROM staged_actions WHERE cycle_id = $1 \
+                 GROUP BY action, object_type ORDER BY action, object_type",
+            )
+            .bind(row.cycle_id)
+            .fetch_all(pool)
+            .await?
+        }
+    };
     let approvals: Vec<(String, String, DateTime<Utc>, Vec<String>)> = sqlx::query_as(
         "SELECT principal, reason, at, anchors FROM approvals WHERE quarantine_id = $1 AND decision = 'allow' ORDER BY at",
     )

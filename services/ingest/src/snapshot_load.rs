@@ -19,6 +19,17 @@ use crate::source_object::canonicalize;
 const COPY_BATCH_BYTES: usize = 1024 * 1024;
 /// Chunks queued for the copier at most: bounds memory while Postgres catches up.
 const COPY_CHUNKS_IN_FLIGHT: usize = 4;
+/// Pushes up to this many rows land with one `INSERT ... SELECT FROM unnest(...)` instead of
+/// `COPY`: a COPY ends with a small `CopyDone` written right behind its data, which the
+/// kernel holds until the server's delayed ACK (about 40 ms), since the driver's socket has
+/// no TCP_NODELAY. For a one-object delta that wait was most of its latency.
+const SMALL_PUSH_ROWS: usize = 1000;
+
+/// A row held back while the push may still be small.
+enum PendingRow {
+    Object(crate::source_object::CanonicalObject),
+    Removal(SourceAnchor),
+}
 
 const COPY_STATEMENT: &str = "COPY source_objects (snapshot_id, anchor, change, object_type, \
     distinguished_name, attributes, enabled, member_anchors, deleted_in_source, content_hash) \
@@ -63,6 +74,8 @@ pub struct SnapshotWriter {
     snapshot_text: String,
     objects: u64,
     buffer: Vec<u8>,
+    /// Rows not yet encoded for COPY: all of them while the push is small.
+    pending: Vec<PendingRow>,
 }
 
 enum WriterState {
@@ -179,7 +192,8 @@ impl SnapshotWriter {
             cycle_id,
             snapshot_text: snapshot_id.to_string(),
             objects: 0,
-            buffer: Vec::with_capacity(COPY_BATCH_BYTES + 64 * 1024),
+            buffer: Vec::new(),
+            pending: Vec::new(),
         })
     }
 
@@ -191,26 +205,118 @@ impl SnapshotWriter {
     /// Validates and queues one object; hands a chunk to the copier when enough has queued.
     pub async fn add(&mut self, object: v1::SourceObject) -> Result<(), IngestError> {
         let canonical = canonicalize(self.objects, object)?;
-        canonical.write_csv_row(
-            &self.snapshot_text,
-            self.kind.object_change(),
-            &mut self.buffer,
-        );
         self.objects += 1;
+        self.queue(PendingRow::Object(canonical)).await
+    }
+
+    /// Queues the removal of `anchor` (deltas only).
+    pub async fn add_removal(&mut self, anchor: &SourceAnchor) -> Result<(), IngestError> {
+        debug_assert_eq!(self.kind, SnapshotKind::Delta);
+        self.objects += 1;
+        self.queue(PendingRow::Removal(anchor.clone())).await
+    }
+
+    /// Holds rows back while the push may stay small; past that, encodes them for COPY and
+    /// hands a chunk to the copier whenever enough has queued.
+    async fn queue(&mut self, row: PendingRow) -> Result<(), IngestError> {
+        if self.buffer.is_empty() && self.pending.len() < SMALL_PUSH_ROWS {
+            self.pending.push(row);
+            return Ok(());
+        }
+        if self.buffer.capacity() == 0 {
+            self.buffer.reserve(COPY_BATCH_BYTES + 64 * 1024);
+        }
+        for pending in std::mem::take(&mut self.pending) {
+            self.encode(&pending);
+        }
+        self.encode(&row);
         if self.buffer.len() >= COPY_BATCH_BYTES {
             self.send_chunk().await?;
         }
         Ok(())
     }
 
-    /// Queues the removal of `anchor` (deltas only).
-    pub async fn add_removal(&mut self, anchor: &SourceAnchor) -> Result<(), IngestError> {
-        debug_assert_eq!(self.kind, SnapshotKind::Delta);
-        crate::source_object::write_removal_csv_row(&self.snapshot_text, anchor, &mut self.buffer);
-        self.objects += 1;
-        if self.buffer.len() >= COPY_BATCH_BYTES {
-            self.send_chunk().await?;
+    fn encode(&mut self, row: &PendingRow) {
+        match row {
+            PendingRow::Object(canonical) => canonical.write_csv_row(
+                &self.snapshot_text,
+                self.kind.object_change(),
+                &mut self.buffer,
+            ),
+            PendingRow::Removal(anchor) => crate::source_object::write_removal_csv_row(
+                &self.snapshot_text,
+                anchor,
+                &mut self.buffer,
+            ),
         }
+    }
+
+    /// Lands the held-back rows of a small push with one statement.
+    async fn insert_pending(
+        &mut self,
+        transaction: &mut Transaction<'static, Postgres>,
+    ) -> Result<(), IngestError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.pending);
+        let mut anchors = Vec::with_capacity(rows.len());
+        let mut changes = Vec::with_capacity(rows.len());
+        let mut types: Vec<Option<&str>> = Vec::with_capacity(rows.len());
+        let mut names = Vec::with_capacity(rows.len());
+        let mut attributes = Vec::with_capacity(rows.len());
+        let mut enabled = Vec::with_capacity(rows.len());
+        let mut members = Vec::with_capacity(rows.len());
+        let mut deleted = Vec::with_capacity(rows.len());
+        let mut hashes: Vec<Vec<u8>> = Vec::with_capacity(rows.len());
+        for row in rows {
+            match row {
+                PendingRow::Object(object) => {
+                    anchors.push(object.anchor);
+                    changes.push(self.kind.object_change());
+                    types.push(Some(object.object_type));
+                    names.push(object.distinguished_name);
+                    attributes.push(serde_json::json!(object.attributes));
+                    enabled.push(object.enabled);
+                    members.push(serde_json::json!(object.member_anchors));
+                    deleted.push(object.deleted_in_source);
+                    hashes.push(object.content_hash.to_vec());
+                }
+                PendingRow::Removal(anchor) => {
+                    anchors.push(anchor.as_str().to_owned());
+                    changes.push("delete");
+                    types.push(None);
+                    names.push(String::new());
+                    attributes.push(serde_json::json!({}));
+                    enabled.push(true);
+                    members.push(serde_json::json!([]));
+                    deleted.push(false);
+                    hashes.push(Vec::new());
+                }
+            }
+        }
+        sqlx::query(
+            "INSERT INTO source_objects (snapshot_id, anchor, change, object_type, distinguished_name, \
+                 attributes, enabled, member_anchors, deleted_in_source, content_hash) \
+             SELECT $1, r.anchor, r.change, r.object_type, r.dn, r.attributes, r.enabled, \
+                 ARRAY(SELECT jsonb_array_elements_text(r.members)), r.deleted, r.hash \
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::bool[], \
+                         $8::jsonb[], $9::bool[], $10::bytea[]) \
+                  AS r(anchor, change, object_type, dn, attributes, enabled, members, deleted, hash)",
+        )
+        .bind(self.snapshot_id)
+        .bind(&anchors)
+        .bind(&changes)
+        .bind(&types)
+        .bind(&names)
+        .bind(&attributes)
+        .bind(&enabled)
+        .bind(&members)
+        .bind(&deleted)
+        .bind(&hashes)
+        .execute(&mut **transaction)
+        .await
+        .map_err(duplicate_anchor_or_store_error)?;
         Ok(())
     }
 
@@ -310,6 +416,7 @@ impl SnapshotWriter {
     ) -> Result<SnapshotSummary, IngestError> {
         self.send_chunk().await?;
         let mut transaction = self.finish_copy().await?;
+        self.insert_pending(&mut transaction).await?;
         if let Some(expected) = expected_objects
             && expected != self.objects
         {

@@ -178,15 +178,31 @@ async fn collect_apply_set(
     conn: &mut PgConnection,
     cycle_id: Uuid,
 ) -> Result<HashMap<ActionKind, i64>, RetentionError> {
-    sqlx::query(
-        "CREATE TEMP TABLE apply_set ON COMMIT DROP AS \
+    // The table lives as long as the connection and empties at each commit: creating and
+    // dropping it per cycle cost more than a small cycle's own statements.
+    let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass('pg_temp.apply_set') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        sqlx::query(
+            "CREATE TEMP TABLE apply_set (action_id uuid, anchor text, object_type text, \
+             object_id uuid, action text, reason text, changed_attributes text[]) ON COMMIT DELETE ROWS",
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    let collected = sqlx::query(
+        "INSERT INTO apply_set \
          SELECT action_id, anchor, object_type, object_id, action, reason, changed_attributes \
          FROM action_states WHERE cycle_id = $1 AND status IN ('staged', 'allowed')",
     )
     .bind(cycle_id)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("ANALYZE apply_set").execute(&mut *conn).await?;
+    // Planned on real counts when it matters; a few rows plan fine on defaults.
+    if collected.rows_affected() > 1000 {
+        sqlx::query("ANALYZE apply_set").execute(&mut *conn).await?;
+    }
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT action, count(*) FROM apply_set GROUP BY action")
             .fetch_all(&mut *conn)

@@ -80,6 +80,7 @@ impl App {
             },
         );
         let owners = StepOwners {
+            events: Some(self.host.cycle_events()),
             stager: None,
             gate: Some(gate_channel),
             retention: Some(self.host.peer(ServiceName::Retention)?),

@@ -11,15 +11,22 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use uuid::Uuid;
 
+use crate::cycle_events::CycleEvents;
 use crate::peers::PeerChannel;
 
 /// How long a cycle may make no progress before its next step's owner is asked whether it
 /// is up.
 const STALL_BEFORE_PROBE: Duration = Duration::from_millis(750);
+/// Longest pause between looks when no announcement comes (a lost notification, a listener
+/// that is reconnecting).
+const MAX_POLL: Duration = Duration::from_millis(250);
 
-/// The peers whose health decides whether waiting is worth it.
+/// What a waiter watches: the cycle events of its own service, and the peers whose health
+/// decides whether waiting is worth it.
 #[derive(Clone, Default)]
 pub struct StepOwners {
+    /// Announcements that a job's cycle moved (without them, the waiter polls).
+    pub events: Option<CycleEvents>,
     /// The stager (stages queued cycles).
     pub stager: Option<PeerChannel>,
     /// The gate (decides staged cycles).
@@ -81,6 +88,8 @@ pub async fn wait_settled(
     owners: &StepOwners,
 ) -> Result<Option<CycleRecord>, StoreError> {
     let deadline = Instant::now() + wait;
+    // Subscribed before the first look, so nothing announced after it is missed.
+    let mut announced = owners.events.as_ref().map(CycleEvents::subscribe);
     let mut pause = Duration::from_millis(1);
     let mut last_state = None;
     let mut last_progress = Instant::now();
@@ -110,9 +119,33 @@ pub async fn wait_settled(
                 return Ok(Some(cycle));
             }
         }
-        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
-        pause = (pause * 3 / 2)
-            .max(pause + Duration::from_millis(1))
-            .min(Duration::from_millis(50));
+        let until = pause.min(deadline.saturating_duration_since(Instant::now()));
+        match announced.as_mut() {
+            // Look again when this job's cycles move, or after the pause at the latest.
+            Some(receiver) => {
+                let job_id = cycle.job_id;
+                let moved = async {
+                    loop {
+                        match receiver.recv().await {
+                            Ok(job) if job == job_id => return,
+                            Ok(_) => {}
+                            // Missed some: one of them may have been ours.
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                std::future::pending::<()>().await
+                            }
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(until, moved).await;
+                pause = (pause * 2).min(MAX_POLL);
+            }
+            None => {
+                tokio::time::sleep(until).await;
+                pause = (pause * 3 / 2)
+                    .max(pause + Duration::from_millis(1))
+                    .min(Duration::from_millis(50));
+            }
+        }
     }
 }

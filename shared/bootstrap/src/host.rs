@@ -18,6 +18,7 @@ use tonic_health::server::{HealthReporter, HealthService};
 use crate::auth::{AuthLayer, SharedTokens};
 use crate::background::Background;
 use crate::config::{Listen, ServiceConfig, ServiceName};
+use crate::cycle_events::CycleEvents;
 use crate::peers::{PeerChannel, peer_channel};
 use crate::readiness::{Readiness, ReadinessLayer, watch_database};
 use crate::tokens::TokenTable;
@@ -46,6 +47,7 @@ pub struct ServiceHost {
     migrated: watch::Sender<bool>,
     readiness: Readiness,
     background: Background,
+    cycle_events: std::sync::OnceLock<CycleEvents>,
 }
 
 impl ServiceHost {
@@ -78,6 +80,7 @@ impl ServiceHost {
             migrated,
             readiness: Readiness::default(),
             background: Background::new(ready),
+            cycle_events: std::sync::OnceLock::new(),
         })
     }
 
@@ -108,6 +111,14 @@ impl ServiceHost {
             &self.config.service_token,
             self.config.tls.client_config(),
         )
+    }
+
+    /// Announcements that a job's cycle moved, from one listening connection of this
+    /// service (started on first use).
+    pub fn cycle_events(&self) -> CycleEvents {
+        self.cycle_events
+            .get_or_init(|| CycleEvents::start(self.pool.clone()))
+            .clone()
     }
 
     /// Where background work is started: it begins once the database is ready and is drained

@@ -1,0 +1,158 @@
+//! The anchors each figure is printed beside, measured in the same run on the same server:
+//! `psql \copy` of a snapshot, a pgbench one-row durable commit, and the SQL a bulk allow
+//! amounts to.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sqlx::Connection as _;
+use syncguard_e2e::TestDatabase;
+use tokio::process::Command;
+
+/// Writes the snapshot rows as the CSV ingest's COPY sends, then times `psql \copy` loading
+/// them into a table shaped and indexed like `source_objects`.
+pub async fn time_psql_copy(
+    database: &TestDatabase,
+    dir: &Path,
+    rows: impl Iterator<
+        Item = Result<
+            syncguard_ingest::source_object::CanonicalObject,
+            syncguard_domain::FieldError,
+        >,
+    >,
+) -> anyhow::Result<Duration> {
+    let csv = dir.join("snapshot.csv");
+    let mut out = Vec::new();
+    let snapshot_id = uuid::Uuid::nil().to_string();
+    for canonical in rows {
+        canonical?.write_csv_row(&snapshot_id, "present", &mut out);
+    }
+    std::fs::write(&csv, &out)?;
+    let url = database.url();
+    let setup = Command::new("psql")
+        .args([&url, "-q", "-v", "ON_ERROR_STOP=1", "-c"])
+        .arg(
+            "CREATE TABLE bench_copy (snapshot_id uuid, anchor text, change text, object_type text, \
+             distinguished_name text, attributes jsonb, enabled boolean, member_anchors text[], \
+             deleted_in_source boolean, content_hash bytea, PRIMARY KEY (snapshot_id, anchor))",
+        )
+        .status()
+        .await?;
+    anyhow::ensure!(
+        setup.success(),
+        "psql could not create the comparison table"
+    );
+    let started = Instant::now();
+    let copy = Command::new("psql")
+        .args([&url, "-q", "-v", "ON_ERROR_STOP=1", "-c"])
+        .arg(format!(
+            "\\copy bench_copy FROM '{}' WITH (FORMAT csv)",
+            csv.display()
+        ))
+        .status()
+        .await?;
+    let took = started.elapsed();
+    anyhow::ensure!(copy.success(), "psql \\copy failed");
+    std::fs::remove_file(&csv)?;
+    Ok(took)
+}
+
+/// pgbench's average latency of a one-row INSERT commit (durable: synchronous_commit as the
+/// server has it) with `clients` clients for `seconds`.
+pub async fn pgbench_commit(
+    database: &TestDatabase,
+    dir: &Path,
+    clients: usize,
+    seconds: u64,
+) -> anyhow::Result<Duration> {
+    let url = database.url();
+    let setup = Command::new("psql")
+        .args([&url, "-q", "-v", "ON_ERROR_STOP=1", "-c"])
+        .arg("CREATE TABLE IF NOT EXISTS bench_commit (id bigserial PRIMARY KEY, at timestamptz DEFAULT now(), v int)")
+        .status()
+        .await?;
+    anyhow::ensure!(setup.success(), "psql could not create the pgbench table");
+    let script = dir.join("commit.sql");
+    std::fs::write(&script, "INSERT INTO bench_commit (v) VALUES (1);\n")?;
+    let output = Command::new("pgbench")
+        .args([
+            "-n",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            &clients.min(2).to_string(),
+        ])
+        .args(["-T", &seconds.to_string(), "-f"])
+        .arg(&script)
+        .arg(&url)
+        .output()
+        .await
+        .map_err(|error| {
+            anyhow::anyhow!("pgbench: {error} (apt-get install postgresql-contrib or postgresql)")
+        })?;
+    anyhow::ensure!(
+        output.status.success(),
+        "pgbench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let average = text
+        .lines()
+        .find_map(|line| line.strip_prefix("latency average = "))
+        .and_then(|rest| rest.trim_end_matches(" ms").trim().parse::<f64>().ok())
+        .ok_or_else(|| anyhow::anyhow!("pgbench printed no latency average:\n{text}"))?;
+    Ok(Duration::from_secs_f64(average / 1000.0))
+}
+
+/// What an allow of `anchors` amounts to in plain SQL, on a copy of the job's objects with
+/// the same unique index: one transaction that marks them deleted and writes a log row
+/// each.
+pub async fn allow_in_sql(
+    database: &TestDatabase,
+    job_id: uuid::Uuid,
+    anchors: &[String],
+) -> anyhow::Result<Duration> {
+    let mut conn = database.connect().await?;
+    sqlx::query(
+        "CREATE TABLE bench_objects AS SELECT object_id, job_id, anchor, object_type, attributes, \
+         deleted_at, updated_at FROM directory_objects WHERE job_id = $1",
+    )
+    .bind(job_id)
+    .execute(&mut conn)
+    .await?;
+    sqlx::query("CREATE UNIQUE INDEX ON bench_objects (job_id, anchor)")
+        .execute(&mut conn)
+        .await?;
+    sqlx::query(
+        "CREATE TABLE bench_log (id bigserial PRIMARY KEY, job_id uuid, object_id uuid, anchor text, \
+         action text, actor text, at timestamptz DEFAULT now())",
+    )
+    .execute(&mut conn)
+    .await?;
+    sqlx::query("ANALYZE bench_objects")
+        .execute(&mut conn)
+        .await?;
+    let started = Instant::now();
+    let mut transaction = conn.begin().await?;
+    sqlx::query(
+        "UPDATE bench_objects SET deleted_at = now(), updated_at = now() \
+         WHERE job_id = $1 AND anchor = ANY($2)",
+    )
+    .bind(job_id)
+    .bind(anchors)
+    .execute(&mut *transaction)
+    .await?;
+    sqlx::query(
+        "INSERT INTO bench_log (job_id, object_id, anchor, action, actor) \
+         SELECT job_id, object_id, anchor, 'delete', 'approver:bench' FROM bench_objects \
+         WHERE job_id = $1 AND anchor = ANY($2)",
+    )
+    .bind(job_id)
+    .bind(anchors)
+    .execute(&mut *transaction)
+    .await?;
+    transaction.commit().await?;
+    let took = started.elapsed();
+    conn.close().await?;
+    Ok(took)
+}

@@ -1,0 +1,86 @@
+//! Latency samples and their percentiles.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Sorted call durations.
+pub struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    /// The `q` quantile (0.5 is the median).
+    pub fn quantile(&self, q: f64) -> Duration {
+        if self.0.is_empty() {
+            return Duration::ZERO;
+        }
+        let index = ((self.0.len() as f64 - 1.0) * q).round() as usize;
+        self.0[index.min(self.0.len() - 1)]
+    }
+
+    /// The median.
+    pub fn p50(&self) -> Duration {
+        self.quantile(0.5)
+    }
+
+    /// The 99th percentile.
+    pub fn p99(&self) -> Duration {
+        self.quantile(0.99)
+    }
+
+    /// `p50 x ms, p99 y ms (n calls)`.
+    pub fn summary(&self) -> String {
+        format!(
+            "p50 {:>8.2} ms  p99 {:>8.2} ms  ({} calls)",
+            ms(self.p50()),
+            ms(self.p99()),
+            self.0.len()
+        )
+    }
+}
+
+/// Milliseconds as a float.
+pub fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// Times `calls` calls of `call`, one after the other; a failed call fails the benchmark.
+pub async fn sequential<F, Fut>(calls: usize, mut call: F) -> anyhow::Result<Latencies>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let mut samples = Vec::with_capacity(calls);
+    for index in 0..calls {
+        let started = Instant::now();
+        call(index).await?;
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    Ok(Latencies(samples))
+}
+
+/// Times `clients` callers making `calls` calls each at the same time.
+pub async fn concurrent<F, Fut>(clients: usize, calls: usize, call: F) -> anyhow::Result<Latencies>
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(calls);
+            for index in 0..calls {
+                let started = Instant::now();
+                call(client, index).await?;
+                samples.push(started.elapsed());
+            }
+            anyhow::Ok(samples)
+        }));
+    }
+    let mut samples = Vec::new();
+    for task in tasks {
+        samples.extend(task.await??);
+    }
+    samples.sort();
+    Ok(Latencies(samples))
+}

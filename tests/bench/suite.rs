@@ -1,0 +1,527 @@
+//! The performance table: every workload of the performance issue, each beside its Postgres
+//! anchor measured in the same run on the same server, with the ratio and the goal. Prints
+//! each figure as it comes and the whole table at the end (the README's performance
+//! section is one such table).
+
+use std::time::{Duration, Instant};
+
+use syncguard_bootstrap::ServiceName;
+use syncguard_e2e::{TestDatabase, Tokens};
+use syncguard_ingest::source_object::canonicalize;
+use syncguard_proto::v1::gate_service_client::GateServiceClient;
+use syncguard_proto::v1::ingest_service_client::IngestServiceClient;
+use syncguard_proto::v1::stager_service_client::StagerServiceClient;
+use syncguard_proto::v1::{self, CycleState};
+
+use crate::anchors::{allow_in_sql, pgbench_commit, time_psql_copy};
+use crate::cycles::{CycleFigures, print_cycle, push_and_measure};
+use crate::data::{Round, one_object_delta, snapshot};
+use crate::latency::{Latencies, concurrent, ms, sequential};
+use crate::services::{
+    Authed, MESSAGE_LIMIT, Services, authed, cpu_seconds, peak_rss_mib, start_services,
+};
+
+/// Objects a quarantine of the big job holds.
+const HELD: usize = 10_000;
+/// Calls per latency sample.
+const CALLS: usize = 200;
+/// Deltas per delta-latency sample.
+const DELTAS: usize = 60;
+
+/// One row of the table.
+struct Row {
+    workload: String,
+    ours: String,
+    anchor: String,
+    ratio: String,
+    goal: String,
+    met: Option<bool>,
+}
+
+#[derive(Default)]
+struct Table(Vec<Row>);
+
+impl Table {
+    fn add(
+        &mut self,
+        workload: impl Into<String>,
+        ours: String,
+        anchor: String,
+        ratio: Option<f64>,
+        goal: &str,
+        met: Option<bool>,
+    ) {
+        let row = Row {
+            workload: workload.into(),
+            ours,
+            anchor,
+            ratio: ratio.map_or_else(|| "-".to_owned(), |ratio| format!("{ratio:.2}x")),
+            goal: goal.to_owned(),
+            met,
+        };
+        println!(
+            "  {} | {} | {} | {} | goal {} {}",
+            row.workload,
+            row.ours,
+            row.anchor,
+            row.ratio,
+            row.goal,
+            verdict(row.met)
+        );
+        self.0.push(row);
+    }
+
+    fn print(&self) {
+        println!("\n| workload | syncguard | anchor, same run | ratio | goal | met |");
+        println!("|---|---|---|---|---|---|");
+        for row in &self.0 {
+            println!(
+                "| {} | {} | {} | {} | {} | {} |",
+                row.workload,
+                row.ours,
+                row.anchor,
+                row.ratio,
+                row.goal,
+                verdict(row.met)
+            );
+        }
+    }
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "yes",
+        Some(false) => "NO",
+        None => "-",
+    }
+}
+
+struct Clients {
+    ingest: IngestServiceClient<Authed>,
+    stager: StagerServiceClient<Authed>,
+    gate: GateServiceClient<Authed>,
+}
+
+fn clients(services: &Services, tokens: &Tokens) -> Clients {
+    let address = |service| services.addresses[&service];
+    Clients {
+        ingest: IngestServiceClient::new(authed(address(ServiceName::Ingest), &tokens.admin))
+            .max_encoding_message_size(MESSAGE_LIMIT)
+            .max_decoding_message_size(MESSAGE_LIMIT),
+        stager: StagerServiceClient::new(authed(address(ServiceName::Stager), &tokens.reader))
+            .max_decoding_message_size(MESSAGE_LIMIT),
+        gate: GateServiceClient::new(authed(address(ServiceName::Gate), &tokens.approver))
+            .max_decoding_message_size(MESSAGE_LIMIT),
+    }
+}
+
+async fn create_job(
+    ingest: &mut IngestServiceClient<Authed>,
+    name: &str,
+) -> anyhow::Result<String> {
+    Ok(ingest
+        .create_job(v1::CreateJobRequest {
+            spec: Some(v1::JobSpec {
+                name: name.to_owned(),
+                source: Some(v1::JobSource {
+                    kind: Some(v1::job_source::Kind::Push(v1::PushSource {})),
+                }),
+                notification_recipients: vec!["bench@example.org".into()],
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner()
+        .job_id)
+}
+
+/// A job loaded with `objects` (the initial round), without timing.
+async fn loaded_job(clients: &mut Clients, name: &str, objects: usize) -> anyhow::Result<String> {
+    let job_id = create_job(&mut clients.ingest, name).await?;
+    push_and_measure(
+        &mut clients.ingest,
+        &mut clients.stager,
+        &job_id,
+        objects,
+        Round::Initial,
+        CycleState::Completed,
+    )
+    .await?;
+    Ok(job_id)
+}
+
+/// p50 of one-object deltas on `job_id` (an update of object `n % size` each time).
+async fn delta_latency(
+    ingest: &IngestServiceClient<Authed>,
+    job_id: &str,
+    size: usize,
+) -> anyhow::Result<Latencies> {
+    sequential(DELTAS, |index| {
+        let mut ingest = ingest.clone();
+        let request = one_object_delta(job_id, (index * 7919) % size.max(1), index);
+        async move {
+            let answer = ingest.push_delta(request).await?.into_inner();
+            anyhow::ensure!(
+                answer.cycle_state == CycleState::Completed as i32,
+                "delta not applied: {answer:?}"
+            );
+            Ok(())
+        }
+    })
+    .await
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.2} s", duration.as_secs_f64())
+}
+
+/// Runs every row with a big job of `total` objects.
+pub async fn run(total: usize) -> anyhow::Result<()> {
+    println!("\n== performance table: the big job has {total} objects ==");
+    let database = TestDatabase::create().await?;
+    let tokens = Tokens::generate_for_processes();
+    let dir = std::env::temp_dir().join(format!("syncguard-bench-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    let token_file = dir.join("tokens");
+    tokens.write_file(&token_file)?;
+    let services = start_services(&database, &tokens, &token_file, &dir).await?;
+    let mut clients = clients(&services, &tokens);
+    let mut table = Table::default();
+
+    // Anchors first, on the idle server.
+    let commit_1 = pgbench_commit(&database, &dir, 1, 5).await?;
+    let commit_8 = pgbench_commit(&database, &dir, 8, 5).await?;
+    println!(
+        "  pgbench 1-row INSERT commit: {:.3} ms (1 client), {:.3} ms (8 clients)",
+        ms(commit_1),
+        ms(commit_8)
+    );
+    let copy = time_psql_copy(
+        &database,
+        &dir,
+        snapshot(total, Round::Changed)
+            .enumerate()
+            .map(|(index, object)| canonicalize(index as u64, object)),
+    )
+    .await?;
+    println!(
+        "  psql \\copy of the {total}-object snapshot: {}",
+        seconds(copy)
+    );
+
+    // The big job: initial load and a steady cycle.
+    let big = create_job(&mut clients.ingest, "big").await?;
+    let initial: CycleFigures = push_and_measure(
+        &mut clients.ingest,
+        &mut clients.stager,
+        &big,
+        total,
+        Round::Initial,
+        CycleState::Completed,
+    )
+    .await?;
+    print_cycle("initial load (every object created)", &initial);
+    let ratio = initial.push_total.as_secs_f64() / copy.as_secs_f64();
+    table.add(
+        format!("initial load, {total} objects"),
+        seconds(initial.push_total),
+        format!("`\\copy` {}", seconds(copy)),
+        Some(ratio),
+        "<= 3x",
+        Some(ratio <= 3.0),
+    );
+    let steady = push_and_measure(
+        &mut clients.ingest,
+        &mut clients.stager,
+        &big,
+        total,
+        Round::Changed,
+        CycleState::Completed,
+    )
+    .await?;
+    print_cycle(
+        "steady cycle (1% creates, 1% updates, 200 deletes + 200 disables)",
+        &steady,
+    );
+    let ratio = steady.push_total.as_secs_f64() / copy.as_secs_f64();
+    table.add(
+        format!("steady cycle, {total} objects"),
+        seconds(steady.push_total),
+        format!("`\\copy` {}", seconds(copy)),
+        Some(ratio),
+        "<= 1.5x",
+        Some(ratio <= 1.5),
+    );
+
+    // Deltas on the big job.
+    let big_deltas = delta_latency(&clients.ingest, &big, total).await?;
+    let ratio = ms(big_deltas.p50()) / ms(commit_1);
+    table.add(
+        format!("PushDelta of 1 object, job of {total}"),
+        big_deltas.summary(),
+        format!("commit {:.2} ms", ms(commit_1)),
+        Some(ratio),
+        "p50 <= 25 ms",
+        Some(ms(big_deltas.p50()) <= 25.0),
+    );
+
+    // A quarantine of 10,000 held deletes on the big job.
+    let removed = 1_000..1_000 + HELD;
+    let quarantined = push_and_measure(
+        &mut clients.ingest,
+        &mut clients.stager,
+        &big,
+        total,
+        Round::Shrunk(removed.clone()),
+        CycleState::Quarantined,
+    )
+    .await?;
+    let decide = quarantined.phase("decide").unwrap_or_default();
+    table.add(
+        format!("decision on {HELD} held deletes, {total}-object job (decide phase)"),
+        seconds(decide),
+        "-".into(),
+        None,
+        "<= 0.1 s",
+        Some(decide <= Duration::from_millis(100)),
+    );
+
+    // Small calls, with the quarantine open.
+    let quarantine = clients
+        .gate
+        .get_quarantine(v1::GetQuarantineRequest {
+            job_id: big.clone(),
+            page: Some(v1::PageRequest {
+                page_size: 50,
+                page_token: String::new(),
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    for (name, concurrency) in [("sequential", 1usize), ("8 concurrent clients", 8)] {
+        let anchor = if concurrency == 1 { commit_1 } else { commit_8 };
+        let gate = clients.gate.clone();
+        let job = big.clone();
+        let get_quarantine = move |_: usize, _: usize| {
+            let mut gate = gate.clone();
+            let job = job.clone();
+            async move {
+                gate.get_quarantine(v1::GetQuarantineRequest {
+                    job_id: job,
+                    page: Some(v1::PageRequest {
+                        page_size: 50,
+                        page_token: String::new(),
+                    }),
+                    ..Default::default()
+                })
+                .await?;
+                Ok(())
+            }
+        };
+        let latencies = concurrent(concurrency, CALLS / concurrency.max(1), get_quarantine).await?;
+        let met = ms(latencies.p50()) <= 1.5 && ms(latencies.p99()) <= 5.0;
+        table.add(
+            format!("GetQuarantine (page of 50), {name}"),
+            latencies.summary(),
+            format!("commit {:.2} ms", ms(anchor)),
+            Some(ms(latencies.p50()) / ms(anchor)),
+            "p50 <= 1.5 ms, p99 <= 5 ms",
+            Some(met),
+        );
+        let stager = clients.stager.clone();
+        let job = big.clone();
+        let query_logs = move |_: usize, _: usize| {
+            let mut stager = stager.clone();
+            let job = job.clone();
+            async move {
+                stager
+                    .query_provisioning_logs(v1::QueryProvisioningLogsRequest {
+                        job_id: job,
+                        page: Some(v1::PageRequest {
+                            page_size: 50,
+                            page_token: String::new(),
+                        }),
+                        ..Default::default()
+                    })
+                    .await?;
+                Ok(())
+            }
+        };
+        let latencies = concurrent(concurrency, CALLS / concurrency.max(1), query_logs).await?;
+        let met = ms(latencies.p50()) <= 1.5 && ms(latencies.p99()) <= 5.0;
+        table.add(
+            format!("QueryProvisioningLogs (page of 50), {name}"),
+            latencies.summary(),
+            format!("commit {:.2} ms", ms(anchor)),
+            Some(ms(latencies.p50()) / ms(anchor)),
+            "p50 <= 1.5 ms, p99 <= 5 ms",
+            Some(met),
+        );
+    }
+
+    // Allowing the 10,000, until all are soft-deleted, beside the same rows in plain SQL.
+    let started = Instant::now();
+    let decided = clients
+        .gate
+        .allow_deletes(v1::AllowDeletesRequest {
+            quarantine_id: quarantine.quarantine_id.clone(),
+            digest: quarantine.digest.clone(),
+            reason: "benchmark".into(),
+            anchors: Vec::new(),
+        })
+        .await?
+        .into_inner();
+    let allow = started.elapsed();
+    anyhow::ensure!(
+        decided.cycle_state == CycleState::Completed as i32,
+        "the allow did not complete: {:?}",
+        decided.cycle_state
+    );
+    let anchors: Vec<String> = removed.map(|n| format!("a-{n:08}")).collect();
+    let sql = allow_in_sql(&database, uuid::Uuid::parse_str(&big)?, &anchors).await?;
+    let ratio = allow.as_secs_f64() / sql.as_secs_f64();
+    table.add(
+        format!("AllowDeletes of {HELD} held deletes, until soft-deleted"),
+        seconds(allow),
+        format!("same rows in one SQL transaction {}", seconds(sql)),
+        Some(ratio),
+        "<= 3x",
+        Some(ratio <= 3.0),
+    );
+
+    // Deltas on small and middle-sized jobs.
+    for size in [100usize, 100_000] {
+        let job = loaded_job(&mut clients, &format!("delta {size}"), size).await?;
+        let latencies = delta_latency(&clients.ingest, &job, size).await?;
+        let goal = if size <= 100 { 10.0 } else { 25.0 };
+        table.add(
+            format!("PushDelta of 1 object, job of {size}"),
+            latencies.summary(),
+            format!("commit {:.2} ms", ms(commit_1)),
+            Some(ms(latencies.p50()) / ms(commit_1)),
+            &format!("p50 <= {goal} ms"),
+            Some(ms(latencies.p50()) <= goal),
+        );
+    }
+
+    // Plans that cannot flip: a second job's first cycle after an ANALYZE that saw only the
+    // first job's rows.
+    let first_job = create_job(&mut clients.ingest, "plan first").await?;
+    let first = push_and_measure(
+        &mut clients.ingest,
+        &mut clients.stager,
+        &first_job,
+        50_000,
+        Round::Initial,
+        CycleState::Completed,
+    )
+    .await?;
+    {
+        let mut conn = database.connect().await?;
+        sqlx::query("ANALYZE").execute(&mut conn).await?;
+    }
+    let second_job = create_job(&mut clients.ingest, "plan second").await?;
+    let second = push_and_measure(
+        &mut clients.ingest,
+        &mut clients.stager,
+        &second_job,
+        50_000,
+        Round::Initial,
+        CycleState::Completed,
+    )
+    .await?;
+    let ratio = second.push_total.as_secs_f64() / first.push_total.as_secs_f64();
+    table.add(
+        "second job's first 50,000-object cycle after ANALYZE",
+        seconds(second.push_total),
+        format!("first job's {}", seconds(first.push_total)),
+        Some(ratio),
+        "<= 1.5x",
+        Some(ratio <= 1.5),
+    );
+
+    // Under load: 20 writers of one-object deltas on 5 jobs while 3 readers query the logs.
+    let mut jobs = Vec::new();
+    for index in 0..5 {
+        jobs.push(loaded_job(&mut clients, &format!("load {index}"), 1_000).await?);
+    }
+    let ingest = clients.ingest.clone();
+    let writer_jobs = jobs.clone();
+    let writers = tokio::spawn(concurrent(20, 100, move |writer, index| {
+        let mut ingest = ingest.clone();
+        let request = one_object_delta(
+            &writer_jobs[writer % 5],
+            (writer * 50 + index) % 1_000,
+            writer * 1_000 + index,
+        );
+        async move {
+            ingest.push_delta(request).await?;
+            Ok(())
+        }
+    }));
+    let stager = clients.stager.clone();
+    let reader_jobs = jobs.clone();
+    let readers = concurrent(3, 200, move |reader, _| {
+        let mut stager = stager.clone();
+        let job = reader_jobs[reader % 5].clone();
+        async move {
+            stager
+                .query_provisioning_logs(v1::QueryProvisioningLogsRequest {
+                    job_id: job,
+                    page: Some(v1::PageRequest {
+                        page_size: 50,
+                        page_token: String::new(),
+                    }),
+                    ..Default::default()
+                })
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let writes = writers.await??;
+    table.add(
+        "under load: PushDelta (20 writers, 5 jobs)",
+        writes.summary(),
+        "-".into(),
+        None,
+        "-",
+        None,
+    );
+    table.add(
+        "under load: QueryProvisioningLogs (3 readers)",
+        readers.summary(),
+        "-".into(),
+        None,
+        "-",
+        None,
+    );
+
+    println!("  per service: peak RSS, CPU time over the run:");
+    let mut peak = 0.0f64;
+    for (service, child) in &services.children {
+        let rss = child.id().and_then(peak_rss_mib).unwrap_or(f64::NAN);
+        let cpu = child.id().and_then(cpu_seconds).unwrap_or(f64::NAN);
+        peak = peak.max(rss);
+        println!(
+            "    {:<10} {:>8.1} MiB {:>8.2} s CPU",
+            service.as_str(),
+            rss,
+            cpu
+        );
+    }
+    table.add(
+        format!("peak RSS of the largest service ({total}-object job)"),
+        format!("{peak:.0} MiB"),
+        "-".into(),
+        None,
+        "< 300 MiB",
+        Some(peak < 300.0),
+    );
+    services.stop().await;
+
+    table.print();
+    std::fs::remove_dir_all(&dir)?;
+    database.drop_database().await
+}
