@@ -12,19 +12,44 @@ pub struct Connection {
     #[arg(long, env = "SYNCGUARD_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// Ingest service URL [default: http://127.0.0.1:50051, https:// with --ca].
-    #[arg(long, env = "SYNCGUARD_INGEST_URL", global = true)]
+    #[arg(
+        long,
+        env = "SYNCGUARD_INGEST_URL",
+        hide_env_values = true,
+        global = true
+    )]
     pub ingest_url: Option<String>,
     /// Stager service URL [default: http://127.0.0.1:50052, https:// with --ca].
-    #[arg(long, env = "SYNCGUARD_STAGER_URL", global = true)]
+    #[arg(
+        long,
+        env = "SYNCGUARD_STAGER_URL",
+        hide_env_values = true,
+        global = true
+    )]
     pub stager_url: Option<String>,
     /// Gate service URL [default: http://127.0.0.1:50053, https:// with --ca].
-    #[arg(long, env = "SYNCGUARD_GATE_URL", global = true)]
+    #[arg(
+        long,
+        env = "SYNCGUARD_GATE_URL",
+        hide_env_values = true,
+        global = true
+    )]
     pub gate_url: Option<String>,
     /// Notifier service URL [default: http://127.0.0.1:50054, https:// with --ca].
-    #[arg(long, env = "SYNCGUARD_NOTIFIER_URL", global = true)]
+    #[arg(
+        long,
+        env = "SYNCGUARD_NOTIFIER_URL",
+        hide_env_values = true,
+        global = true
+    )]
     pub notifier_url: Option<String>,
     /// Retention service URL [default: http://127.0.0.1:50055, https:// with --ca].
-    #[arg(long, env = "SYNCGUARD_RETENTION_URL", global = true)]
+    #[arg(
+        long,
+        env = "SYNCGUARD_RETENTION_URL",
+        hide_env_values = true,
+        global = true
+    )]
     pub retention_url: Option<String>,
     /// CA certificate (PEM) the services' TLS certificates are checked against; the default
     /// URLs become https://. With scripts/run: target/dev/tls/ca.pem.
@@ -49,7 +74,7 @@ pub struct Connection {
     about = "Administer syncguard: jobs, cycles, quarantines, logs, the directory, imports",
     after_help = "Exit codes: 0 done, 1 failed, 2 bad usage or not confirmed, 3 not found, \
                   4 not allowed (token or role), 5 refused in this state (e.g. stale digest), \
-                  6 a service is unreachable.\n\n\
+                  6 a service is unreachable (or the address given is another service's).\n\n\
                   Example: SYNCGUARD_TOKEN=... syncguard jobs list"
 )]
 pub struct Cli {
@@ -271,9 +296,12 @@ pub enum CyclesCommand {
         /// Only this job's.
         #[arg(long)]
         job: Option<String>,
-        /// At most this many.
-        #[arg(long, default_value_t = 20)]
-        limit: u32,
+        /// Show at most this many (default 50; with --json, all unless given).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Show every one (read page by page).
+        #[arg(long, conflicts_with = "limit")]
+        all: bool,
     },
 }
 
@@ -285,6 +313,12 @@ pub enum QuarantineCommand {
     Show {
         /// A job id (its open quarantine) or a quarantine id.
         target: String,
+        /// Show at most this many actions (default 50).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Show every action.
+        #[arg(long, conflicts_with = "limit")]
+        all: bool,
     },
     /// Allow the held deletes (all, or only --anchor ones; the rest are rejected and pinned).
     #[command(
@@ -390,9 +424,12 @@ pub struct LogsArgs {
     /// Only entries at or after this time (RFC 3339).
     #[arg(long)]
     pub since: Option<String>,
-    /// At most this many entries.
-    #[arg(long, default_value_t = 50)]
-    pub limit: u32,
+    /// Show at most this many entries (default 50; with --json, all unless given).
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Show every matching entry (read page by page).
+    #[arg(long, conflicts_with = "limit")]
+    pub all: bool,
 }
 
 /// Directory commands.
@@ -409,18 +446,24 @@ pub enum DirectoryCommand {
     List {
         /// The job.
         job: String,
-        /// At most this many.
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
+        /// Show at most this many (default 50; with --json, all unless given).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Show every one (read page by page).
+        #[arg(long, conflicts_with = "limit")]
+        all: bool,
     },
     /// List a job's soft-deleted objects with their purge dates.
     #[command(after_help = "Example: syncguard directory deleted <job id>")]
     Deleted {
         /// The job.
         job: String,
-        /// At most this many.
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
+        /// Show at most this many (default 50; with --json, all unless given).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Show every one (read page by page).
+        #[arg(long, conflicts_with = "limit")]
+        all: bool,
     },
     /// Restore a soft-deleted object (same object id, attributes and groups).
     #[command(

@@ -8,8 +8,9 @@ use syncguard_proto::v1::stager_service_client::StagerServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
+use crate::addressed::AddressedChannel;
 use crate::args::Connection;
 use crate::failure::Failure;
 
@@ -32,7 +33,7 @@ impl Interceptor for Bearer {
     }
 }
 
-type Authed = InterceptedService<Channel, Bearer>;
+type Authed = InterceptedService<AddressedChannel, Bearer>;
 
 /// Clients of the five services, connecting lazily.
 pub struct Clients {
@@ -48,7 +49,16 @@ pub struct Clients {
     pub retention: RetentionServiceClient<Authed>,
 }
 
-fn channel(url: &str, name: &str, tls: Option<&ClientTlsConfig>) -> Result<Channel, Failure> {
+fn channel(
+    url: &str,
+    name: &'static str,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<AddressedChannel, Failure> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(Failure::usage(format!(
+            "--{name}-url {url:?} needs a scheme: http://{url} (or https://{url} with --ca)"
+        )));
+    }
     let mut endpoint = Endpoint::from_shared(url.to_owned()).map_err(|_| {
         Failure::usage(format!(
             "--{name}-url {url:?} is not a URL like http://127.0.0.1:50051"
@@ -64,11 +74,12 @@ fn channel(url: &str, name: &str, tls: Option<&ClientTlsConfig>) -> Result<Chann
             .tls_config(tls.clone())
             .map_err(|error| Failure::usage(format!("TLS settings: {error}")))?;
     }
-    Ok(endpoint
+    let channel = endpoint
         .initial_stream_window_size(8 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024)
         .tcp_nodelay(true)
-        .connect_lazy())
+        .connect_lazy();
+    Ok(AddressedChannel::new(channel, name, url))
 }
 
 /// Reads a PEM file named by a flag; errors name the flag and path, never the content.
@@ -143,13 +154,14 @@ impl Clients {
                 Failure::usage("the token contains characters a header cannot carry")
             })?);
         let tls = client_tls(connection)?;
-        let authed = |given: &Option<String>, port: u16, name: &str| -> Result<Authed, Failure> {
-            let url = service_url(given, port, tls.is_some());
-            Ok(InterceptedService::new(
-                channel(&url, name, tls.as_ref())?,
-                bearer.clone(),
-            ))
-        };
+        let authed =
+            |given: &Option<String>, port: u16, name: &'static str| -> Result<Authed, Failure> {
+                let url = service_url(given, port, tls.is_some());
+                Ok(InterceptedService::new(
+                    channel(&url, name, tls.as_ref())?,
+                    bearer.clone(),
+                ))
+            };
         Ok(Self {
             ingest: IngestServiceClient::new(authed(&connection.ingest_url, 50051, "ingest")?)
                 .max_encoding_message_size(MESSAGE_LIMIT)

@@ -11,6 +11,8 @@ use crate::args::{
 };
 use crate::client::Clients;
 use crate::failure::Failure;
+use crate::listing::{self, Extent};
+use crate::out;
 use crate::output::{self, Table, print_json};
 
 /// Asks "type yes" on a terminal; refuses in scripts unless `--yes` was given.
@@ -53,25 +55,50 @@ fn threshold_rule(count: u64) -> v1::ProtectionRule {
     }
 }
 
-fn print_job(job: &v1::Job, json: bool) {
+fn print_job(
+    job: &v1::Job,
+    protection: Option<&v1::Protection>,
+    json: bool,
+) -> Result<(), Failure> {
     if json {
-        let _ = print_json(&output::job_json(job));
-        return;
+        let mut value = output::job_json(job);
+        if let Some(protection) = protection {
+            value["protection"] = output::protection_json(protection);
+        }
+        return print_json(&value);
     }
     let spec = job.spec.clone().unwrap_or_default();
     let status = job.status.clone().unwrap_or_default();
-    println!("job        {}", job.job_id);
-    println!("name       {}", spec.name);
-    println!("status     {}", status.message);
+    out!("job        {}", job.job_id)?;
+    out!("name       {}", spec.name)?;
+    out!("status     {}", status.message)?;
     if !status.open_quarantine_id.is_empty() {
-        println!(
+        out!(
             "quarantine {}  (syncguard quarantine show {})",
-            status.open_quarantine_id, job.job_id
-        );
+            status.open_quarantine_id,
+            job.job_id
+        )?;
     }
-    println!("recipients {}", spec.notification_recipients.join(", "));
-    println!("retention  {} days", spec.retention_days);
-    println!("created by {}", job.created_by);
+    out!("recipients {}", spec.notification_recipients.join(", "))?;
+    out!("retention  {} days", spec.retention_days)?;
+    out!("approvals  {} required", spec.required_approvals.max(1))?;
+    match protection {
+        Some(protection) if !protection.enabled => {
+            out!("protection off ({})", protection.reason)?;
+        }
+        Some(protection) => {
+            for rule in &protection.rules {
+                out!("protection {}", output::rule(rule))?;
+            }
+        }
+        None => {
+            for rule in &spec.protection_rules {
+                out!("protection {}", output::rule(rule))?;
+            }
+        }
+    }
+    out!("created by {}", job.created_by)?;
+    Ok(())
 }
 
 /// `syncguard jobs ...`
@@ -85,7 +112,7 @@ pub async fn jobs(clients: &mut Clients, command: JobsCommand, json: bool) -> Re
                 })
                 .await?
                 .into_inner();
-            print_job(&job, json);
+            print_job(&job, None, json)?;
         }
         JobsCommand::Show { job } => {
             let job = clients
@@ -93,7 +120,14 @@ pub async fn jobs(clients: &mut Clients, command: JobsCommand, json: bool) -> Re
                 .get_job(v1::GetJobRequest { job_id: job })
                 .await?
                 .into_inner();
-            print_job(&job, json);
+            let protection = clients
+                .gate
+                .get_protection(v1::GetProtectionRequest {
+                    job_id: job.job_id.clone(),
+                })
+                .await?
+                .into_inner();
+            print_job(&job, Some(&protection), json)?;
         }
         JobsCommand::List => {
             let jobs = clients
@@ -116,7 +150,7 @@ pub async fn jobs(clients: &mut Clients, command: JobsCommand, json: bool) -> Re
                     status.message,
                 ]);
             }
-            table.print();
+            table.print()?;
         }
         JobsCommand::Protection {
             job,
@@ -145,39 +179,16 @@ pub async fn jobs(clients: &mut Clients, command: JobsCommand, json: bool) -> Re
                     .into_inner()
             };
             if json {
-                return print_json(&json!({
-                    "job_id": protection.job_id,
-                    "enabled": protection.enabled,
-                    "rules": protection.rules.iter().map(|r| json!({
-                        "name": r.name, "max_count": r.max_count, "max_percent": r.max_percent,
-                        "counted": r.counted_actions.iter().map(|a| output::action(*a)).collect::<Vec<_>>(),
-                    })).collect::<Vec<_>>(),
-                    "updated_by": protection.updated_by,
-                }));
+                return print_json(&output::protection_json(&protection));
             }
-            println!(
+            out!(
                 "protection {}",
                 if protection.enabled { "on" } else { "OFF" }
-            );
+            )?;
             for rule in &protection.rules {
-                let counted: Vec<String> = rule
-                    .counted_actions
-                    .iter()
-                    .map(|a| output::action(*a))
-                    .collect();
-                println!(
-                    "rule {:?}: {} above {}{}",
-                    rule.name,
-                    counted.join("+"),
-                    rule.max_count
-                        .map(|c| c.to_string())
-                        .unwrap_or_else(|| "-".into()),
-                    rule.max_percent
-                        .map(|p| format!(" or {p}%"))
-                        .unwrap_or_default()
-                );
+                out!("rule {}", output::rule(rule))?;
             }
-            println!("set by {}", protection.updated_by);
+            out!("set by {}", protection.updated_by)?;
         }
         JobsCommand::Recipients {
             job,
@@ -188,12 +199,12 @@ pub async fn jobs(clients: &mut Clients, command: JobsCommand, json: bool) -> Re
                 spec.notification_recipients = recipients
             })
             .await?;
-            print_job(&updated, json);
+            print_job(&updated, None, json)?;
         }
         JobsCommand::Retention { job, days, reason } => {
             let updated =
                 update_job(clients, &job, &reason, |spec| spec.retention_days = days).await?;
-            print_job(&updated, json);
+            print_job(&updated, None, json)?;
         }
         JobsCommand::Delete { job, yes } => {
             confirm(&format!("delete the configuration of job {job}"), yes)?;
@@ -203,7 +214,7 @@ pub async fn jobs(clients: &mut Clients, command: JobsCommand, json: bool) -> Re
                     job_id: job.clone(),
                 })
                 .await?;
-            println!("job {job} deleted; its objects and logs are kept");
+            out!("job {job} deleted; its objects and logs are kept")?;
         }
     }
     Ok(())
@@ -280,29 +291,29 @@ pub fn file_format(path: &std::path::Path) -> Result<v1::FileFormat, Failure> {
     }
 }
 
-fn print_cycle(cycle: &v1::Cycle, json: bool) {
+fn print_cycle(cycle: &v1::Cycle, json: bool) -> Result<(), Failure> {
     if json {
-        let _ = print_json(&output::cycle_json(cycle));
-        return;
+        return print_json(&output::cycle_json(cycle));
     }
-    println!("cycle   {}", cycle.cycle_id);
-    println!("job     {}", cycle.job_id);
-    println!("state   {}", output::cycle_state(cycle.state));
-    println!("objects {}", cycle.source_objects);
-    println!("actions {}", output::counts(&cycle.counts));
+    out!("cycle   {}", cycle.cycle_id)?;
+    out!("job     {}", cycle.job_id)?;
+    out!("state   {}", output::cycle_state(cycle.state))?;
+    out!("objects {}", cycle.source_objects)?;
+    out!("actions {}", output::counts(&cycle.counts))?;
     for phase in &cycle.phases {
         let millis = phase
             .duration
             .map(|d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000)
             .unwrap_or(0);
-        println!("phase   {:<8} {millis} ms", phase.phase);
+        out!("phase   {:<8} {millis} ms", phase.phase)?;
     }
     if !cycle.error.is_empty() {
-        println!("error   {}", cycle.error);
+        out!("error   {}", cycle.error)?;
     }
     if !cycle.quarantine_id.is_empty() {
-        println!("quarantine {}", cycle.quarantine_id);
+        out!("quarantine {}", cycle.quarantine_id)?;
     }
+    Ok(())
 }
 
 /// `syncguard cycles ...`
@@ -325,7 +336,7 @@ pub async fn cycles(
                 })
                 .await?
                 .into_inner();
-            print_cycle(&cycle, json);
+            print_cycle(&cycle, json)?;
         }
         CyclesCommand::Show { cycle } => {
             let cycle = clients
@@ -333,24 +344,35 @@ pub async fn cycles(
                 .get_cycle(v1::GetCycleRequest { cycle_id: cycle })
                 .await?
                 .into_inner();
-            print_cycle(&cycle, json);
+            print_cycle(&cycle, json)?;
         }
-        CyclesCommand::List { job, limit } => {
-            let cycles = clients
-                .stager
-                .list_cycles(v1::ListCyclesRequest {
-                    job_id: job.unwrap_or_default(),
-                    states: vec![],
-                    page: page(limit),
-                })
-                .await?
-                .into_inner()
-                .cycles;
-            if json {
-                return print_json(&json!(
-                    cycles.iter().map(output::cycle_json).collect::<Vec<_>>()
-                ));
-            }
+        CyclesCommand::List { job, limit, all } => {
+            let extent = Extent { limit, all, json };
+            let job_id = job.unwrap_or_default();
+            let stager = clients.stager.clone();
+            let listed = listing::list(
+                extent,
+                |page| {
+                    let mut stager = stager.clone();
+                    let job_id = job_id.clone();
+                    async move {
+                        let answer = stager
+                            .list_cycles(v1::ListCyclesRequest {
+                                job_id,
+                                states: vec![],
+                                page,
+                            })
+                            .await?
+                            .into_inner();
+                        Ok((answer.cycles, answer.next_page_token))
+                    }
+                },
+                output::cycle_json,
+            )
+            .await?;
+            let Some((cycles, note)) = listed else {
+                return Ok(());
+            };
             let mut table = Table::new(&["CYCLE", "STATE", "OBJECTS", "ACTIONS", "CREATED"]);
             for cycle in &cycles {
                 table.row(vec![
@@ -361,59 +383,101 @@ pub async fn cycles(
                     output::time(cycle.created_at.as_ref()),
                 ]);
             }
-            table.print();
+            table.print()?;
+            if let Some(note) = note {
+                out!("{note}")?;
+            }
         }
     }
     Ok(())
 }
 
-/// A job id or quarantine id: the quarantine it names, with all its held actions.
+/// The held actions read per page when a whole quarantine is fetched.
+const HELD_PAGE: u32 = 1000;
+
+/// A job id (its open quarantine) or a quarantine id: the quarantine, with every held
+/// action (read page by page).
 pub async fn find_quarantine(
     clients: &mut Clients,
     target: &str,
 ) -> Result<v1::Quarantine, Failure> {
-    let by_job = clients
-        .gate
-        .get_quarantine(v1::GetQuarantineRequest {
-            job_id: target.into(),
-            quarantine_id: String::new(),
-            page: page(1000),
-        })
-        .await;
-    match by_job {
-        Ok(found) => Ok(found.into_inner()),
-        Err(_) => Ok(clients
-            .gate
-            .get_quarantine(v1::GetQuarantineRequest {
-                quarantine_id: target.into(),
-                job_id: String::new(),
-                page: page(1000),
-            })
-            .await?
-            .into_inner()),
+    if uuid::Uuid::parse_str(target).is_err() {
+        return Err(Failure::usage(format!(
+            "{target:?} is not a job id or a quarantine id (both are UUIDs, e.g. from `syncguard jobs list`)"
+        )));
     }
+    let fetch = |job_id: String, quarantine_id: String, token: String| {
+        let mut gate = clients.gate.clone();
+        async move {
+            gate.get_quarantine(v1::GetQuarantineRequest {
+                job_id,
+                quarantine_id,
+                page: Some(v1::PageRequest {
+                    page_size: HELD_PAGE,
+                    page_token: token,
+                }),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+        }
+    };
+    // A job id names its open quarantine; otherwise the id is a quarantine's own.
+    let (mut quarantine, by_job) = match fetch(target.into(), String::new(), String::new()).await {
+        Ok(found) => (found, true),
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            match fetch(String::new(), target.into(), String::new()).await {
+                Ok(found) => (found, false),
+                Err(status) if status.code() == tonic::Code::NotFound => {
+                    return Err(Failure::from(tonic::Status::not_found(format!(
+                        "{target} is neither a job with an open quarantine nor a quarantine id"
+                    ))));
+                }
+                Err(status) => return Err(status.into()),
+            }
+        }
+        Err(status) => return Err(status.into()),
+    };
+    while !quarantine.next_page_token.is_empty() {
+        let (job_id, quarantine_id) = if by_job {
+            (target.to_owned(), String::new())
+        } else {
+            (String::new(), target.to_owned())
+        };
+        let next = fetch(job_id, quarantine_id, quarantine.next_page_token.clone()).await?;
+        quarantine.held.extend(next.held);
+        quarantine.next_page_token = next.next_page_token;
+    }
+    Ok(quarantine)
 }
 
-/// Prints a quarantine for people.
-pub fn print_quarantine(quarantine: &v1::Quarantine, limit: usize) {
-    println!(
-        "quarantine {}  ({})",
-        quarantine.quarantine_id,
-        output::quarantine_json(quarantine)["state"]
-            .as_str()
-            .unwrap_or("")
-    );
-    println!("job        {}", quarantine.job_id);
-    println!("cycle      {}", quarantine.cycle_id);
+/// Prints a quarantine for people: at most `limit` of its actions, and how many more.
+pub fn print_quarantine(quarantine: &v1::Quarantine, limit: usize) -> Result<(), Failure> {
+    let state = output::quarantine_json(quarantine)["state"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    out!("quarantine {}  ({state})", quarantine.quarantine_id)?;
+    out!("job        {}", quarantine.job_id)?;
+    out!("cycle      {}", quarantine.cycle_id)?;
     for breach in &quarantine.breaches {
-        println!("tripped    {}", breach.explanation);
+        out!("tripped    {}", breach.explanation)?;
     }
-    println!("planned    {}", output::counts(&quarantine.counts));
-    println!(
-        "hold until {}",
-        output::time(quarantine.hold_until.as_ref())
-    );
-    println!("digest     {}", quarantine.digest);
+    out!("planned    {}", output::counts(&quarantine.counts))?;
+    if state == "open" {
+        out!(
+            "hold until {}",
+            output::time(quarantine.hold_until.as_ref())
+        )?;
+    }
+    out!("digest     {}", quarantine.digest)?;
+    for approval in &quarantine.approvals {
+        out!(
+            "approved   by {} at {}: {}",
+            approval.principal,
+            output::time(approval.at.as_ref()),
+            approval.reason
+        )?;
+    }
     let mut table = Table::new(&[
         "ACTION",
         "ANCHOR",
@@ -434,13 +498,19 @@ pub fn print_quarantine(quarantine: &v1::Quarantine, limit: usize) {
             ]);
         }
     }
-    table.print();
+    table.print()?;
     if quarantine.held.len() > limit {
-        println!(
-            "... and {} more held actions (--json lists all)",
+        out!(
+            "... and {} more (use --all, or --json)",
             quarantine.held.len() - limit
-        );
+        )?;
     }
+    if state == "open" {
+        out!(
+            "RESTORABLE UNTIL is an estimate while the deletes wait: allowed, each object stays restorable for the job's retention from the moment it is soft-deleted."
+        )?;
+    }
+    Ok(())
 }
 
 async fn decide(
@@ -497,19 +567,20 @@ async fn decide(
         }));
     }
     if allow && !response.applied {
-        println!(
+        out!(
             "approval recorded; the job needs a second, different approver before anything is applied"
-        );
+        )?;
     } else if allow {
-        println!(
+        out!(
             "allowed: {} actions applied, {} rejected (and pinned)",
-            response.actions_applied, response.actions_rejected
-        );
+            response.actions_applied,
+            response.actions_rejected
+        )?;
     } else {
-        println!(
+        out!(
             "rejected: {} actions discarded; those objects are pinned",
             response.actions_rejected
-        );
+        )?;
     }
     Ok(())
 }
@@ -521,12 +592,17 @@ pub async fn quarantine(
     json: bool,
 ) -> Result<(), Failure> {
     match command {
-        QuarantineCommand::Show { target } => {
+        QuarantineCommand::Show { target, limit, all } => {
             let quarantine = find_quarantine(clients, &target).await?;
             if json {
                 return print_json(&output::quarantine_json(&quarantine));
             }
-            print_quarantine(&quarantine, 50);
+            let limit = if all {
+                usize::MAX
+            } else {
+                limit.unwrap_or(50) as usize
+            };
+            print_quarantine(&quarantine, limit)?;
         }
         QuarantineCommand::Allow(decision) => decide(clients, decision, true, json).await?,
         QuarantineCommand::Reject(decision) => decide(clients, decision, false, json).await?,
@@ -546,12 +622,12 @@ pub async fn quarantine(
                 }));
             }
             if !restarted.superseded_quarantine_id.is_empty() {
-                println!(
+                out!(
                     "superseded quarantine {}",
                     restarted.superseded_quarantine_id
-                );
+                )?;
             }
-            println!("fresh cycle {}", restarted.cycle_id);
+            out!("fresh cycle {}", restarted.cycle_id)?;
         }
         QuarantineCommand::Pins {
             job,
@@ -572,28 +648,39 @@ pub async fn quarantine(
                     .await?
                     .into_inner()
                     .released;
-                println!("released {released} pins");
+                out!("released {released} pins")?;
                 return Ok(());
             }
-            let pins = clients
-                .gate
-                .list_pins(v1::ListPinsRequest {
-                    job_id: job,
-                    page: page(1000),
-                })
-                .await?
-                .into_inner()
-                .pins;
-            if json {
-                return print_json(&json!(
-                    pins.iter()
-                        .map(|p| json!({
-                            "anchor": p.anchor, "pinned_by": p.pinned_by, "reason": p.reason,
-                            "pinned_at": output::time(p.pinned_at.as_ref()),
-                        }))
-                        .collect::<Vec<_>>()
-                ));
-            }
+            let extent = Extent {
+                limit: None,
+                all: true,
+                json,
+            };
+            let gate = clients.gate.clone();
+            let listed = listing::list(
+                extent,
+                |page| {
+                    let mut gate = gate.clone();
+                    let job_id = job.clone();
+                    async move {
+                        let answer = gate
+                            .list_pins(v1::ListPinsRequest { job_id, page })
+                            .await?
+                            .into_inner();
+                        Ok((answer.pins, answer.next_page_token))
+                    }
+                },
+                |p: &v1::Pin| {
+                    json!({
+                        "anchor": p.anchor, "pinned_by": p.pinned_by, "reason": p.reason,
+                        "pinned_at": output::rfc3339(p.pinned_at.as_ref()),
+                    })
+                },
+            )
+            .await?;
+            let Some((pins, _)) = listed else {
+                return Ok(());
+            };
             let mut table = Table::new(&["ANCHOR", "PINNED BY", "REASON", "SINCE"]);
             for pin in &pins {
                 table.row(vec![
@@ -603,7 +690,7 @@ pub async fn quarantine(
                     output::time(pin.pinned_at.as_ref()),
                 ]);
             }
-            table.print();
+            table.print()?;
         }
     }
     Ok(())
@@ -640,29 +727,48 @@ pub async fn logs(clients: &mut Clients, args: LogsArgs, json: bool) -> Result<(
             })
         }
     };
-    let entries = clients
-        .stager
-        .query_provisioning_logs(v1::QueryProvisioningLogsRequest {
-            job_id: args.job.unwrap_or_default(),
-            cycle_id: args.cycle.unwrap_or_default(),
-            anchor: args.anchor.unwrap_or_default(),
-            action: action as i32,
-            status: 0,
-            since,
-            until: None,
-            actor: args.actor.unwrap_or_default(),
-            page: page(args.limit),
-        })
-        .await?
-        .into_inner()
-        .entries;
-    if json {
-        return print_json(&json!(entries.iter().map(|e| json!({
-            "at": output::time(e.at.as_ref()), "action": e.display_action, "status": output::status(e.status),
-            "anchor": e.anchor, "reason": output::reason(e.reason), "actor": e.actor, "detail": e.detail,
-            "cycle_id": e.cycle_id, "changed_attributes": e.changed_attributes,
-        })).collect::<Vec<_>>()));
-    }
+    let request = v1::QueryProvisioningLogsRequest {
+        job_id: args.job.unwrap_or_default(),
+        cycle_id: args.cycle.unwrap_or_default(),
+        anchor: args.anchor.unwrap_or_default(),
+        action: action as i32,
+        status: 0,
+        since,
+        until: None,
+        actor: args.actor.unwrap_or_default(),
+        page: None,
+    };
+    let extent = Extent {
+        limit: args.limit,
+        all: args.all,
+        json,
+    };
+    let stager = clients.stager.clone();
+    let listed = listing::list(
+        extent,
+        |page| {
+            let mut stager = stager.clone();
+            let request = v1::QueryProvisioningLogsRequest {
+                page,
+                ..request.clone()
+            };
+            async move {
+                let answer = stager.query_provisioning_logs(request).await?.into_inner();
+                Ok((answer.entries, answer.next_page_token))
+            }
+        },
+        |e: &v1::ProvisioningLogEntry| {
+            json!({
+                "at": output::rfc3339(e.at.as_ref()), "action": e.display_action, "status": output::status(e.status),
+                "anchor": e.anchor, "reason": output::reason(e.reason), "actor": e.actor, "detail": e.detail,
+                "cycle_id": e.cycle_id, "changed_attributes": e.changed_attributes,
+            })
+        },
+    )
+    .await?;
+    let Some((entries, note)) = listed else {
+        return Ok(());
+    };
     let mut table = Table::new(&["AT", "ACTION", "ANCHOR", "REASON", "ACTOR", "DETAIL"]);
     for entry in &entries {
         table.row(vec![
@@ -674,7 +780,10 @@ pub async fn logs(clients: &mut Clients, args: LogsArgs, json: bool) -> Result<(
             entry.detail.clone(),
         ]);
     }
-    table.print();
+    table.print()?;
+    if let Some(note) = note {
+        out!("{note}")?;
+    }
     Ok(())
 }
 
@@ -684,13 +793,7 @@ fn by_id(object: String) -> Option<v1::ObjectRef> {
     })
 }
 
-fn print_objects(objects: &[v1::DirectoryObject], json: bool, deleted: bool) {
-    if json {
-        let _ = print_json(&json!(
-            objects.iter().map(output::object_json).collect::<Vec<_>>()
-        ));
-        return;
-    }
+fn print_objects(objects: &[v1::DirectoryObject], deleted: bool) -> Result<(), Failure> {
     let mut table = if deleted {
         Table::new(&[
             "OBJECT",
@@ -718,7 +821,7 @@ fn print_objects(objects: &[v1::DirectoryObject], json: bool, deleted: bool) {
         }
         table.row(row);
     }
-    table.print();
+    table.print()
 }
 
 /// `syncguard directory ...`
@@ -740,46 +843,74 @@ pub async fn directory(
             if json {
                 return print_json(&output::object_json(&object));
             }
-            print_objects(
-                std::slice::from_ref(&object),
-                false,
-                object.deleted_at.is_some(),
-            );
+            print_objects(std::slice::from_ref(&object), object.deleted_at.is_some())?;
             let mut names: Vec<_> = object.attributes.iter().collect();
             names.sort_by(|a, b| a.0.cmp(b.0));
             for (name, values) in names {
-                println!("  {name}: {}", values.values.join(", "));
+                out!("  {name}: {}", values.values.join(", "))?;
             }
             if !object.member_anchors.is_empty() {
-                println!("  members: {}", object.member_anchors.join(", "));
+                out!("  members: {}", object.member_anchors.join(", "))?;
             }
         }
-        DirectoryCommand::List { job, limit } => {
-            let objects = clients
-                .retention
-                .list_objects(v1::ListObjectsRequest {
-                    job_id: job,
-                    object_type: 0,
-                    attributes: vec![],
-                    page: page(limit),
-                })
-                .await?
-                .into_inner()
-                .objects;
-            print_objects(&objects, json, false);
+        DirectoryCommand::List { job, limit, all } => {
+            let retention = clients.retention.clone();
+            let listed = listing::list(
+                Extent { limit, all, json },
+                |page| {
+                    let mut retention = retention.clone();
+                    let job_id = job.clone();
+                    async move {
+                        let answer = retention
+                            .list_objects(v1::ListObjectsRequest {
+                                job_id,
+                                object_type: 0,
+                                attributes: vec![],
+                                page,
+                            })
+                            .await?
+                            .into_inner();
+                        Ok((answer.objects, answer.next_page_token))
+                    }
+                },
+                output::object_json,
+            )
+            .await?;
+            if let Some((objects, note)) = listed {
+                print_objects(&objects, false)?;
+                if let Some(note) = note {
+                    out!("{note}")?;
+                }
+            }
         }
-        DirectoryCommand::Deleted { job, limit } => {
-            let objects = clients
-                .retention
-                .list_deleted_objects(v1::ListDeletedObjectsRequest {
-                    job_id: job,
-                    page: page(limit),
-                    ..Default::default()
-                })
-                .await?
-                .into_inner()
-                .objects;
-            print_objects(&objects, json, true);
+        DirectoryCommand::Deleted { job, limit, all } => {
+            let retention = clients.retention.clone();
+            let listed = listing::list(
+                Extent { limit, all, json },
+                |page| {
+                    let mut retention = retention.clone();
+                    let job_id = job.clone();
+                    async move {
+                        let answer = retention
+                            .list_deleted_objects(v1::ListDeletedObjectsRequest {
+                                job_id,
+                                page,
+                                ..Default::default()
+                            })
+                            .await?
+                            .into_inner();
+                        Ok((answer.objects, answer.next_page_token))
+                    }
+                },
+                output::object_json,
+            )
+            .await?;
+            if let Some((objects, note)) = listed {
+                print_objects(&objects, true)?;
+                if let Some(note) = note {
+                    out!("{note}")?;
+                }
+            }
         }
         DirectoryCommand::Restore { object, reason } => {
             let restored = clients
@@ -793,11 +924,11 @@ pub async fn directory(
             if json {
                 return print_json(&output::object_json(&restored));
             }
-            println!(
+            out!(
                 "restored {} ({}) with the same object id",
                 output::display_name(&restored),
                 restored.object_id
-            );
+            )?;
         }
         DirectoryCommand::Purge {
             object,
@@ -816,11 +947,11 @@ pub async fn directory(
                 })
                 .await?
                 .into_inner();
-            println!(
+            out!(
                 "purged {} at {}",
                 purged.object_id,
                 output::time(purged.purged_at.as_ref())
-            );
+            )?;
         }
     }
     Ok(())

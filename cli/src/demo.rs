@@ -12,6 +12,7 @@ use crate::args::DemoArgs;
 use crate::client::Clients;
 use crate::commands::print_quarantine;
 use crate::failure::Failure;
+use crate::out;
 use crate::output;
 
 fn user(n: usize) -> v1::SourceObject {
@@ -66,8 +67,8 @@ async fn push(
         .into_inner())
 }
 
-fn step(number: u32, text: &str) {
-    println!("\n== {number}. {text}");
+fn step(number: u32, text: &str) -> Result<(), Failure> {
+    out!("\n== {number}. {text}")
 }
 
 /// Plays the story; every step prints what happened.
@@ -78,7 +79,7 @@ pub async fn demo(clients: &mut Clients, args: DemoArgs) -> Result<(), Failure> 
     step(
         1,
         "Create a job protected by the default rule (more than 500 deletes + disables per cycle)",
-    );
+    )?;
     let job = clients
         .ingest
         .create_job(v1::CreateJobRequest {
@@ -93,16 +94,16 @@ pub async fn demo(clients: &mut Clients, args: DemoArgs) -> Result<(), Failure> 
         })
         .await?
         .into_inner();
-    println!("job {}", job.job_id);
+    out!("job {}", job.job_id)?;
 
-    step(2, &format!("Sync {} users from the source", args.users));
+    step(2, &format!("Sync {} users from the source", args.users))?;
     let first = push(clients, &job.job_id, 0..args.users).await?;
-    println!(
+    out!(
         "cycle {}: {} objects, {}",
         first.cycle_id,
         first.objects_received,
         output::cycle_state(first.cycle_state)
-    );
+    )?;
 
     step(
         3,
@@ -110,13 +111,13 @@ pub async fn demo(clients: &mut Clients, args: DemoArgs) -> Result<(), Failure> 
             "A broken export: {} users vanish from the source",
             args.remove
         ),
-    );
+    )?;
     let second = push(clients, &job.job_id, args.remove..args.users).await?;
-    println!(
+    out!(
         "cycle {}: {}",
         second.cycle_id,
         output::cycle_state(second.cycle_state)
-    );
+    )?;
     let status = clients
         .ingest
         .get_job(v1::GetJobRequest {
@@ -126,12 +127,12 @@ pub async fn demo(clients: &mut Clients, args: DemoArgs) -> Result<(), Failure> 
         .into_inner()
         .status
         .unwrap_or_default();
-    println!("job status: {}", status.message);
+    out!("job status: {}", status.message)?;
 
     step(
         4,
         "The quarantine: nothing was deleted; here is what is held",
-    );
+    )?;
     let quarantine = clients
         .gate
         .get_quarantine(v1::GetQuarantineRequest {
@@ -144,7 +145,7 @@ pub async fn demo(clients: &mut Clients, args: DemoArgs) -> Result<(), Failure> 
         })
         .await?
         .into_inner();
-    print_quarantine(&quarantine, 10);
+    print_quarantine(&quarantine, 10)?;
     let staged = clients
         .stager
         .query_provisioning_logs(v1::QueryProvisioningLogsRequest {
@@ -159,9 +160,9 @@ pub async fn demo(clients: &mut Clients, args: DemoArgs) -> Result<(), Failure> 
         .await?
         .into_inner()
         .entries;
-    println!("provisioning log: {} StagedDelete entries", staged.len());
+    out!("provisioning log: {} StagedDelete entries", staged.len())?;
 
-    step(5, "The email the identity team received");
+    step(5, "The email the identity team received")?;
     let key = format!("{}:quarantine_opened", quarantine.quarantine_id);
     let mut email = None;
     for _ in 0..60 {
@@ -183,11 +184,11 @@ pub async fn demo(clients: &mut Clients, args: DemoArgs) -> Result<(), Failure> 
                 break;
             }
             if notice.status == v1::DeliveryStatus::Sent as i32 {
-                println!(
+                out!(
                     "(sent over SMTP: {} to {})",
                     notice.subject,
                     notice.recipients.join(", ")
-                );
+                )?;
                 break;
             }
         }
@@ -195,30 +196,30 @@ pub async fn demo(clients: &mut Clients, args: DemoArgs) -> Result<(), Failure> 
     }
     match email {
         Some((file, text)) => {
-            println!("{}", file.display());
+            out!("{}", file.display())?;
             for header in text.lines().take_while(|line| !line.is_empty()) {
                 if ["From:", "To:", "Subject:", "Date:"]
                     .iter()
                     .any(|name| header.starts_with(name))
                 {
-                    println!("  {header}");
+                    out!("  {header}")?;
                 }
             }
-            println!();
+            out!()?;
             for line in plain_part(&text).lines() {
-                println!("  {line}");
+                out!("  {line}")?;
             }
         }
-        None => println!(
+        None => out!(
             "(no mail file in {}; with SMTP, look in your mail catcher)",
             args.mail_dir.display()
-        ),
+        )?,
     }
 
     step(
         6,
         "An approver allows the deletes, quoting the digest of what was reviewed",
-    );
+    )?;
     let allowed = clients
         .gate
         .allow_deletes(v1::AllowDeletesRequest {
@@ -229,9 +230,9 @@ pub async fn demo(clients: &mut Clients, args: DemoArgs) -> Result<(), Failure> 
         })
         .await?
         .into_inner();
-    println!("applied {} deletes", allowed.actions_applied);
+    out!("applied {} deletes", allowed.actions_applied)?;
 
-    step(7, "They are soft-deleted, restorable for the job's 30 days");
+    step(7, "They are soft-deleted, restorable for the job's 30 days")?;
     let deleted = clients
         .retention
         .list_deleted_objects(v1::ListDeletedObjectsRequest {
@@ -245,19 +246,19 @@ pub async fn demo(clients: &mut Clients, args: DemoArgs) -> Result<(), Failure> 
         .await?
         .into_inner()
         .objects;
-    println!("{} soft-deleted objects", deleted.len());
+    out!("{} soft-deleted objects", deleted.len())?;
     let Some(first_deleted) = deleted.first().cloned() else {
         return Err(Failure::other("no soft-deleted object to restore"));
     };
-    println!(
+    out!(
         "e.g. {} ({}), object id {}, restorable until {}",
         output::display_name(&first_deleted),
         first_deleted.anchor,
         first_deleted.object_id,
         output::time(first_deleted.restorable_until.as_ref())
-    );
+    )?;
 
-    step(8, "Restore one: the same object id comes back");
+    step(8, "Restore one: the same object id comes back")?;
     let restored = clients
         .retention
         .restore_object(v1::RestoreObjectRequest {
@@ -270,7 +271,7 @@ pub async fn demo(clients: &mut Clients, args: DemoArgs) -> Result<(), Failure> 
         })
         .await?
         .into_inner();
-    println!(
+    out!(
         "restored {} with object id {} ({})",
         output::display_name(&restored),
         restored.object_id,
@@ -279,8 +280,8 @@ pub async fn demo(clients: &mut Clients, args: DemoArgs) -> Result<(), Failure> 
         } else {
             "a DIFFERENT object id"
         }
-    );
-    println!("\ndemo complete: job {}", job.job_id);
+    )?;
+    out!("\ndemo complete: job {}", job.job_id)?;
     Ok(())
 }
 

@@ -5,12 +5,13 @@ use syncguard_devcerts::{DevCertificatePaths, DevCertificates, SERVICE_HOSTS};
 
 use crate::args::DevCertsArgs;
 use crate::failure::Failure;
+use crate::out;
 
 /// Writes the certificates and says where they are.
 pub fn dev_certs(args: DevCertsArgs) -> Result<(), Failure> {
     let paths = DevCertificatePaths::in_directory(&args.out);
     if args.keep_existing && paths.all_exist() {
-        println!("kept the certificates in {}", args.out.display());
+        out!("kept the certificates in {}", args.out.display())?;
         return Ok(());
     }
     let mut hosts: Vec<&str> = SERVICE_HOSTS.to_vec();
@@ -20,20 +21,20 @@ pub fn dev_certs(args: DevCertsArgs) -> Result<(), Failure> {
     let paths = certificates
         .write_to(&args.out)
         .map_err(|error| Failure::other(format!("{error:#}")))?;
-    println!(
+    out!(
         "CA (SYNCGUARD_TLS_CA, --ca, grpcurl -cacert): {}",
         paths.ca.display()
-    );
-    println!(
+    )?;
+    out!(
         "server (SYNCGUARD_TLS_CERT, SYNCGUARD_TLS_KEY): {} {}",
         paths.server_cert.display(),
         paths.server_key.display()
-    );
-    println!(
+    )?;
+    out!(
         "client (SYNCGUARD_TLS_CLIENT_CERT, SYNCGUARD_TLS_CLIENT_KEY, --cert/--key): {} {}",
         paths.client_cert.display(),
         paths.client_key.display()
-    );
-    println!("server names: {}", hosts.join(", "));
+    )?;
+    out!("server names: {}", hosts.join(", "))?;
     Ok(())
 }

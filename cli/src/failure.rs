@@ -30,6 +30,15 @@ impl Failure {
         }
     }
 
+    /// Standard output was closed by its reader (`syncguard logs | head`): stop quietly with
+    /// exit 0.
+    pub fn reader_gone() -> Self {
+        Self {
+            code: 0,
+            message: String::new(),
+        }
+    }
+
     /// The exit code.
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(self.code)
@@ -47,12 +56,18 @@ impl From<tonic::Status> for Failure {
                 " (read the current state again, e.g. `syncguard quarantine show`)",
             ),
             Code::InvalidArgument => (2, ""),
-            Code::Unavailable => (6, " (is the service running? scripts/run starts all five)"),
+            Code::Unavailable => (6, ""),
+            Code::Unimplemented => (6, ""),
             _ => (1, ""),
+        };
+        let message = if status.message().is_empty() {
+            format!("the service answered {:?} without a message", status.code())
+        } else {
+            status.message().to_owned()
         };
         Self {
             code,
-            message: format!("{}{hint}", status.message()),
+            message: format!("{message}{hint}"),
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::args::ImportArgs;
 use crate::client::Clients;
 use crate::commands::file_format;
 use crate::failure::Failure;
+use crate::out;
 use crate::output::{self, print_json};
 
 const CHUNK: usize = 1024 * 1024;
@@ -119,17 +120,18 @@ pub async fn import(clients: &mut Clients, args: ImportArgs, json: bool) -> Resu
     }
     for (name, response) in &results {
         if response.cycle_id.is_empty() {
-            println!(
+            out!(
                 "{name}: {} objects received and kept; the job is quarantined, so no cycle ran (syncguard quarantine show {})",
-                response.objects_received, args.job
-            );
+                response.objects_received,
+                args.job
+            )?;
         } else {
-            println!(
+            out!(
                 "{name}: {} objects, cycle {} {}",
                 response.objects_received,
                 response.cycle_id,
                 output::cycle_state(response.cycle_state)
-            );
+            )?;
         }
     }
     Ok(())

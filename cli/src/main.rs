@@ -1,5 +1,6 @@
 //! `syncguard`: the admin command line for a running syncguard suite.
 
+mod addressed;
 mod args;
 mod client;
 mod commands;
@@ -7,6 +8,7 @@ mod demo;
 mod dev_certs;
 mod failure;
 mod import;
+mod listing;
 mod output;
 mod tokens;
 
@@ -53,6 +55,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`| head`): not an error.
+        Err(failure) if failure.code == 0 => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("syncguard: {}", failure.message);
             failure.exit_code()

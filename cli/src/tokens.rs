@@ -7,6 +7,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::args::TokensCommand;
 use crate::failure::Failure;
+use crate::out;
 
 const ROLES: [&str; 5] = ["reader", "operator", "approver", "admin", "service"];
 
@@ -43,8 +44,8 @@ pub fn tokens(command: TokensCommand) -> Result<(), Failure> {
                 uuid::Uuid::new_v4().simple(),
                 uuid::Uuid::new_v4().simple()
             );
-            println!("token (give it to {name}; it is not shown again): {token}");
-            println!("tokens file line: {}", line(&role, &name, &token));
+            out!("token (give it to {name}; it is not shown again): {token}")?;
+            out!("tokens file line: {}", line(&role, &name, &token))?;
         }
         TokensCommand::Digest { role, name } => {
             checked(&role, &name)?;
@@ -58,7 +59,7 @@ pub fn tokens(command: TokensCommand) -> Result<(), Failure> {
                     "a token is at least 16 characters".to_owned(),
                 ));
             }
-            println!("{}", line(&role, &name, token));
+            out!("{}", line(&role, &name, token))?;
         }
     }
     Ok(())

@@ -20,6 +20,9 @@ pub async fn pins(
     request: &v1::ListPinsRequest,
 ) -> Result<v1::ListPinsResponse, GateError> {
     let job_id = JobId::parse("job_id", &request.job_id)?;
+    if !syncguard_store::job_exists(pool, job_id.0).await? {
+        return Err(GateError::JobNotFound(job_id));
+    }
     let page = syncguard_bootstrap::page(request.page.as_ref())?;
     let size = page.size;
     let after = page.token;

@@ -87,7 +87,22 @@ pub async fn find(
         )
         .into());
     };
-    row.ok_or_else(|| GateError::NotFound("no such quarantine (or the job has none open)".into()))
+    match row {
+        Some(row) => Ok(row),
+        None if !job_id.is_empty() => {
+            let job = JobId::parse("job_id", job_id)?;
+            if syncguard_store::job_exists(pool, job.0).await? {
+                Err(GateError::NotFound(format!(
+                    "job {job} has no open quarantine"
+                )))
+            } else {
+                Err(GateError::JobNotFound(job))
+            }
+        }
+        None => Err(GateError::NotFound(format!(
+            "quarantine {quarantine_id} not found"
+        ))),
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -270,7 +285,11 @@ pub async fn list(
     let job_id = if request.job_id.is_empty() {
         None
     } else {
-        Some(JobId::parse("job_id", &request.job_id)?.0)
+        let job = JobId::parse("job_id", &request.job_id)?;
+        if !syncguard_store::job_exists(pool, job.0).await? {
+            return Err(GateError::JobNotFound(job));
+        }
+        Some(job.0)
     };
     let states: Vec<String> = request
         .states

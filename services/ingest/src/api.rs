@@ -150,6 +150,57 @@ impl IngestApi {
         }
     }
 
+    /// Whether the protection fields of an update say what is recorded already (a client
+    /// that read the job, changed something else, and sent it back).
+    async fn protection_unchanged(
+        &self,
+        job_id: JobId,
+        asked: &v1::JobSpec,
+    ) -> Result<bool, IngestError> {
+        let recorded = self
+            .gate
+            .clone()
+            .get_protection(v1::GetProtectionRequest {
+                job_id: job_id.to_string(),
+            })
+            .await
+            .map_err(|status| IngestError::Peer {
+                service: "gate",
+                status,
+            })?
+            .into_inner();
+        Ok(recorded.rules == asked.protection_rules
+            && recorded.enabled != asked.protection_disabled)
+    }
+
+    /// One job with its protection as the gate has it recorded (the default rule when none
+    /// was asked for); listings leave the rules out.
+    async fn job_with_protection(&self, row: &jobs::JobRow) -> Result<v1::Job, IngestError> {
+        let mut job = self.job_view(row).await?;
+        let recorded = self
+            .gate
+            .clone()
+            .get_protection(v1::GetProtectionRequest {
+                job_id: job.job_id.clone(),
+            })
+            .await;
+        match recorded {
+            Ok(recorded) => {
+                if let Some(spec) = job.spec.as_mut() {
+                    let recorded = recorded.into_inner();
+                    spec.protection_rules = recorded.rules;
+                    spec.protection_disabled = !recorded.enabled;
+                    spec.protection_reason = recorded.reason;
+                }
+            }
+            // A read does not fail because the gate is away: the job comes without its rules.
+            Err(status) => {
+                tracing::warn!(job = %job.job_id, %status, "job shown without its protection: the gate did not answer");
+            }
+        }
+        Ok(job)
+    }
+
     async fn job_view(&self, row: &jobs::JobRow) -> Result<v1::Job, IngestError> {
         let status = jobs::job_status(&self.pool, row.job_id()).await?;
         Ok(row.to_proto(status))
@@ -247,7 +298,7 @@ impl IngestService for IngestApi {
             return Err(peer_status("gate", &status));
         }
         tracing::info!(job = %job_id, name = %spec.name, source = spec.source.kind(), actor, "job created");
-        Ok(Response::new(self.job_view(&row).await?))
+        Ok(Response::new(self.job_with_protection(&row).await?))
     }
 
     async fn update_job(
@@ -259,10 +310,11 @@ impl IngestService for IngestApi {
         let job_id = JobId::parse("job_id", &body.job_id).map_err(IngestError::from)?;
         let spec =
             job_spec::validate(body.spec.as_ref(), &self.policy).map_err(IngestError::from)?;
-        if body
+        if let Some(asked) = body
             .spec
             .as_ref()
-            .is_some_and(|spec| !spec.protection_rules.is_empty() || spec.protection_disabled)
+            .filter(|spec| !spec.protection_rules.is_empty() || spec.protection_disabled)
+            && !self.protection_unchanged(job_id, asked).await?
         {
             return Err(IngestError::Invalid(FieldError::new(
                 "spec.protection_rules",
@@ -274,7 +326,7 @@ impl IngestService for IngestApi {
             .map_err(IngestError::from)?
             .unwrap_or_default();
         let row = jobs::update(&self.pool, job_id, &spec, &caller, &reason).await?;
-        Ok(Response::new(self.job_view(&row).await?))
+        Ok(Response::new(self.job_with_protection(&row).await?))
     }
 
     async fn get_job(
@@ -284,7 +336,7 @@ impl IngestService for IngestApi {
         let job_id =
             JobId::parse("job_id", &request.get_ref().job_id).map_err(IngestError::from)?;
         let row = jobs::get(&self.pool, job_id).await?;
-        Ok(Response::new(self.job_view(&row).await?))
+        Ok(Response::new(self.job_with_protection(&row).await?))
     }
 
     async fn list_jobs(

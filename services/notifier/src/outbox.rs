@@ -151,6 +151,11 @@ pub async fn list(
                 .map_err(|_| FieldError::new("job_id", "not a job id"))?,
         )
     };
+    if let Some(job_id) = job_id
+        && !syncguard_store::job_exists(pool, job_id).await?
+    {
+        return Err(NotifierError::NotFound(format!("job {job_id} not found")));
+    }
     let statuses: Vec<&str> = request
         .statuses
         .iter()

@@ -120,6 +120,12 @@ pub async fn apply_next(
         sqlx::query("SET LOCAL work_mem = '256MB'")
             .execute(&mut *transaction)
             .await?;
+    } else {
+        // A small apply set: key lookups into the directory, whatever the statistics of a
+        // large job say (a hash of the whole directory costs hundreds of milliseconds).
+        sqlx::raw_sql("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+            .execute(&mut *transaction)
+            .await?;
     }
     let target = Target {
         cycle_id: cycle.cycle_id,

@@ -162,6 +162,11 @@ pub async fn list_objects(
         Ok(ObjectType::Group) => Some("group"),
         Err(_) => return Err(FieldError::new("object_type", "not an object type").into()),
     };
+    if let Some(job_id) = job_id
+        && !syncguard_store::job_exists(pool, job_id).await?
+    {
+        return Err(RetentionError::NotFound(format!("job {job_id} not found")));
+    }
     let (size, after) = object_page(request.page.as_ref())?;
     let rows: Vec<ObjectRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{OBJECT_SELECT} WHERE d.deleted_at IS NULL AND ($1::uuid IS NULL OR d.job_id = $1) \
@@ -195,7 +200,8 @@ pub async fn list_objects(
     })
 }
 
-/// Soft-deleted objects in object-id order, filtered by job, type, deletion time and purge time.
+/// Soft-deleted objects, most recently deleted first, filtered by job, type, deletion time
+/// and purge time. The page token is the last row's deletion time and object id.
 pub async fn list_deleted(
     pool: &PgPool,
     job_id: Option<Uuid>,
@@ -205,36 +211,50 @@ pub async fn list_deleted(
     purge_before: Option<DateTime<Utc>>,
     page: Option<&v1::PageRequest>,
 ) -> Result<v1::ListObjectsResponse, RetentionError> {
-    let (size, after) = object_page(page)?;
+    let page = syncguard_bootstrap::page(page)?;
+    let size = page.size as u32;
+    let before: Option<(i64, Uuid)> = match page.token.as_deref() {
+        None => None,
+        Some(token) => Some(
+            token
+                .split_once('/')
+                .and_then(|(micros, id)| Some((micros.parse().ok()?, Uuid::parse_str(id).ok()?)))
+                .ok_or_else(|| {
+                    FieldError::new("page.page_token", "not a token this listing gave")
+                })?,
+        ),
+    };
     let rows: Vec<ObjectRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{OBJECT_SELECT} WHERE d.deleted_at IS NOT NULL AND ($1::uuid IS NULL OR d.job_id = $1) \
            AND ($2::text IS NULL OR d.object_type = $2) \
            AND ($3::timestamptz IS NULL OR d.deleted_at >= $3) AND ($4::timestamptz IS NULL OR d.deleted_at < $4) \
-           AND ($5::timestamptz IS NULL OR d.purge_after < $5) AND ($6::uuid IS NULL OR d.object_id > $6) \
-         ORDER BY d.object_id LIMIT $7"
+           AND ($5::timestamptz IS NULL OR d.purge_after < $5) \
+           AND ($6::bigint IS NULL OR (d.deleted_at, d.object_id) < (to_timestamp($6::double precision / 1e6), $7)) \
+         ORDER BY d.deleted_at DESC, d.object_id DESC LIMIT $8"
     )))
     .bind(job_id)
     .bind(object_type)
     .bind(deleted_after)
     .bind(deleted_before)
     .bind(purge_before)
-    .bind(after)
+    .bind(before.map(|(micros, _)| micros))
+    .bind(before.map(|(_, id)| id))
     .bind(i64::from(size) + 1)
     .fetch_all(pool)
     .await?;
     let more = rows.len() > size as usize;
+    let last = rows[..rows.len().min(size as usize)].last().and_then(|row| {
+        row.deleted_at
+            .map(|at| (at.timestamp_micros(), row.object_id))
+    });
     let objects: Vec<v1::DirectoryObject> = rows
         .into_iter()
         .take(size as usize)
         .map(|row| row.view(&[]))
         .collect::<Result<_, _>>()?;
-    let next_page_token = if more {
-        objects
-            .last()
-            .map(|object| object.object_id.clone())
-            .unwrap_or_default()
-    } else {
-        String::new()
+    let next_page_token = match (more, last) {
+        (true, Some((micros, id))) => format!("{micros}/{id}"),
+        _ => String::new(),
     };
     Ok(v1::ListObjectsResponse {
         objects,

@@ -369,6 +369,11 @@ pub async fn list_deleted(
         Ok(ObjectType::Group) => Some("group"),
         Err(_) => return Err(FieldError::new("object_type", "not an object type").into()),
     };
+    if let Some(job_id) = job_id
+        && !syncguard_store::job_exists(pool, job_id).await?
+    {
+        return Err(RetentionError::NotFound(format!("job {job_id} not found")));
+    }
     let deleted_after = time("deleted_after", request.deleted_after.as_ref())?;
     let deleted_before = time("deleted_before", request.deleted_before.as_ref())?;
     let purge_before = time("purge_before", request.purge_before.as_ref())?;

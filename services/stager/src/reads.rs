@@ -102,12 +102,23 @@ pub async fn get_cycle(pool: &PgPool, cycle_id: Uuid) -> Result<v1::Cycle, Stage
     cycle_view(pool, cycle).await
 }
 
+/// A listing filtered by an unknown job is `NOT_FOUND`, not an empty page.
+async fn known_job(pool: &PgPool, job_id: Option<Uuid>) -> Result<(), StagerError> {
+    match job_id {
+        Some(job_id) if !syncguard_store::job_exists(pool, job_id).await? => {
+            Err(StagerError::NotFound(format!("job {job_id} not found")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Cycles newest first, filtered by job and states.
 pub async fn list_cycles(
     pool: &PgPool,
     request: &v1::ListCyclesRequest,
 ) -> Result<v1::ListCyclesResponse, StagerError> {
     let job_id = parse_uuid("job_id", &request.job_id)?;
+    known_job(pool, job_id).await?;
     let mut states = Vec::new();
     for (index, state) in request.states.iter().enumerate() {
         let name = v1::CycleState::try_from(*state)
@@ -301,6 +312,7 @@ pub async fn query_logs(
     request: &v1::QueryProvisioningLogsRequest,
 ) -> Result<v1::QueryProvisioningLogsResponse, StagerError> {
     let job_id = parse_uuid("job_id", &request.job_id)?;
+    known_job(pool, job_id).await?;
     let cycle_id = parse_uuid("cycle_id", &request.cycle_id)?;
     let display_actions = display_actions(request.action)?;
     let status = match v1::ActionStatus::try_from(request.status) {

@@ -14,6 +14,9 @@ use uuid::Uuid;
 use crate::diff::{ActionTable, Diff, SourceTable};
 use crate::error::StagerError;
 
+/// Deltas up to this many rows are diffed by key lookups only.
+const SMALL_DELTA_ROWS: i64 = 50_000;
+
 /// What one staging step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Staged {
@@ -176,6 +179,16 @@ async fn stage_queued(
         sqlx::query("SET LOCAL work_mem = '256MB'")
             .execute(&mut *transaction)
             .await?;
+    } else if next.object_count <= SMALL_DELTA_ROWS {
+        // A delta touches its own anchors only: look each one up by key. Left to the
+        // statistics of million-row snapshots, the planner hashes the whole directory
+        // (400 ms for a one-object delta on a 300,000-object job).
+        sqlx::raw_sql(
+            "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
+             SET LOCAL enable_seqscan = off",
+        )
+        .execute(&mut *transaction)
+        .await?;
     }
     let actions = diff.write_actions(&mut transaction).await?;
     let returned = diff.returned_pins(&mut transaction).await?;

@@ -19,6 +19,7 @@ use crate::auth::{AuthLayer, SharedTokens};
 use crate::background::Background;
 use crate::config::{Listen, ServiceConfig, ServiceName};
 use crate::cycle_events::CycleEvents;
+use crate::own_service::OwnServiceLayer;
 use crate::peers::{PeerChannel, peer_channel};
 use crate::readiness::{Readiness, ReadinessLayer, watch_database};
 use crate::tokens::TokenTable;
@@ -155,17 +156,21 @@ impl ServiceHost {
             self.migrated.clone(),
         ));
 
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(syncguard_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .context("reflection v1")?;
+        // Reflection lists what this port serves; the error-details types are described too,
+        // so grpcurl shows a field violation instead of "not recognized".
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(syncguard_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name(grpc_service_name)
+                .with_service_name("grpc.health.v1.Health")
+                .with_service_name("grpc.reflection.v1.ServerReflection")
+                .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+        };
+        let reflection_v1 = reflection().build_v1().context("reflection v1")?;
         // grpcurl 1.8 speaks only v1alpha.
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(syncguard_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()
-            .context("reflection v1alpha")?;
+        let reflection_v1alpha = reflection().build_v1alpha().context("reflection v1alpha")?;
         let routes = routes
             .add_service(tonic_health::pb::health_server::HealthServer::new(
                 HealthService::from_health_reporter(health.clone()),
@@ -182,6 +187,8 @@ impl ServiceHost {
         let stack = tower::ServiceBuilder::new()
             // Outermost: every call, refused or not, is one span in the caller's trace.
             .layer(ServerTraceLayer::new(service.as_str()))
+            // Another service's method on this port: say where it is served.
+            .layer(OwnServiceLayer::new(grpc_service_name))
             // While the database is away, calls are refused at once as UNAVAILABLE.
             .layer(ReadinessLayer::new(self.readiness.clone()))
             // Then authentication and the role check, before any handler runs.

@@ -5,6 +5,7 @@
 mod claims;
 mod cycle_record;
 mod error;
+mod jobs;
 mod pool;
 mod transaction;
 
@@ -13,6 +14,7 @@ pub use cycle_record::{
     CYCLE_RECORD_COLUMNS, CycleRecord, CycleRow, fetch_cycle, fetch_cycles, open_cycle,
 };
 pub use error::StoreError;
+pub use jobs::job_exists;
 pub use pool::{PoolSettings, answers, connect_lazy, migrate, service_role, wait_until_ready};
 pub use transaction::in_transaction;
 
