@@ -1,7 +1,7 @@
 //! A channel that says where it was pointed: a service that cannot be reached answers
 //! `UNAVAILABLE` naming the service and the address tried, and a port that serves another
-//! service (`UNIMPLEMENTED` without a message) names the flag to check, so no failure
-//! prints an empty or bare "transport error" line.
+//! service (`UNIMPLEMENTED`) names the address and the flag to check, so no failure prints
+//! an empty or bare "transport error" line.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -53,23 +53,26 @@ impl Target {
         ))
     }
 
-    fn wrong_service(&self, path: &str) -> Status {
+    fn wrong_service(&self, path: &str, answer: Option<Status>) -> Status {
+        let said = answer
+            .map(|status| status.message().to_owned())
+            .filter(|message| !message.is_empty())
+            .map(|message| format!(" ({message})"))
+            .unwrap_or_default();
         Status::unimplemented(format!(
-            "{} at {} does not serve {path}: is --{}-url the address of another service?",
+            "{} at {} does not serve {path}{said}: is --{}-url the address of another service?",
             self.service, self.url, self.service
         ))
     }
 }
 
-/// Whether a response is `UNIMPLEMENTED` with no message (what a port that serves another
-/// service answers).
-fn bare_unimplemented(response: &http::Response<Body>) -> bool {
-    let headers = response.headers();
-    headers.get("grpc-status").and_then(|v| v.to_str().ok()) == Some("12")
-        && headers
-            .get("grpc-message")
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(str::is_empty)
+/// Whether a response is `UNIMPLEMENTED` (what a port that serves another service answers).
+fn unimplemented(response: &http::Response<Body>) -> bool {
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        == Some("12")
 }
 
 impl Service<http::Request<Body>> for AddressedChannel {
@@ -88,8 +91,9 @@ impl Service<http::Request<Body>> for AddressedChannel {
         let call = self.inner.call(request);
         Box::pin(async move {
             match call.await {
-                Ok(response) if bare_unimplemented(&response) => {
-                    Ok(target.wrong_service(&path).into_http())
+                Ok(response) if unimplemented(&response) => {
+                    let answer = Status::from_header_map(response.headers());
+                    Ok(target.wrong_service(&path, answer).into_http())
                 }
                 Ok(response) => Ok(response),
                 Err(error) => Ok(target.unreachable(&error).into_http()),

@@ -138,9 +138,37 @@ async fn each_binary_serves_is_discoverable_and_stops_within_five_seconds() -> a
                 ServiceName::Retention => "Retention",
             }
         );
-        assert!(listed.contains(&expected), "{}: {listed}", service.as_str());
-        assert!(listed.contains("grpc.health.v1.Health"), "{listed}");
+        let mut names: Vec<&str> = listed
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                expected.as_str(),
+                "grpc.health.v1.Health",
+                "grpc.reflection.v1.ServerReflection",
+                "grpc.reflection.v1alpha.ServerReflection",
+            ]
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>(),
+            "{} lists what it serves and nothing else",
+            service.as_str()
+        );
     }
+    // The error details a field violation carries are described, so grpcurl can show them.
+    let bad_request = grpcurl_output(&[
+        &children[0].1.to_string(),
+        "describe",
+        "google.rpc.BadRequest",
+    ])
+    .await;
+    assert!(bad_request.contains("field_violations"), "{bad_request}");
 
     let gate = children[2].1.to_string();
     let described = grpcurl_output(&[&gate, "describe", "syncguard.v1.GateService"]).await;
@@ -158,6 +186,31 @@ async fn each_binary_serves_is_discoverable_and_stops_within_five_seconds() -> a
     .await;
     let compact: String = jobs.chars().filter(|c| !c.is_whitespace()).collect();
     assert_eq!(compact, "{}", "a reader lists jobs, and there are none yet");
+
+    // A gate method asked of the ingest port: the answer says which service this port serves.
+    let misdirected = Command::new(grpcurl())
+        .args(transport::grpcurl_connection_args())
+        .args([
+            "-H",
+            &authorization,
+            "-d",
+            "{}",
+            &ingest,
+            "syncguard.v1.GateService/ListQuarantines",
+        ])
+        .output()
+        .await?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&misdirected.stdout),
+        String::from_utf8_lossy(&misdirected.stderr)
+    );
+    assert!(!misdirected.status.success(), "{said}");
+    assert!(
+        said.contains("Unimplemented")
+            && said.contains("this port serves syncguard.v1.IngestService"),
+        "{said}"
+    );
 
     // Each binary checks itself for container health probes.
     for (service, address, _) in &children {

@@ -345,7 +345,7 @@ async fn the_demo_plays_the_whole_story() -> anyhow::Result<()> {
         "job status: Delete threshold exceeded",
         "600 StagedDelete entries",
         "Subject: [syncguard] Delete threshold exceeded",
-        "600 delete users",
+        "600 user deletes",
         "applied 600 deletes",
         "600 soft-deleted objects",
         "(the same object id)",
@@ -355,5 +355,256 @@ async fn the_demo_plays_the_whole_story() -> anyhow::Result<()> {
             "missing {expected:?} in:\n{printed}"
         );
     }
+    suite.stop().await
+}
+
+/// Runs `syncguard <args>` with its standard output read only up to `lines` lines, then
+/// closed, as `| head -<lines>` does.
+async fn syncguard_head(
+    suite: &Suite,
+    token: &str,
+    args: &[&str],
+    lines: usize,
+) -> (std::process::ExitStatus, String, String) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+    let mut command = Command::new(cli_binary());
+    command
+        .args(args)
+        .env("SYNCGUARD_TOKEN", token)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for service in ServiceName::ALL {
+        command.env(
+            service.url_variable(),
+            transport::service_url(suite.address(service)),
+        );
+    }
+    command.envs(transport::cli_env());
+    let mut child = command.spawn().expect("the CLI runs");
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut read = String::new();
+    for _ in 0..lines {
+        match stdout.next_line().await {
+            Ok(Some(line)) => {
+                read.push_str(&line);
+                read.push('\n');
+            }
+            _ => break,
+        }
+    }
+    drop(stdout);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stderr)
+        .await
+        .expect("stderr reads");
+    let status = child.wait().await.expect("the CLI ends");
+    (status, read, stderr)
+}
+
+/// A job with `total` users, then a source that lost all but 2 of them: a quarantine of
+/// `total - 2` held deletes, and as many log rows.
+async fn job_with_many_held_deletes(suite: &Suite, total: usize) -> anyhow::Result<String> {
+    use syncguard_e2e::directory::{directory, push_snapshot};
+    use syncguard_proto::v1;
+    let mut ingest = suite.ingest(Some(&suite.tokens.operator));
+    let mut spec = crate::jobs::push_job("many");
+    spec.protection_rules = vec![v1::ProtectionRule {
+        max_count: Some(10),
+        ..Default::default()
+    }];
+    let job = ingest
+        .create_job(v1::CreateJobRequest { spec: Some(spec) })
+        .await?
+        .into_inner()
+        .job_id;
+    let people = directory(total, 0);
+    push_snapshot(&mut ingest, &job, &people).await?;
+    push_snapshot(&mut ingest, &job, &people[..2]).await?;
+    Ok(job)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_ends_quietly_when_its_reader_stops_and_says_what_it_did_not_show()
+-> anyhow::Result<()> {
+    let suite = Suite::start().await?;
+    let job = job_with_many_held_deletes(&suite, 600).await?;
+    let reader = suite.tokens.reader.clone();
+
+    // `| head -8`: no panic, no error, exit 0.
+    let (status, shown, stderr) = syncguard_head(
+        &suite,
+        &reader,
+        &[
+            "logs",
+            "--job",
+            &job,
+            "--action",
+            "staged-delete",
+            "--limit",
+            "500",
+        ],
+        8,
+    )
+    .await;
+    assert_eq!(shown.lines().count(), 8, "{shown}");
+    assert!(status.success(), "exit {status}: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+
+    // A table of 50 says how many more there are and how to see them.
+    let logs = syncguard(
+        &suite,
+        Some(&reader),
+        &["logs", "--job", &job, "--action", "staged-delete"],
+    )
+    .await;
+    let table = stdout(&logs);
+    assert!(logs.status.success(), "{table}");
+    assert!(
+        table.contains("... and 548 more (use --all, or --limit N)"),
+        "{table}"
+    );
+    let all = syncguard(
+        &suite,
+        Some(&reader),
+        &["logs", "--job", &job, "--action", "staged-delete", "--all"],
+    )
+    .await;
+    assert_eq!(
+        stdout(&all).lines().count(),
+        1 + 598,
+        "a header and every row"
+    );
+
+    // JSON carries every row unless --limit says otherwise.
+    let every = json(
+        &syncguard(
+            &suite,
+            Some(&reader),
+            &["logs", "--job", &job, "--action", "staged-delete", "--json"],
+        )
+        .await,
+    );
+    assert_eq!(every.as_array().map(Vec::len), Some(598));
+    assert!(
+        every[0]["at"]
+            .as_str()
+            .is_some_and(|at| chrono::DateTime::parse_from_rfc3339(at).is_ok()),
+        "RFC 3339 times: {}",
+        every[0]
+    );
+    let ten = json(
+        &syncguard(
+            &suite,
+            Some(&reader),
+            &["logs", "--job", &job, "--json", "--limit", "10"],
+        )
+        .await,
+    );
+    assert_eq!(ten.as_array().map(Vec::len), Some(10));
+
+    // The quarantine lists 50 of its 598 actions and says so.
+    let shown = syncguard(&suite, Some(&reader), &["quarantine", "show", &job]).await;
+    assert!(
+        stdout(&shown).contains("... and 548 more"),
+        "{}",
+        stdout(&shown)
+    );
+    suite.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_names_the_address_and_the_flag_when_it_cannot_reach_a_service()
+-> anyhow::Result<()> {
+    let suite = Suite::start().await?;
+    let reader = suite.tokens.reader.clone();
+    let gate = transport::service_url(suite.address(ServiceName::Gate));
+
+    // The gate's port given as ingest's.
+    let wrong_port = syncguard(
+        &suite,
+        Some(&reader),
+        &["--ingest-url", &gate, "jobs", "list"],
+    )
+    .await;
+    let said = String::from_utf8_lossy(&wrong_port.stderr).into_owned();
+    assert!(!wrong_port.status.success());
+    assert!(
+        said.contains(&gate) && said.contains("--ingest-url"),
+        "{said}"
+    );
+    assert!(
+        said.contains("syncguard.v1.GateService"),
+        "the port says what it serves: {said}"
+    );
+
+    // No scheme.
+    let bare = suite.address(ServiceName::Ingest).to_string();
+    let no_scheme = syncguard(
+        &suite,
+        Some(&reader),
+        &["--ingest-url", &bare, "jobs", "list"],
+    )
+    .await;
+    let said = String::from_utf8_lossy(&no_scheme.stderr).into_owned();
+    assert_eq!(no_scheme.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("needs a scheme") && said.contains(&bare),
+        "{said}"
+    );
+
+    // Nothing listens there.
+    let dead = transport::service_url("127.0.0.1:9".parse()?);
+    let nobody = syncguard(
+        &suite,
+        Some(&reader),
+        &["--ingest-url", &dead, "jobs", "list"],
+    )
+    .await;
+    let said = String::from_utf8_lossy(&nobody.stderr).into_owned();
+    assert_eq!(nobody.status.code(), Some(6), "{said}");
+    assert!(
+        said.contains("cannot reach ingest at") && said.contains("127.0.0.1:9"),
+        "{said}"
+    );
+    suite.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_job_is_exit_3_in_every_command() -> anyhow::Result<()> {
+    let suite = Suite::start().await?;
+    let reader = suite.tokens.reader.clone();
+    let unknown = uuid::Uuid::new_v4().to_string();
+    for args in [
+        vec!["jobs", "show", &unknown],
+        vec!["cycles", "list", "--job", &unknown],
+        vec!["logs", "--job", &unknown],
+        vec!["directory", "list", &unknown],
+        vec!["directory", "deleted", &unknown],
+        vec!["quarantine", "show", &unknown],
+        vec!["quarantine", "pins", &unknown],
+    ] {
+        let answer = syncguard(&suite, Some(&reader), &args).await;
+        let said = String::from_utf8_lossy(&answer.stderr).into_owned();
+        assert_eq!(
+            answer.status.code(),
+            Some(3),
+            "{args:?}: {said}{}",
+            stdout(&answer)
+        );
+        assert!(said.contains(&unknown), "{args:?} names the job: {said}");
+    }
+    let not_an_id = syncguard(&suite, Some(&reader), &["quarantine", "show", "not-a-uuid"]).await;
+    let said = String::from_utf8_lossy(&not_an_id.stderr).into_owned();
+    assert_eq!(not_an_id.status.code(), Some(2), "{said}");
+    assert!(said.contains("not a job id or a quarantine id"), "{said}");
+    assert!(!said.contains("quarantine_id"), "{said}");
     suite.stop().await
 }

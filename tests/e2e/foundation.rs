@@ -331,3 +331,28 @@ async fn each_table_is_written_by_its_owning_service_only() -> anyhow::Result<()
     drop(conn);
     suite.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_test_leaves_no_database_behind() -> anyhow::Result<()> {
+    let (name_sender, name_receiver) = tokio::sync::oneshot::channel();
+    // A test body that fails half-way, with its services running.
+    let failed = tokio::spawn(async move {
+        let suite = syncguard_e2e::Suite::start()
+            .await
+            .expect("the suite starts");
+        let _ = name_sender.send(suite.database().name().to_owned());
+        panic!("a test that fails before it cleans up");
+    })
+    .await;
+    assert!(failed.is_err(), "the failing body panicked");
+    let name = name_receiver.await?;
+    let server = syncguard_e2e::TestDatabase::create().await?;
+    let mut conn = server.connect().await?;
+    let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_one(&mut conn)
+        .await?;
+    sqlx::Connection::close(conn).await?;
+    assert_eq!(left, 0, "database {name} was left behind");
+    server.drop_database().await
+}

@@ -96,15 +96,185 @@ async fn the_quarantine_email_arrives_with_what_happened_and_how_to_act() -> any
     );
     assert!(message.contains("text/html"), "{message}");
     let unfolded = message.replace("=\r\n", "").replace("=\n", "");
-    assert!(unfolded.contains("4 delete users"), "{unfolded}");
-    assert!(
-        unfolded.contains("(u-00000): removed from the source"),
-        "{unfolded}"
-    );
+    assert!(unfolded.contains("4 user deletes"), "{unfolded}");
+    assert!(unfolded.contains("u-00000"), "{unfolded}");
+    assert!(unfolded.contains("removed from the source"), "{unfolded}");
     assert!(unfolded.contains(&quarantine.quarantine_id), "{unfolded}");
     assert!(unfolded.contains("GateService/AllowDeletes"), "{unfolded}");
     assert!(unfolded.contains("held until"), "{unfolded}");
     assert_eq!(server.messages().len(), 1);
+    suite.stop().await?;
+    server.stop().await
+}
+
+/// The parts of a delivered message as Python's `email` package decodes them, with the
+/// HTML part parsed by `html.parser`: its text, its table rows (cells as text) and its
+/// `<pre>` blocks. A real parser, not string matching, so broken markup shows.
+fn parsed_html(message: &str) -> anyhow::Result<serde_json::Value> {
+    const PARSE: &str = r#"
+import email, json, sys
+from email import policy
+from html.parser import HTMLParser
+
+msg = email.message_from_string(sys.stdin.read(), policy=policy.default)
+html = msg.get_body(preferencelist=("html",)).get_content()
+plain = msg.get_body(preferencelist=("plain",)).get_content()
+
+class Reader(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.rows, self.pre, self.text, self.tags = [], [], [], []
+        self.row = None; self.cell = None; self.in_pre = False
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "tr": self.row = []
+        elif tag in ("td", "th"): self.cell = ""
+        elif tag == "pre": self.in_pre = True; self.pre.append("")
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self.row is not None: self.row.append(self.cell); self.cell = None
+        elif tag == "tr": self.rows.append(self.row); self.row = None
+        elif tag == "pre": self.in_pre = False
+    def handle_data(self, data):
+        self.text.append(data)
+        if self.cell is not None: self.cell += data
+        if self.in_pre: self.pre[-1] += data
+
+reader = Reader()
+reader.feed(html)
+reader.close()
+print(json.dumps({"rows": reader.rows, "pre": reader.pre, "text": "".join(reader.text),
+                  "tags": sorted(set(reader.tags)), "plain": plain}))
+"#;
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", PARSE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(message.as_bytes())?;
+    let output = child.wait_with_output()?;
+    anyhow::ensure!(output.status.success(), "the message did not parse");
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quarantine_mail_is_real_html_escaped_and_the_allowed_mail_says_what_happened()
+-> anyhow::Result<()> {
+    let port = free_port();
+    let server = SmtpServer::accepting(port).await?;
+    let suite = Suite::start_with(smtp_options(port)).await?;
+    let mut spec = push_job("HR <b>feed</b> & co");
+    spec.protection_rules = vec![v1::ProtectionRule {
+        max_count: Some(1),
+        ..Default::default()
+    }];
+    let mut ingest = suite.ingest(Some(&suite.tokens.operator));
+    let job_id = ingest
+        .create_job(v1::CreateJobRequest { spec: Some(spec) })
+        .await?
+        .into_inner()
+        .job_id;
+    let mut people = directory(10, 0);
+    people[0].attributes.insert(
+        "cn".into(),
+        v1::AttributeValues {
+            values: vec!["<script>alert(1)</script> Ada & Co".into()],
+        },
+    );
+    push_snapshot(&mut ingest, &job_id, &people).await?;
+    push_snapshot(&mut ingest, &job_id, &people[3..]).await?;
+    let opened = wait_for("the quarantine email", Duration::from_secs(30), || {
+        let messages = server.messages();
+        async move { messages.into_iter().next() }
+    })
+    .await?;
+    let page = parsed_html(&opened)?;
+    let rows = page["rows"].as_array().expect("rows");
+    assert!(
+        rows.iter()
+            .any(|row| row[0] == "user delete" && row[1] == "3"),
+        "the counts table: {rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|row| row[1] == "<script>alert(1)</script> Ada & Co"
+                && row[2] == "u-00000"
+                && row[3] == "removed from the source"),
+        "the sample table shows the name as text: {rows:?}"
+    );
+    assert!(
+        !page["tags"]
+            .as_array()
+            .expect("tags")
+            .iter()
+            .any(|tag| tag == "script" || tag == "b"),
+        "markup from the source or the job name is escaped: {page}"
+    );
+    let text = page["text"].as_str().unwrap_or_default();
+    assert!(text.contains("HR <b>feed</b> & co"), "{text}");
+    assert!(text.contains("sent 7 objects"), "{text}");
+    assert!(text.contains("holds 10 live objects"), "{text}");
+    assert!(text.contains("restorable for 30 days"), "{text}");
+    let quarantine = suite
+        .gate(Some(&suite.tokens.approver))
+        .get_quarantine(v1::GetQuarantineRequest {
+            job_id: job_id.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(text.contains(&quarantine.digest), "the digest: {text}");
+    let commands = page["pre"]
+        .as_array()
+        .expect("pre")
+        .iter()
+        .map(|c| c.as_str().unwrap_or_default().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        commands.contains(&format!("syncguard quarantine allow {job_id} --reason")),
+        "commands keep their lines in <pre>: {commands}"
+    );
+
+    suite
+        .gate(Some(&suite.tokens.approver))
+        .allow_deletes(v1::AllowDeletesRequest {
+            quarantine_id: quarantine.quarantine_id.clone(),
+            digest: quarantine.digest.clone(),
+            reason: "HR confirmed the three leavers".into(),
+            anchors: vec![],
+        })
+        .await?;
+    let allowed = wait_for("the allowed email", Duration::from_secs(30), || {
+        let messages = server.messages();
+        async move {
+            messages
+                .into_iter()
+                .find(|m| m.contains("Subject: [syncguard] Deletes allowed"))
+        }
+    })
+    .await?;
+    let page = parsed_html(&allowed)?;
+    let plain = page["plain"].as_str().unwrap_or_default();
+    assert!(plain.contains("approver:alice allowed"), "who: {plain}");
+    assert!(plain.contains("3 allowed, 0 rejected"), "counts: {plain}");
+    assert!(
+        plain.contains("HR confirmed the three leavers"),
+        "why: {plain}"
+    );
+    assert!(plain.contains("restorable"), "until when: {plain}");
+    assert!(
+        plain.contains(&format!("syncguard directory deleted {job_id}")),
+        "how to restore: {plain}"
+    );
+    assert!(
+        plain.contains("syncguard directory restore <object id>"),
+        "{plain}"
+    );
     suite.stop().await?;
     server.stop().await
 }

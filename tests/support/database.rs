@@ -6,11 +6,13 @@ use sqlx::ConnectOptions as _;
 use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 
-/// A database created for one test and dropped by [`TestDatabase::drop_database`].
+/// A database created for one test and dropped by [`TestDatabase::drop_database`], or when
+/// it goes out of scope (a failed test included), so no test leaves a database behind.
 pub struct TestDatabase {
     server: PgConnectOptions,
     server_url: String,
     name: String,
+    dropped: bool,
 }
 
 impl TestDatabase {
@@ -41,7 +43,13 @@ impl TestDatabase {
             server,
             server_url: url,
             name,
+            dropped: false,
         })
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Connection options for the test's database.
@@ -70,14 +78,39 @@ impl TestDatabase {
     }
 
     /// Drops the database; connections still open to it are terminated.
-    pub async fn drop_database(self) -> anyhow::Result<()> {
-        let mut admin = self.server.connect().await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut admin)
-        .await?;
-        Ok(())
+    pub async fn drop_database(mut self) -> anyhow::Result<()> {
+        self.dropped = true;
+        drop_named(&self.server, &self.name).await
+    }
+}
+
+async fn drop_named(server: &PgConnectOptions, name: &str) -> anyhow::Result<()> {
+    let mut admin = server.connect().await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await?;
+    Ok(())
+}
+
+impl Drop for TestDatabase {
+    /// A test that failed before dropping its database: drop it now, on a thread of its own
+    /// (this may run inside an async runtime, which must not block).
+    fn drop(&mut self) {
+        if self.dropped {
+            return;
+        }
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(drop_named(&server, &name))
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop the test database {}", self.name);
+        }
     }
 }

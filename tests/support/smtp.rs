@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use crate::wait_for;
-
 /// A running aiosmtpd on a loopback port.
 pub struct SmtpServer {
     child: Child,
@@ -63,22 +61,32 @@ impl SmtpServer {
                 "cannot start python3 -m aiosmtpd ({error}): install it with `pip install aiosmtpd`"
             )
         })?;
-        let up = wait_for(
-            "aiosmtpd to listen",
-            Duration::from_secs(20),
-            || async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-                    .map(|_| ())
-            },
-        )
-        .await;
-        if let Err(error) = up {
-            let status = child.try_wait()?;
-            anyhow::bail!(
-                "{error}; aiosmtpd exited with {status:?}: is it installed (`pip install aiosmtpd`)?"
+        // Listening, or gone: a process that exited (not installed, port taken) is reported
+        // at once instead of after the whole wait.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            if let Some(status) = child.try_wait()? {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = child.stderr.take() {
+                    use tokio::io::AsyncReadExt as _;
+                    let _ = pipe.read_to_string(&mut stderr).await;
+                }
+                anyhow::bail!(
+                    "aiosmtpd exited with {status} before listening on {port} (is it installed? `pip install aiosmtpd`): {}",
+                    stderr.trim()
+                );
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "aiosmtpd did not listen on {port} within 20 s"
             );
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
         Ok(Self {
             child,

@@ -127,7 +127,7 @@ pub async fn compose(
     }))
 }
 
-/// cycle, breaches, hold until, state, closed by, closed reason.
+/// cycle, breaches, hold until, state, closed by, closed reason, digest.
 type QuarantineFacts = (
     Uuid,
     serde_json::Value,
@@ -135,6 +135,7 @@ type QuarantineFacts = (
     String,
     Option<String>,
     Option<String>,
+    String,
 );
 
 /// The facts of a quarantine event: rules broken, counts, a sample of held actions, the hold
@@ -147,14 +148,14 @@ async fn describe_quarantine(
     event: &mut v1::NotificationEvent,
 ) -> Result<(), NotifierError> {
     let row: Option<QuarantineFacts> = sqlx::query_as(
-        "SELECT cycle_id, breaches, hold_until, state, closed_by, closed_reason FROM quarantines \
+        "SELECT cycle_id, breaches, hold_until, state, closed_by, closed_reason, digest FROM quarantines \
              WHERE quarantine_id = $1 AND job_id = $2",
     )
     .bind(quarantine_id)
     .bind(job_id.0)
     .fetch_optional(pool)
     .await?;
-    let (cycle_id, breaches, hold_until, _state, closed_by, closed_reason) =
+    let (cycle_id, breaches, hold_until, _state, closed_by, closed_reason, digest) =
         row.ok_or_else(|| FieldError::new("quarantine_id", "no such quarantine of this job"))?;
     let decided = matches!(
         kind,
@@ -225,11 +226,68 @@ async fn describe_quarantine(
             },
         )
         .collect::<Result<_, NotifierError>>()?;
+    event.digest = digest;
+    describe_context(pool, job_id, cycle_id, event).await?;
     if decided {
         event.actor = closed_by.unwrap_or_default();
         event.detail = closed_reason.unwrap_or_default();
+        describe_decision(pool, cycle_id, event).await?;
     } else {
         event.actor = "service:gate".into();
     }
+    Ok(())
+}
+
+/// The size of the read beside the size of the target, and how long deletes stay
+/// restorable: what tells a reader whether "400 deletes" is a purge or a broken export.
+async fn describe_context(
+    pool: &PgPool,
+    job_id: JobId,
+    cycle_id: Uuid,
+    event: &mut v1::NotificationEvent,
+) -> Result<(), NotifierError> {
+    let (source_objects, delta, retention_days, target_objects): (i64, bool, i32, i64) =
+        sqlx::query_as(
+            "SELECT s.object_count, s.kind = 'delta', j.retention_days, \
+                    (SELECT count(*) FROM directory_objects d WHERE d.job_id = j.job_id AND d.deleted_at IS NULL) \
+             FROM snapshots s JOIN jobs j ON j.job_id = s.job_id WHERE s.cycle_id = $1 AND s.job_id = $2",
+        )
+        .bind(cycle_id)
+        .bind(job_id.0)
+        .fetch_one(pool)
+        .await?;
+    event.source_objects = source_objects.max(0) as u64;
+    event.target_objects = target_objects.max(0) as u64;
+    event.delta = delta;
+    event.retention_days = retention_days.max(0) as u32;
+    Ok(())
+}
+
+/// What a decision did: how many held actions it allowed and rejected, and for allowed
+/// deletes until when the objects can be restored (their real deadline once retention
+/// applied them, else the expected one).
+async fn describe_decision(
+    pool: &PgPool,
+    cycle_id: Uuid,
+    event: &mut v1::NotificationEvent,
+) -> Result<(), NotifierError> {
+    let (allowed, rejected, applied, restorable_until): (i64, i64, bool, Option<DateTime<Utc>>) =
+        sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE s.status IN ('allowed', 'applied')), \
+                    count(*) FILTER (WHERE s.status = 'rejected'), \
+                    EXISTS (SELECT 1 FROM applied_cycles ac WHERE ac.cycle_id = $1), \
+                    COALESCE(max(d.purge_after), now() + make_interval(days => max(j.retention_days))) \
+             FROM action_states s JOIN jobs j ON j.job_id = s.job_id \
+             LEFT JOIN directory_objects d ON s.action = 'delete' AND s.status = 'applied' \
+                  AND d.job_id = s.job_id AND d.anchor = s.anchor AND d.deleted_at IS NOT NULL \
+             WHERE s.cycle_id = $1 AND s.action IN ('delete', 'disable')",
+        )
+        .bind(cycle_id)
+        .fetch_one(pool)
+        .await?;
+    event.allowed = allowed.max(0) as u64;
+    event.rejected = rejected.max(0) as u64;
+    event.applied = applied;
+    event.restorable_until = restorable_until.map(timestamp);
     Ok(())
 }

@@ -243,10 +243,12 @@ pub async fn list_deleted(
     .fetch_all(pool)
     .await?;
     let more = rows.len() > size as usize;
-    let last = rows[..rows.len().min(size as usize)].last().and_then(|row| {
-        row.deleted_at
-            .map(|at| (at.timestamp_micros(), row.object_id))
-    });
+    let last = rows[..rows.len().min(size as usize)]
+        .last()
+        .and_then(|row| {
+            row.deleted_at
+                .map(|at| (at.timestamp_micros(), row.object_id))
+        });
     let objects: Vec<v1::DirectoryObject> = rows
         .into_iter()
         .take(size as usize)
