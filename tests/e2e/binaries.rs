@@ -136,6 +136,7 @@ async fn each_binary_serves_is_discoverable_and_stops_within_five_seconds() -> a
                 ServiceName::Gate => "Gate",
                 ServiceName::Notifier => "Notifier",
                 ServiceName::Retention => "Retention",
+                ServiceName::Exporter => "Exporter",
             }
         );
         let mut names: Vec<&str> = listed

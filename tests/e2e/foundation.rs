@@ -14,7 +14,7 @@ use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
 /// Every table and the one service that writes it (the schema's ownership comments). The
 /// provisioning log is the exception: append-only, every service appends its own rows.
-const OWNERS: [(&str, &str); 22] = [
+const OWNERS: [(&str, &str); 25] = [
     ("applied_cycles", "retention"),
     ("approvals", "gate"),
     ("cycles", "stager"),
@@ -22,6 +22,9 @@ const OWNERS: [(&str, &str); 22] = [
     ("directory_changes", "retention"),
     ("directory_memberships", "retention"),
     ("directory_objects", "retention"),
+    ("export_cursors", "exporter"),
+    ("export_failures", "exporter"),
+    ("export_objects", "exporter"),
     ("feed_clock", "retention"),
     ("held_verdicts", "gate"),
     ("job_protection", "gate"),
@@ -46,6 +49,7 @@ fn grpc_name(service: ServiceName) -> &'static str {
         ServiceName::Gate => "syncguard.v1.GateService",
         ServiceName::Notifier => "syncguard.v1.NotifierService",
         ServiceName::Retention => "syncguard.v1.RetentionService",
+        ServiceName::Exporter => "syncguard.v1.ExporterService",
     }
 }
 

@@ -19,7 +19,7 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::cycle::live_objects;
 use crate::jobs::push_job;
 
-const SERVICES: [ServiceName; 5] = ServiceName::ALL;
+const SERVICES: [ServiceName; 6] = ServiceName::ALL;
 
 async fn all_report(suite: &Suite, wanted: ServingStatus) -> bool {
     for service in SERVICES {
@@ -82,14 +82,21 @@ async fn a_database_outage_mid_cycle_and_mid_allow_is_survived() -> anyhow::Resu
         .job_id;
     push_snapshot(&mut ingest, &job_id, &directory(20, 0)).await?;
 
-    // A writer pushes sixty one-user deltas; the database stops after the tenth answer.
+    // A writer pushes sixty one-user deltas; the database stops after the tenth answer,
+    // and the writer's eleventh push waits until the services have noticed (a push sent in
+    // between waits for a connection, up to the pool's acquire timeout, and may succeed).
     let (acked, mut acked_rx) = mpsc::unbounded_channel::<usize>();
+    let (stopped, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     let writer = {
         let mut ingest = suite.ingest(Some(&suite.tokens.operator));
         let job_id = job_id.clone();
         tokio::spawn(async move {
             let mut refusals = Vec::new();
+            let mut stopped_rx = stopped_rx;
             for n in 0..60 {
+                if n == 10 {
+                    (&mut stopped_rx).await?;
+                }
                 let pushed = push_until_accepted(
                     &mut ingest,
                     v1::PushDeltaRequest {
@@ -122,6 +129,7 @@ async fn a_database_outage_mid_cycle_and_mid_allow_is_survived() -> anyhow::Resu
         },
     )
     .await?;
+    let _ = stopped.send(());
     let asked = Instant::now();
     let refused = suite
         .ingest(Some(&suite.tokens.reader))

@@ -24,6 +24,8 @@ async fn two_instances_of_each_service_do_every_step_once() -> anyhow::Result<()
     let options = SuiteOptions {
         maintenance_interval: Duration::from_millis(300),
         reminder_interval: Duration::from_secs(1),
+        // The purge below moves the clock 31 days; the feed, counted at the end, must outlive it.
+        feed_retention_days: 365,
         ..Default::default()
     };
     let clock = options.retention_clock.clone();

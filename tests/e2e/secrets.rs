@@ -56,6 +56,12 @@ async fn reader_call(
             })
             .await
             .map(drop),
+        ServiceName::Exporter => {
+            syncguard_proto::v1::exporter_service_client::ExporterServiceClient::new(channel)
+                .list_targets(v1::ListTargetsRequest::default())
+                .await
+                .map(drop)
+        }
     };
     // Past authentication, "not found" is an answer too.
     match outcome {

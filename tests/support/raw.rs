@@ -87,11 +87,18 @@ pub async fn call(
         .await?
         .into_inner();
     let mut messages = Vec::new();
-    while let Some(message) = stream.message().await? {
-        messages.push(message);
+    let deadline = tokio::time::Instant::now() + STREAM_READ_LIMIT;
+    while let Ok(next) = tokio::time::timeout_at(deadline, stream.message()).await {
+        match next? {
+            Some(message) => messages.push(message),
+            None => break,
+        }
     }
     Ok(messages)
 }
+
+/// How long [`call`] reads a stream that does not end by itself.
+pub const STREAM_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Whether a status says the caller was refused for who it is (no token, unknown token,
 /// wrong role) rather than answered.

@@ -17,11 +17,13 @@ pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=org";
 /// The administrator's password.
 pub const ADMIN_PASSWORD: &str = "slapd-test-secret";
 
-/// A running slapd.
+/// A running slapd (stopped by [`Slapd::stop`], or when dropped: a failed test leaves no
+/// daemon behind).
 pub struct Slapd {
     /// Its port.
     pub port: u16,
     dir: PathBuf,
+    stopped: bool,
 }
 
 fn slapd_binary() -> anyhow::Result<PathBuf> {
@@ -60,10 +62,28 @@ impl Slapd {
             dir = dir.display()
         );
         std::fs::write(dir.join("slapd.conf"), config)?;
-        let port = free_port();
+        let mut slapd = Self {
+            port: free_port(),
+            dir,
+            stopped: false,
+        };
+        slapd.launch().await?;
+        slapd
+            .add(&format!(
+                "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
+                 dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
+                 dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n"
+            ))
+            .await?;
+        Ok(slapd)
+    }
+
+    /// Starts the daemon on the port and waits until it listens.
+    async fn launch(&mut self) -> anyhow::Result<()> {
+        let port = self.port;
         let started = Command::new(slapd_binary()?)
             .args(["-h", &format!("ldap://127.0.0.1:{port}/"), "-f"])
-            .arg(dir.join("slapd.conf"))
+            .arg(self.dir.join("slapd.conf"))
             .status()
             .await?;
         anyhow::ensure!(started.success(), "slapd did not start ({started})");
@@ -74,15 +94,7 @@ impl Slapd {
                 .map(|_| ())
         })
         .await?;
-        let slapd = Self { port, dir };
-        slapd
-            .add(&format!(
-                "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
-                 dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
-                 dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n"
-            ))
-            .await?;
-        Ok(slapd)
+        Ok(())
     }
 
     /// The server's URL.
@@ -155,10 +167,36 @@ impl Slapd {
     }
 
     /// Stops slapd.
-    pub async fn stop(self) -> anyhow::Result<()> {
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.stopped = true;
         let pid = std::fs::read_to_string(self.dir.join("slapd.pid"))?;
         Command::new("kill").arg(pid.trim()).status().await?;
         Ok(())
+    }
+
+    /// Stops slapd and starts it again on the same port with the same data (an outage of
+    /// the directory server itself).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let pid = std::fs::read_to_string(self.dir.join("slapd.pid"))?;
+        Command::new("kill").arg(pid.trim()).status().await?;
+        // slapd removes its pid file when it has stopped.
+        let gone = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.dir.join("slapd.pid").exists() {
+            anyhow::ensure!(tokio::time::Instant::now() < gone, "slapd did not stop");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.launch().await
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("slapd.pid")) {
+            let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+        }
     }
 }
 

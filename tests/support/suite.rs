@@ -149,6 +149,8 @@ pub struct SuiteOptions {
     pub push_idle: Duration,
     /// Push streams ingest serves at once.
     pub max_pushes: usize,
+    /// Days the change feed keeps its changes (retention).
+    pub feed_retention_days: u32,
 }
 
 impl Default for SuiteOptions {
@@ -162,11 +164,12 @@ impl Default for SuiteOptions {
             ldap_allowed_hosts: None,
             push_idle: Duration::from_secs(30),
             max_pushes: 2,
+            feed_retention_days: 30,
         }
     }
 }
 
-/// All five services running against one fresh database.
+/// All six services running against one fresh database.
 pub struct Suite {
     /// The tokens the services accept.
     pub tokens: Tokens,
@@ -213,6 +216,7 @@ impl Suite {
             gate: url(ServiceName::Gate),
             notifier: url(ServiceName::Notifier),
             retention: url(ServiceName::Retention),
+            exporter: url(ServiceName::Exporter),
         };
         let (stop, _) = watch::channel(false);
         let scratch =
@@ -314,7 +318,15 @@ impl Suite {
             }
             ServiceName::Retention => {
                 let clock: Arc<dyn Clock> = self.options.retention_clock.clone();
-                let app = syncguard_retention::App::build_with_clock(config, clock).await?;
+                let app = syncguard_retention::App::build_with_clock(config, clock)
+                    .await?
+                    .with_feed_retention_days(self.options.feed_retention_days);
+                tokio::spawn(app.run_until_stopped(shutdown))
+            }
+            ServiceName::Exporter => {
+                let secrets =
+                    syncguard_bootstrap::SecretStore::new(Some(self.secrets_dir()), Vec::new());
+                let app = syncguard_exporter::App::build_with_secrets(config, secrets).await?;
                 tokio::spawn(app.run_until_stopped(shutdown))
             }
         };
@@ -423,6 +435,16 @@ impl Suite {
     /// A notifier client calling with `token`.
     pub fn notifier(&self, token: Option<&str>) -> NotifierServiceClient<Authed> {
         NotifierServiceClient::new(self.authed(ServiceName::Notifier, token))
+    }
+
+    /// An exporter client calling with `token`.
+    pub fn exporter(
+        &self,
+        token: Option<&str>,
+    ) -> syncguard_proto::v1::exporter_service_client::ExporterServiceClient<Authed> {
+        syncguard_proto::v1::exporter_service_client::ExporterServiceClient::new(
+            self.authed(ServiceName::Exporter, token),
+        )
     }
 
     /// A retention client calling with `token`.

@@ -36,6 +36,8 @@ pub struct ValidJobSpec {
     pub required_approvals: i16,
     /// Stage deletes even when a read returns nothing.
     pub allow_empty_source: bool,
+    /// Where the exporter writes the job's changes.
+    pub targets: Vec<syncguard_domain::target::TargetSettings>,
 }
 
 fn duration_secs(
@@ -379,6 +381,7 @@ pub fn validate(
         hold_limit_secs,
         required_approvals,
         allow_empty_source: spec.allow_empty_source,
+        targets: crate::targets::validate(&spec.targets, policy)?,
     })
 }
 

@@ -14,7 +14,7 @@ use crate::source_settings::SourceSettings;
 
 const JOB_COLUMNS: &str = "job_id, name, source_kind, source_config, scope_rules, \
     schedule_interval_secs, deprovision_mode, notification_recipients, retention_days, \
-    hold_limit_secs, required_approvals, allow_empty_source, created_by, created_at, updated_at";
+    hold_limit_secs, required_approvals, allow_empty_source, targets, created_by, created_at, updated_at";
 
 /// A job row as stored.
 #[derive(Debug, sqlx::FromRow)]
@@ -31,6 +31,7 @@ pub struct JobRow {
     hold_limit_secs: i32,
     required_approvals: i16,
     allow_empty_source: bool,
+    targets: serde_json::Value,
     created_by: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -129,6 +130,12 @@ impl JobRow {
                 hold_limit: Some(duration(self.hold_limit_secs)),
                 required_approvals: self.required_approvals as u32,
                 allow_empty_source: self.allow_empty_source,
+                targets: syncguard_domain::target::TargetSettings::list_from_stored(&self.targets)
+                    .map(|targets| crate::targets::to_proto(&targets))
+                    .unwrap_or_else(|error| {
+                        tracing::error!(job = %self.job_id, %error, "stored targets cannot be read");
+                        Vec::new()
+                    }),
                 ..Default::default()
             }),
             status: Some(status),
@@ -163,9 +170,9 @@ pub async fn insert(
     let sql = format!(
         "INSERT INTO jobs (job_id, name, source_kind, source_config, scope_rules, \
              schedule_interval_secs, deprovision_mode, notification_recipients, retention_days, \
-             hold_limit_secs, required_approvals, allow_empty_source, created_by, initial_protection, \
-             next_run_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+             hold_limit_secs, required_approvals, allow_empty_source, targets, created_by, \
+             initial_protection, next_run_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
                  now() + make_interval(secs => $6)) \
          RETURNING {JOB_COLUMNS}"
     );
@@ -195,6 +202,9 @@ fn bind_spec<'q>(
         .bind(spec.hold_limit_secs)
         .bind(spec.required_approvals)
         .bind(spec.allow_empty_source)
+        .bind(syncguard_domain::target::TargetSettings::list_to_stored(
+            &spec.targets,
+        ))
 }
 
 /// Replaces a job's settings. Changes to the settings that guard deletions need the admin
@@ -250,7 +260,7 @@ pub async fn update(
         "UPDATE jobs SET name = $2, source_kind = $3, source_config = $4, scope_rules = $5, \
              schedule_interval_secs = $6, deprovision_mode = $7, notification_recipients = $8, \
              retention_days = $9, hold_limit_secs = $10, required_approvals = $11, \
-             allow_empty_source = $12, updated_at = now() \
+             allow_empty_source = $12, targets = $13, updated_at = now() \
          WHERE job_id = $1 AND deleted_at IS NULL RETURNING {JOB_COLUMNS}"
     );
     let row = bind_spec(

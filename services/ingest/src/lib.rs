@@ -15,6 +15,7 @@ mod properties;
 mod snapshot_load;
 pub mod source_object;
 mod source_settings;
+mod targets;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -18,8 +18,10 @@ pub struct IngestPolicy {
     pub secrets: SecretStore,
     /// File sources live here (canonical path); `None` disables file sources.
     pub import_dir: Option<PathBuf>,
-    /// Where LDAP jobs may connect.
+    /// Where LDAP jobs (sources and targets) may connect.
     pub ldap_hosts: AllowedHosts,
+    /// Where SCIM targets may be (`SYNCGUARD_SCIM_ALLOWED_HOSTS`).
+    pub scim_hosts: AllowedHosts,
     /// A push stream that sends nothing for this long is aborted and rolled back.
     pub push_idle: Duration,
     /// Push streams served at once; more are refused (each holds a database connection).
@@ -48,7 +50,7 @@ impl IngestPolicy {
                 .transpose()
                 .map(|value| value.unwrap_or(default))
         };
-        Self::new(
+        let mut policy = Self::new(
             SecretStore::from_env(),
             import_dir,
             AllowedHosts::from_env("SYNCGUARD_LDAP_ALLOWED_HOSTS").map_err(anyhow::Error::msg)?,
@@ -57,7 +59,10 @@ impl IngestPolicy {
                 "SYNCGUARD_MAX_CONCURRENT_PUSHES",
                 u64::from((pool_size / 2).max(1)),
             )? as usize,
-        )
+        )?;
+        policy.scim_hosts =
+            AllowedHosts::from_env("SYNCGUARD_SCIM_ALLOWED_HOSTS").map_err(anyhow::Error::msg)?;
+        Ok(policy)
     }
 
     /// A policy from its parts; the import directory must exist.
@@ -82,6 +87,7 @@ impl IngestPolicy {
             secrets,
             import_dir,
             ldap_hosts,
+            scim_hosts: AllowedHosts::default(),
             push_idle: push_idle.max(Duration::from_secs(1)),
             max_pushes: max_pushes.max(1),
         })
@@ -93,6 +99,7 @@ impl IngestPolicy {
             secrets: SecretStore::default(),
             import_dir: None,
             ldap_hosts: AllowedHosts::default(),
+            scim_hosts: AllowedHosts::default(),
             push_idle: Duration::from_secs(DEFAULT_PUSH_IDLE_SECS),
             max_pushes: 8,
         }

@@ -13,7 +13,7 @@ use syncguard_bootstrap::principal;
 use crate::clock::Clock;
 use crate::error::RetentionError;
 use crate::{directory, recovery};
-use syncguard_bootstrap::KeyedWorker;
+use syncguard_bootstrap::{JobEvents, KeyedWorker};
 use syncguard_domain::{FieldError, JobId};
 
 /// Handlers of `syncguard.v1.RetentionService`.
@@ -22,18 +22,43 @@ pub struct RetentionApi {
     pool: PgPool,
     clock: Arc<dyn Clock>,
     apply: KeyedWorker<JobId>,
+    feed_events: JobEvents,
 }
 
 impl RetentionApi {
     /// An API over the shared database, telling time by `clock`; `apply` is the apply worker
     /// it wakes.
-    pub fn new(pool: PgPool, clock: Arc<dyn Clock>, apply: KeyedWorker<JobId>) -> Self {
-        Self { pool, clock, apply }
+    pub fn new(
+        pool: PgPool,
+        clock: Arc<dyn Clock>,
+        apply: KeyedWorker<JobId>,
+        feed_events: JobEvents,
+    ) -> Self {
+        Self {
+            pool,
+            clock,
+            apply,
+            feed_events,
+        }
     }
 }
 
 #[tonic::async_trait]
 impl RetentionService for RetentionApi {
+    type WatchChangesStream =
+        tokio_stream::wrappers::ReceiverStream<Result<v1::WatchChangesResponse, Status>>;
+
+    async fn watch_changes(
+        &self,
+        request: Request<v1::WatchChangesRequest>,
+    ) -> Result<Response<Self::WatchChangesStream>, Status> {
+        let receiver =
+            crate::watch::watch(&self.pool, &self.feed_events, request.get_ref()).await?;
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            receiver,
+        )))
+    }
+
     async fn apply_cycle(
         &self,
         request: Request<v1::ApplyCycleRequest>,

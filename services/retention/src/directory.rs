@@ -48,23 +48,11 @@ impl ObjectRow {
                 .map_err(|error: syncguard_domain::UnknownName| {
                     RetentionError::Store(syncguard_store::StoreError::Corrupt(error.to_string()))
                 })?;
-        let attributes = self
-            .attributes
-            .as_object()
-            .into_iter()
-            .flatten()
+        let attributes = syncguard_domain::stored_attributes(&self.attributes)
             .filter(|(name, _)| {
                 projection.is_empty() || projection.iter().any(|wanted| wanted == *name)
             })
-            .map(|(name, values)| {
-                let values = values
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|value| value.as_str().map(str::to_owned))
-                    .collect();
-                (name.clone(), v1::AttributeValues { values })
-            })
+            .map(|(name, values)| (name.clone(), v1::AttributeValues { values }))
             .collect();
         Ok(v1::DirectoryObject {
             object_id: self.object_id.to_string(),

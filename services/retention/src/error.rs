@@ -17,6 +17,9 @@ pub enum RetentionError {
     /// The object is not in a state the call applies to.
     #[error("{0}")]
     WrongState(String),
+    /// A feed cursor older than what the feed keeps.
+    #[error("{0}")]
+    OutOfRange(String),
     /// The database refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -28,6 +31,7 @@ impl From<RetentionError> for Status {
             RetentionError::Invalid(field) => field_violation(&field),
             RetentionError::NotFound(message) => Status::not_found(message),
             RetentionError::WrongState(message) => Status::failed_precondition(message),
+            RetentionError::OutOfRange(message) => Status::out_of_range(message),
             RetentionError::Store(store) => store_status(&store),
         }
     }

@@ -15,3 +15,44 @@ pub async fn next_batch(conn: &mut PgConnection) -> Result<i64, RetentionError> 
             .await?;
     Ok(batch)
 }
+
+/// Changes kept this many days when the deployment says nothing (`SYNCGUARD_FEED_RETENTION_DAYS`).
+pub const DEFAULT_FEED_RETENTION_DAYS: u32 = 30;
+
+/// Drops whole batches older than `keep` before `now` (in bounded steps) and records the
+/// last one dropped, so a reader asking to resume before it is told the oldest cursor kept.
+/// Returns the changes dropped.
+pub async fn prune(
+    pool: &sqlx::PgPool,
+    now: chrono::DateTime<chrono::Utc>,
+    keep: chrono::Duration,
+) -> Result<u64, RetentionError> {
+    let cutoff = now - keep;
+    let mut dropped = 0;
+    loop {
+        let mut transaction = pool.begin().await?;
+        // The newest batch whose every change is older than the cutoff, at most 50 batches
+        // past the last pruned one (each step is a short transaction).
+        let (through,): (Option<i64>,) = sqlx::query_as(
+            "SELECT max(batch) FROM (SELECT batch FROM directory_changes \
+             WHERE batch > (SELECT pruned_through FROM feed_clock) GROUP BY batch \
+             HAVING max(at) < $1 ORDER BY batch LIMIT 50) old",
+        )
+        .bind(cutoff)
+        .fetch_one(&mut *transaction)
+        .await?;
+        let Some(through) = through else {
+            return Ok(dropped);
+        };
+        let deleted = sqlx::query("DELETE FROM directory_changes WHERE batch <= $1")
+            .bind(through)
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query("UPDATE feed_clock SET pruned_through = greatest(pruned_through, $1)")
+            .bind(through)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        dropped += deleted.rows_affected();
+    }
+}

@@ -9,11 +9,13 @@ mod directory;
 mod error;
 mod feed;
 mod recovery;
+mod watch;
 
 use std::future::Future;
 
 pub use api::RetentionApi;
 pub use error::RetentionError;
+pub use feed::DEFAULT_FEED_RETENTION_DAYS;
 use syncguard_bootstrap::{PeerChannel, ServiceConfig, ServiceHost, ServiceName};
 use syncguard_domain::JobId;
 use syncguard_proto::v1;
@@ -29,8 +31,18 @@ use clock::{Clock, SystemClock};
 /// Jobs applied at once per retention instance.
 const APPLY_CONCURRENCY: usize = 4;
 
-/// One round of the purge: every object whose retention ended, in bounded batches.
-async fn purge_round(pool: &syncguard_store::PgPool, clock: &Arc<dyn Clock>) {
+/// One round of the purge: every object whose retention ended, in bounded batches, and the
+/// change feed's batches older than it keeps.
+async fn purge_round(
+    pool: &syncguard_store::PgPool,
+    clock: &Arc<dyn Clock>,
+    feed_retention: chrono::Duration,
+) {
+    match feed::prune(pool, clock.now(), feed_retention).await {
+        Ok(0) => {}
+        Ok(dropped) => tracing::info!(dropped, "old changes dropped from the feed"),
+        Err(error) => tracing::warn!(%error, "the feed was not pruned; retrying on the next tick"),
+    }
     match recovery::purge_backlog(pool, clock).await {
         Ok(backlog) => syncguard_telemetry::metrics()
             .purge_backlog
@@ -90,6 +102,7 @@ async fn apply_and_hand_over(
 pub struct App {
     host: ServiceHost,
     clock: Arc<dyn Clock>,
+    feed_retention: chrono::Duration,
 }
 
 impl App {
@@ -106,7 +119,14 @@ impl App {
         Ok(Self {
             host: ServiceHost::bind(config).await?,
             clock,
+            feed_retention: chrono::Duration::days(i64::from(feed::DEFAULT_FEED_RETENTION_DAYS)),
         })
+    }
+
+    /// Keeps the change feed this many days (`SYNCGUARD_FEED_RETENTION_DAYS`).
+    pub fn with_feed_retention_days(mut self, days: u32) -> Self {
+        self.feed_retention = chrono::Duration::days(i64::from(days.max(1)));
+        self
     }
 
     /// The port the service listens on.
@@ -142,12 +162,18 @@ impl App {
             },
         );
         // Objects whose retention ended are purged in bounded batches.
-        let (purge_pool, purge_clock) = (pool.clone(), Arc::clone(&self.clock));
+        let (purge_pool, purge_clock, feed_retention) =
+            (pool.clone(), Arc::clone(&self.clock), self.feed_retention);
         background.every("purge", tick, None, move || {
             let (pool, clock) = (purge_pool.clone(), Arc::clone(&purge_clock));
-            async move { purge_round(&pool, &clock).await }
+            async move { purge_round(&pool, &clock, feed_retention).await }
         });
-        let api = RetentionApi::new(pool, Arc::clone(&self.clock), apply);
+        let api = RetentionApi::new(
+            pool,
+            Arc::clone(&self.clock),
+            apply,
+            self.host.feed_events(),
+        );
         let server = RetentionServiceServer::new(api)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);

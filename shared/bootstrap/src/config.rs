@@ -9,7 +9,7 @@ use syncguard_store::{PgConnectOptions, PoolSettings};
 use crate::tls::TlsSettings;
 use crate::tokens::{TokenTable, TokenTableError};
 
-/// The five services; each knows its default port and its peers' variables.
+/// The six services; each knows its default port and its peers' variables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServiceName {
     /// Directory ingestion.
@@ -22,16 +22,19 @@ pub enum ServiceName {
     Notifier,
     /// Soft-delete retention and directory reads.
     Retention,
+    /// Writing applied changes to the jobs' targets.
+    Exporter,
 }
 
 impl ServiceName {
     /// Every service, in port order.
-    pub const ALL: [ServiceName; 5] = [
+    pub const ALL: [ServiceName; 6] = [
         ServiceName::Ingest,
         ServiceName::Stager,
         ServiceName::Gate,
         ServiceName::Notifier,
         ServiceName::Retention,
+        ServiceName::Exporter,
     ];
 
     /// Short name used in logs, spans and variables.
@@ -42,6 +45,7 @@ impl ServiceName {
             ServiceName::Gate => "gate",
             ServiceName::Notifier => "notifier",
             ServiceName::Retention => "retention",
+            ServiceName::Exporter => "exporter",
         }
     }
 
@@ -53,6 +57,7 @@ impl ServiceName {
             ServiceName::Gate => 50053,
             ServiceName::Notifier => 50054,
             ServiceName::Retention => 50055,
+            ServiceName::Exporter => 50056,
         };
         SocketAddr::from(([127, 0, 0, 1], port))
     }
@@ -85,6 +90,8 @@ pub struct PeerUrls {
     pub notifier: String,
     /// Soft-delete retention.
     pub retention: String,
+    /// Export to targets.
+    pub exporter: String,
 }
 
 impl PeerUrls {
@@ -96,6 +103,7 @@ impl PeerUrls {
             ServiceName::Gate => &self.gate,
             ServiceName::Notifier => &self.notifier,
             ServiceName::Retention => &self.retention,
+            ServiceName::Exporter => &self.exporter,
         }
     }
 
@@ -113,6 +121,7 @@ impl PeerUrls {
             gate: url(ServiceName::Gate),
             notifier: url(ServiceName::Notifier),
             retention: url(ServiceName::Retention),
+            exporter: url(ServiceName::Exporter),
         }
     }
 }
@@ -424,6 +433,7 @@ fn peer_slot(peers: &mut PeerUrls, service: ServiceName) -> &mut String {
         ServiceName::Gate => &mut peers.gate,
         ServiceName::Notifier => &mut peers.notifier,
         ServiceName::Retention => &mut peers.retention,
+        ServiceName::Exporter => &mut peers.exporter,
     }
 }
 

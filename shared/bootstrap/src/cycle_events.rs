@@ -1,7 +1,8 @@
-//! Notifications that a job's cycle moved (Postgres `LISTEN syncguard_cycle_events`, sent by
-//! triggers when a push, a staging, a decision, a quarantine's close or an apply commits), so
-//! a caller waiting for its cycle answers the moment the cycle settles instead of on the
-//! next poll. One listening connection per service; waiters subscribe to a broadcast.
+//! Notifications that a job moved, from Postgres `LISTEN`: `syncguard_cycle_events` (sent by
+//! triggers when a push, a staging, a decision, a quarantine's close or an apply commits) lets
+//! a caller waiting for its cycle answer the moment the cycle settles; `syncguard_feed` (sent
+//! when changes enter the change feed) wakes the feed's readers. One listening connection
+//! per channel and service; waiters subscribe to a broadcast of job ids.
 
 use std::time::Duration;
 
@@ -10,26 +11,31 @@ use sqlx::postgres::PgListener;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-/// The channel the migrations' triggers notify, with the job id as payload.
+/// The channel the cycle triggers notify, with the job id as payload.
 pub const CYCLE_EVENTS_CHANNEL: &str = "syncguard_cycle_events";
+/// The channel the change feed's trigger notifies, with the job id as payload.
+pub const FEED_EVENTS_CHANNEL: &str = "syncguard_feed";
 
-/// Jobs whose cycles just moved, as this service hears of them.
+/// Jobs that just moved on one channel, as this service hears of them.
 #[derive(Debug, Clone)]
-pub struct CycleEvents {
+pub struct JobEvents {
     sender: broadcast::Sender<Uuid>,
 }
 
-impl CycleEvents {
-    /// Starts listening on a connection of `pool`'s server; the listener reconnects after a
-    /// database outage and stops when the pool is closed.
-    pub fn start(pool: PgPool) -> Self {
+/// Announcements that a job's cycle moved.
+pub type CycleEvents = JobEvents;
+
+impl JobEvents {
+    /// Starts listening on `channel` on a connection of `pool`'s server; the listener
+    /// reconnects after a database outage and stops when the pool is closed.
+    pub fn start(pool: PgPool, channel: &'static str) -> Self {
         let (sender, _) = broadcast::channel(1024);
         let events = Self { sender };
         let forward = events.sender.clone();
         tokio::spawn(async move {
             while !pool.is_closed() {
-                if let Err(error) = listen(&pool, &forward).await {
-                    tracing::debug!(%error, "cycle events: listener lost; waiters poll until it is back");
+                if let Err(error) = listen(&pool, channel, &forward).await {
+                    tracing::debug!(%error, channel, "listener lost; waiters poll until it is back");
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -43,9 +49,13 @@ impl CycleEvents {
     }
 }
 
-async fn listen(pool: &PgPool, forward: &broadcast::Sender<Uuid>) -> Result<(), sqlx::Error> {
+async fn listen(
+    pool: &PgPool,
+    channel: &str,
+    forward: &broadcast::Sender<Uuid>,
+) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CYCLE_EVENTS_CHANNEL).await?;
+    listener.listen(channel).await?;
     loop {
         let notification = listener.recv().await?;
         if let Ok(job_id) = Uuid::parse_str(notification.payload()) {

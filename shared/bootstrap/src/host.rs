@@ -18,7 +18,7 @@ use tonic_health::server::{HealthReporter, HealthService};
 use crate::auth::{AuthLayer, SharedTokens};
 use crate::background::Background;
 use crate::config::{Listen, ServiceConfig, ServiceName};
-use crate::cycle_events::CycleEvents;
+use crate::cycle_events::{CYCLE_EVENTS_CHANNEL, CycleEvents, FEED_EVENTS_CHANNEL, JobEvents};
 use crate::own_service::OwnServiceLayer;
 use crate::peers::{PeerChannel, peer_channel};
 use crate::readiness::{Readiness, ReadinessLayer, watch_database};
@@ -49,6 +49,7 @@ pub struct ServiceHost {
     readiness: Readiness,
     background: Background,
     cycle_events: std::sync::OnceLock<CycleEvents>,
+    feed_events: std::sync::OnceLock<JobEvents>,
 }
 
 impl ServiceHost {
@@ -82,6 +83,7 @@ impl ServiceHost {
             readiness: Readiness::default(),
             background: Background::new(ready),
             cycle_events: std::sync::OnceLock::new(),
+            feed_events: std::sync::OnceLock::new(),
         })
     }
 
@@ -118,7 +120,14 @@ impl ServiceHost {
     /// service (started on first use).
     pub fn cycle_events(&self) -> CycleEvents {
         self.cycle_events
-            .get_or_init(|| CycleEvents::start(self.pool.clone()))
+            .get_or_init(|| JobEvents::start(self.pool.clone(), CYCLE_EVENTS_CHANNEL))
+            .clone()
+    }
+
+    /// Announcements that changes of a job entered the change feed (started on first use).
+    pub fn feed_events(&self) -> JobEvents {
+        self.feed_events
+            .get_or_init(|| JobEvents::start(self.pool.clone(), FEED_EVENTS_CHANNEL))
             .clone()
     }
 

@@ -29,7 +29,7 @@ pub use allowed_hosts::AllowedHosts;
 pub use auth::{AuthLayer, AuthService, SharedTokens};
 pub use background::{Background, KeyedWorker};
 pub use config::{ConfigError, Listen, PeerUrls, ServiceConfig, ServiceName};
-pub use cycle_events::{CYCLE_EVENTS_CHANNEL, CycleEvents};
+pub use cycle_events::{CYCLE_EVENTS_CHANNEL, CycleEvents, FEED_EVENTS_CHANNEL, JobEvents};
 pub use cycle_wait::{StepOwners, wait_settled};
 pub use host::{HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW, ServiceHost};
 pub use main_entry::run_main;

@@ -67,6 +67,14 @@ pub const METHOD_ACCESS: &[(&str, Access)] = &[
     ),
     ("syncguard.v1.RetentionService/GetObject", Access::Read),
     ("syncguard.v1.RetentionService/ListObjects", Access::Read),
+    ("syncguard.v1.RetentionService/WatchChanges", Access::Read),
+    // Export to targets.
+    ("syncguard.v1.ExporterService/ListTargets", Access::Read),
+    (
+        "syncguard.v1.ExporterService/ListExportFailures",
+        Access::Read,
+    ),
+    ("syncguard.v1.ExporterService/RetryExport", Access::Operate),
 ];
 
 /// What a call to a path needs.

@@ -11,6 +11,8 @@ mod excerpt;
 mod ids;
 mod names;
 mod scope;
+mod stored;
+pub mod target;
 pub mod text;
 
 pub use access::{Access, Principal, Role, UnknownRole};
@@ -22,3 +24,4 @@ pub use excerpt::{EXCERPT_CHARS, excerpt, shortened};
 pub use ids::{CycleId, FieldError, JobId, SourceAnchor};
 pub use names::UnknownName;
 pub use scope::{AttributeMatch, ScopeRules, StoredJsonError};
+pub use stored::stored_attributes;

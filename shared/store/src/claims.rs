@@ -21,6 +21,8 @@ pub enum Claim {
     DecideCycle(Uuid),
     /// Applying the decided cycles of a job (retention).
     ApplyJob(Uuid),
+    /// Exporting a job's changes to its targets (exporter).
+    ExportJob(Uuid),
 }
 
 impl Claim {
@@ -29,6 +31,7 @@ impl Claim {
             Claim::StageJob(id) => (0x5347_0001, id),
             Claim::DecideCycle(id) => (0x5347_0002, id),
             Claim::ApplyJob(id) => (0x5347_0003, id),
+            Claim::ExportJob(id) => (0x5347_0004, id),
         };
         // Version 7 ids keep their randomness in the low bytes.
         let bytes = id.as_bytes();

@@ -5,6 +5,7 @@
 mod claims;
 mod cycle_record;
 mod error;
+pub mod feed;
 mod jobs;
 mod pool;
 mod transaction;

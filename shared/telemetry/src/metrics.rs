@@ -76,6 +76,21 @@ const PURGE_BACKLOG: Instrument = Instrument {
     unit: "",
     kind: InstrumentKind::Gauge,
 };
+const EXPORTED: Instrument = Instrument {
+    name: "syncguard.exporter.exported",
+    unit: "",
+    kind: InstrumentKind::Counter,
+};
+const EXPORT_LAG: Instrument = Instrument {
+    name: "syncguard.exporter.lag",
+    unit: "s",
+    kind: InstrumentKind::Gauge,
+};
+const EXPORT_FAILED: Instrument = Instrument {
+    name: "syncguard.exporter.failed",
+    unit: "",
+    kind: InstrumentKind::Gauge,
+};
 const RPC_DURATION: Instrument = Instrument {
     name: "rpc.server.duration",
     unit: "ms",
@@ -90,6 +105,9 @@ pub const INSTRUMENTS: &[Instrument] = &[
     NOTIFICATIONS_PENDING,
     NOTIFICATIONS_OLDEST,
     PURGE_BACKLOG,
+    EXPORTED,
+    EXPORT_LAG,
+    EXPORT_FAILED,
     RPC_DURATION,
 ];
 
@@ -107,6 +125,12 @@ pub struct Metrics {
     pub notification_oldest_age: Gauge<f64>,
     /// Soft-deleted objects past their retention, not yet purged.
     pub purge_backlog: Gauge<u64>,
+    /// Changes written to targets.
+    pub exported: Counter<u64>,
+    /// Age in seconds of the oldest change a target has not received, by job and target.
+    pub export_lag: Gauge<f64>,
+    /// Objects a target refused after the last attempt, by job and target.
+    pub export_failed: Gauge<u64>,
     /// Server-side call latency by method and status code.
     pub rpc_duration: Histogram<f64>,
 }
@@ -145,6 +169,19 @@ pub fn metrics() -> &'static Metrics {
             purge_backlog: meter
                 .u64_gauge(PURGE_BACKLOG.name)
                 .with_description("Soft-deleted objects past retention, not yet purged")
+                .build(),
+            exported: meter
+                .u64_counter(EXPORTED.name)
+                .with_description("Changes written to targets")
+                .build(),
+            export_lag: meter
+                .f64_gauge(EXPORT_LAG.name)
+                .with_unit(EXPORT_LAG.unit)
+                .with_description("Age of the oldest change a target has not received")
+                .build(),
+            export_failed: meter
+                .u64_gauge(EXPORT_FAILED.name)
+                .with_description("Objects a target refused after the last attempt")
                 .build(),
             rpc_duration: meter
                 .f64_histogram(RPC_DURATION.name)
