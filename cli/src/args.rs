@@ -401,6 +401,10 @@ pub enum LogAction {
     Purge,
     /// Admin decisions.
     Admin,
+    /// Objects written to a job's targets.
+    Export,
+    /// Objects a target refused.
+    ExportFailed,
 }
 
 /// Options of `logs`.

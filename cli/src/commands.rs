@@ -712,6 +712,8 @@ pub async fn logs(clients: &mut Clients, args: LogsArgs, json: bool) -> Result<(
         Some(LogAction::Restore) => F::Restore,
         Some(LogAction::Purge) => F::Purge,
         Some(LogAction::Admin) => F::Admin,
+        Some(LogAction::Export) => F::Export,
+        Some(LogAction::ExportFailed) => F::ExportFailed,
     };
     let since = match args.since {
         None => None,

@@ -5,6 +5,7 @@ mod binaries;
 mod cli;
 mod cycle;
 mod deploy;
+mod export;
 mod faults;
 mod foundation;
 mod imports;

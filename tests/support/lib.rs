@@ -6,6 +6,7 @@ pub mod directory;
 pub mod pg_cluster;
 pub mod processes;
 pub mod raw;
+pub mod scim;
 pub mod slapd;
 pub mod smtp;
 mod suite;

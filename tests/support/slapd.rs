@@ -177,15 +177,105 @@ impl Slapd {
     /// Stops slapd and starts it again on the same port with the same data (an outage of
     /// the directory server itself).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.pause().await?;
+        self.resume().await
+    }
+
+    /// Stops the daemon and waits until it is gone; [`Slapd::resume`] starts it again with
+    /// the same data on the same port.
+    pub async fn pause(&mut self) -> anyhow::Result<()> {
         let pid = std::fs::read_to_string(self.dir.join("slapd.pid"))?;
         Command::new("kill").arg(pid.trim()).status().await?;
         // slapd removes its pid file when it has stopped.
-        let gone = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        let gone = tokio::time::Instant::now() + Duration::from_secs(20);
         while self.dir.join("slapd.pid").exists() {
             anyhow::ensure!(tokio::time::Instant::now() < gone, "slapd did not stop");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        Ok(())
+    }
+
+    /// Starts the paused daemon again.
+    pub async fn resume(&mut self) -> anyhow::Result<()> {
         self.launch().await
+    }
+
+    /// The entries under `base` (one level) matching `filter`, read with `ldapsearch` as the
+    /// administrator.
+    pub async fn search(&self, base: &str, filter: &str) -> anyhow::Result<Vec<LdapEntry>> {
+        let output = Command::new("ldapsearch")
+            .args(["-x", "-LLL", "-o", "ldif-wrap=no", "-H", &self.url()])
+            .args([
+                "-D",
+                ADMIN_DN,
+                "-w",
+                ADMIN_PASSWORD,
+                "-s",
+                "one",
+                "-b",
+                base,
+            ])
+            .arg(filter)
+            .output()
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!("cannot run ldapsearch ({error}): apt-get install ldap-utils")
+            })?;
+        anyhow::ensure!(
+            output.status.success(),
+            "ldapsearch failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(LdapEntry::parse_all(&String::from_utf8_lossy(
+            &output.stdout,
+        )))
+    }
+}
+
+/// An entry as `ldapsearch -LLL` prints it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LdapEntry {
+    /// Its DN.
+    pub dn: String,
+    /// Attribute name (lowercase) to values (base64 ones as printed).
+    pub attributes: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl LdapEntry {
+    fn parse_all(ldif: &str) -> Vec<Self> {
+        ldif.split("\n\n")
+            .filter_map(|block| {
+                let mut lines = block.lines().filter(|line| !line.is_empty());
+                let dn = lines.next()?.strip_prefix("dn: ")?.to_owned();
+                let mut attributes = std::collections::BTreeMap::<String, Vec<String>>::new();
+                for line in lines {
+                    if let Some((name, value)) = line.split_once(": ") {
+                        let name = name.trim_end_matches(':').to_ascii_lowercase();
+                        attributes.entry(name).or_default().push(value.to_owned());
+                    }
+                }
+                Some(Self { dn, attributes })
+            })
+            .collect()
+    }
+
+    /// The first value of `name`.
+    pub fn first(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .get(&name.to_ascii_lowercase())
+            .and_then(|values| values.first())
+            .map(String::as_str)
+    }
+
+    /// All values of `name`, sorted.
+    pub fn values(&self, name: &str) -> Vec<String> {
+        let mut values = self
+            .attributes
+            .get(&name.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_default();
+        values.sort();
+        values
     }
 }
 

@@ -43,7 +43,7 @@ pub async fn job_targets(pool: &PgPool, job_id: JobId) -> Result<Vec<TargetSetti
 /// refused objects due for another try.
 pub async fn due_jobs(pool: &PgPool) -> Result<Vec<JobId>, StoreError> {
     let rows: Vec<(Uuid,)> = sqlx::query_as(
-        "SELECT j.job_id FROM jobs j, jsonb_array_elements(j.targets) t \
+        "SELECT j.job_id FROM jobs j CROSS JOIN LATERAL jsonb_array_elements(j.targets) t \
          LEFT JOIN export_cursors c ON c.job_id = j.job_id AND c.target = t ->> 'name' \
          WHERE j.deleted_at IS NULL AND ( \
              c.job_id IS NULL OR c.bootstrap_after IS NOT NULL \

@@ -4,6 +4,7 @@
 //! twice; removing what is gone is success. Group members are SCIM ids: a group names the
 //! members the provider has, and a user that (re)appears joins the groups that hold it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -24,6 +25,9 @@ pub struct ScimWriter {
     settings: ScimTargetSettings,
     client: reqwest::Client,
     token: String,
+    /// SCIM ids written by this writer and not recorded yet (anchor to id; `None`: deleted),
+    /// so that a group written after its members in the same page names them.
+    written: HashMap<String, Option<String>>,
 }
 
 fn endpoint(kind: Kind) -> &'static str {
@@ -116,6 +120,7 @@ impl ScimWriter {
             settings: settings.clone(),
             client,
             token: token.to_owned(),
+            written: HashMap::new(),
         })
     }
 
@@ -234,20 +239,45 @@ impl ScimWriter {
         state: &ObjectState,
         target: &str,
     ) -> Result<Vec<String>, WriteError> {
-        if state.kind != Kind::Group || state.members.is_empty() {
+        if state.kind != Kind::Group {
             return Ok(Vec::new());
         }
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT target_ref FROM export_objects WHERE job_id = $1 AND target = $2 AND anchor = ANY($3) \
-             ORDER BY target_ref",
+        self.target_refs(pool, state.job_id, target, &state.members)
+            .await
+    }
+
+    /// The SCIM ids (in this target) of the objects with these anchors that it has.
+    async fn target_refs(
+        &self,
+        pool: &PgPool,
+        job_id: uuid::Uuid,
+        target: &str,
+        anchors: &[String],
+    ) -> Result<Vec<String>, WriteError> {
+        if anchors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT anchor, target_ref FROM export_objects WHERE job_id = $1 AND target = $2 AND anchor = ANY($3)",
         )
-        .bind(state.job_id)
+        .bind(job_id)
         .bind(target)
-        .bind(&state.members)
+        .bind(anchors)
         .fetch_all(pool)
         .await
         .map_err(|error| WriteError::Internal(error.to_string()))?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+        let mut refs: HashMap<&str, Option<&str>> = rows
+            .iter()
+            .map(|(anchor, id)| (anchor.as_str(), Some(id.as_str())))
+            .collect();
+        for anchor in anchors {
+            if let Some(fresh) = self.written.get(anchor) {
+                refs.insert(anchor.as_str(), fresh.as_deref());
+            }
+        }
+        let mut ids: Vec<String> = refs.into_values().flatten().map(str::to_owned).collect();
+        ids.sort();
+        Ok(ids)
     }
 
     async fn known_id(
@@ -256,6 +286,9 @@ impl ScimWriter {
         state: &ObjectState,
         target: &str,
     ) -> Result<Option<String>, WriteError> {
+        if let Some(fresh) = self.written.get(&state.anchor) {
+            return Ok(fresh.clone());
+        }
         let known: Option<(String,)> = sqlx::query_as(
             "SELECT target_ref FROM export_objects WHERE job_id = $1 AND target = $2 AND anchor = $3",
         )
@@ -337,29 +370,6 @@ impl ScimWriter {
         }
     }
 
-    /// Group ids (in this target) of the given group anchors.
-    async fn group_ids(
-        &self,
-        pool: &PgPool,
-        job_id: uuid::Uuid,
-        target: &str,
-        groups: &[String],
-    ) -> Result<Vec<String>, WriteError> {
-        if groups.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT target_ref FROM export_objects WHERE job_id = $1 AND target = $2 AND anchor = ANY($3)",
-        )
-        .bind(job_id)
-        .bind(target)
-        .bind(groups)
-        .fetch_all(pool)
-        .await
-        .map_err(|error| WriteError::Internal(error.to_string()))?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
-    }
-
     /// Makes the provider show `state`; returns its SCIM id, or `None` once it is gone.
     pub async fn write(
         &mut self,
@@ -372,7 +382,7 @@ impl ScimWriter {
             if let Some(id) = &known {
                 // Out of its groups first (a provider may keep a dangling member).
                 let groups = self
-                    .group_ids(pool, state.job_id, target, &state.former_groups)
+                    .target_refs(pool, state.job_id, target, &state.former_groups)
                     .await?;
                 for group in groups {
                     let remove =
@@ -381,6 +391,7 @@ impl ScimWriter {
                 }
                 self.delete(state.kind, id).await?;
             }
+            self.written.insert(state.anchor.clone(), None);
             return Ok(None);
         }
         let member_ids = self.member_ids(pool, state, target).await?;
@@ -394,12 +405,16 @@ impl ScimWriter {
             }
             _ => self.create(state, &member_ids).await?,
         };
+        self.written.insert(state.anchor.clone(), Some(id.clone()));
         if matches!(state.change.as_str(), "create" | "restore" | "retry") {
             // Join the groups that hold it and that the provider has.
             let holding = state::groups_holding(pool, state.job_id, &state.anchor)
                 .await
                 .map_err(|error| WriteError::Internal(error.to_string()))?;
-            for group in self.group_ids(pool, state.job_id, target, &holding).await? {
+            for group in self
+                .target_refs(pool, state.job_id, target, &holding)
+                .await?
+            {
                 let add = json!({"op": "add", "path": "members", "value": [{"value": id}]});
                 self.patch(Kind::Group, &group, vec![add]).await?;
             }

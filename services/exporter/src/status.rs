@@ -30,6 +30,7 @@ async fn known_job(pool: &PgPool, job_id: Option<JobId>) -> Result<(), ExporterE
 type CursorRow = (
     i64,
     i32,
+    bool,
     i64,
     Option<DateTime<Utc>>,
     Option<String>,
@@ -55,15 +56,23 @@ pub async fn list_targets(
     for (job_id,) in jobs {
         for target in job_targets(pool, JobId(job_id)).await? {
             let cursor: Option<CursorRow> = sqlx::query_as(
-                "SELECT batch, position, exported, last_success_at, last_error, last_error_at \
+                "SELECT batch, position, bootstrap_after IS NOT NULL, exported, last_success_at, last_error, last_error_at \
                  FROM export_cursors WHERE job_id = $1 AND target = $2",
             )
             .bind(job_id)
             .bind(&target.name)
             .fetch_optional(pool)
             .await?;
-            let (batch, position, exported, last_success_at, last_error, last_error_at) =
-                cursor.unwrap_or((0, 0, 0, None, None, None));
+            // No cursor yet: the exporter has not begun, and begins with every live object.
+            let (
+                batch,
+                position,
+                bootstrapping,
+                exported,
+                last_success_at,
+                last_error,
+                last_error_at,
+            ) = cursor.unwrap_or((0, 0, true, 0, None, None, None));
             let (pending, oldest): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
                 "SELECT count(*), min(at) FROM directory_changes WHERE job_id = $1 AND (batch, position) > ($2, $3)",
             )
@@ -96,6 +105,7 @@ pub async fn list_targets(
                 exported: exported.max(0) as u64,
                 retrying: retrying.max(0) as u64,
                 failed: failed.max(0) as u64,
+                bootstrapping,
             });
         }
     }

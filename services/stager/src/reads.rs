@@ -285,6 +285,8 @@ fn display_actions(filter: i32) -> Result<Vec<&'static str>, FieldError> {
         Ok(F::Delete) => vec!["Delete"],
         Ok(F::Restore) => vec!["Restore"],
         Ok(F::Purge) => vec!["Purge"],
+        Ok(F::Export) => vec!["Export"],
+        Ok(F::ExportFailed) => vec!["ExportFailed"],
         Ok(F::Admin) => vec![
             "AllowDeletes",
             "RejectDeletes",
