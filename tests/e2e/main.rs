@@ -26,3 +26,4 @@ mod secrets;
 mod security;
 mod tls;
 mod trace;
+mod watch;
