@@ -51,6 +51,14 @@ pub struct Connection {
         global = true
     )]
     pub retention_url: Option<String>,
+    /// Exporter service URL [default: http://127.0.0.1:50056, https:// with --ca].
+    #[arg(
+        long,
+        env = "SYNCGUARD_EXPORTER_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub exporter_url: Option<String>,
     /// CA certificate (PEM) the services' TLS certificates are checked against; the default
     /// URLs become https://. With scripts/run: target/dev/tls/ca.pem.
     #[arg(long, env = "SYNCGUARD_CA", global = true)]
@@ -113,6 +121,15 @@ pub enum Command {
         after_help = "Example: syncguard directory deleted <job id>"
     )]
     Directory(DirectoryCommand),
+    /// Export targets (LDAP directories, SCIM apps): where each stands, refused objects, retry.
+    #[command(
+        subcommand,
+        after_help = "Example: syncguard targets status --job <job id>"
+    )]
+    Targets(TargetsCommand),
+    /// Follow a job's change feed: one line per applied change, as it is applied.
+    #[command(after_help = "Example: syncguard watch <job id> --after <cursor> --until-now")]
+    Watch(WatchArgs),
     /// Push an LDIF or JSON export file (or a folder of them) as a job's snapshot.
     #[command(after_help = "Example: syncguard import <job id> exports/people.ldif")]
     Import(ImportArgs),
@@ -517,4 +534,72 @@ pub struct DemoArgs {
     /// How many of them leave the source.
     #[arg(long, default_value_t = 600)]
     pub remove: usize,
+}
+
+/// `targets` commands.
+#[derive(Debug, Subcommand)]
+pub enum TargetsCommand {
+    /// Every target of a job (or of every job): cursor, pending changes, lag, failures.
+    #[command(after_help = "Example: syncguard targets status --job <job id>")]
+    Status {
+        /// Only this job's targets.
+        #[arg(long)]
+        job: Option<String>,
+    },
+    /// Objects a target refused: retrying, and parked as failed after the last attempt.
+    #[command(after_help = "Example: syncguard targets failures <job id> --target directory")]
+    Failures {
+        /// The job.
+        job: String,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// Resolved ones too.
+        #[arg(long)]
+        resolved: bool,
+        /// Show at most this many (default 50; with --json, all unless given).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Show every one (read page by page).
+        #[arg(long, conflicts_with = "limit")]
+        all: bool,
+    },
+    /// Try refused objects again now: one failure, or all of a job's target.
+    #[command(after_help = "Example: syncguard targets retry <job id> --target directory")]
+    Retry {
+        /// The job (with --target).
+        #[arg(required_unless_present = "failure")]
+        job: Option<String>,
+        /// The target (with the job).
+        #[arg(long, requires = "job")]
+        target: Option<String>,
+        /// One failure by id instead.
+        #[arg(long, conflicts_with_all = ["job", "target"])]
+        failure: Option<String>,
+    },
+}
+
+/// Options of `watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The job (default: every job).
+    pub job: Option<String>,
+    /// Resume after this cursor (printed with each change); default: the oldest change kept.
+    #[arg(long)]
+    pub after: Option<String>,
+    /// Stop once caught up with the changes applied before the call.
+    #[arg(long)]
+    pub until_now: bool,
+    /// Only users or only groups.
+    #[arg(long = "type", value_enum)]
+    pub object_type: Option<WatchedType>,
+}
+
+/// Object types `watch` can be limited to.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum WatchedType {
+    /// Users.
+    User,
+    /// Groups.
+    Group,
 }

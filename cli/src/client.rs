@@ -1,5 +1,6 @@
 //! Authenticated gRPC clients for each service.
 
+use syncguard_proto::v1::exporter_service_client::ExporterServiceClient;
 use syncguard_proto::v1::gate_service_client::GateServiceClient;
 use syncguard_proto::v1::ingest_service_client::IngestServiceClient;
 use syncguard_proto::v1::notifier_service_client::NotifierServiceClient;
@@ -45,8 +46,10 @@ pub struct Clients {
     pub gate: GateServiceClient<Authed>,
     /// Notifications.
     pub notifier: NotifierServiceClient<Authed>,
-    /// The directory.
+    /// The directory and its change feed.
     pub retention: RetentionServiceClient<Authed>,
+    /// Export targets.
+    pub exporter: ExporterServiceClient<Authed>,
 }
 
 fn channel(
@@ -179,6 +182,12 @@ impl Clients {
                 &connection.retention_url,
                 50055,
                 "retention",
+            )?)
+            .max_decoding_message_size(MESSAGE_LIMIT),
+            exporter: ExporterServiceClient::new(authed(
+                &connection.exporter_url,
+                50056,
+                "exporter",
             )?)
             .max_decoding_message_size(MESSAGE_LIMIT),
         })

@@ -6,6 +6,7 @@ mod client;
 mod commands;
 mod demo;
 mod dev_certs;
+mod export;
 mod failure;
 mod import;
 mod listing;
@@ -37,6 +38,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Logs(args) => commands::logs(&mut clients, args, json).await,
         Command::Directory(command) => commands::directory(&mut clients, command, json).await,
         Command::Import(args) => import::import(&mut clients, args, json).await,
+        Command::Targets(command) => export::targets(&mut clients, command, json).await,
+        Command::Watch(args) => export::watch(&mut clients, args, json).await,
         Command::Demo(args) => demo::demo(&mut clients, args).await,
     }
 }

@@ -299,6 +299,11 @@ async fn every_command_explains_itself_with_an_example() -> anyhow::Result<()> {
         &["directory", "purge"],
         &["import"],
         &["demo"],
+        &["targets"],
+        &["targets", "status"],
+        &["targets", "failures"],
+        &["targets", "retry"],
+        &["watch"],
     ];
     for command in commands {
         let mut args: Vec<&str> = command.to_vec();
@@ -607,4 +612,123 @@ async fn an_unknown_job_is_exit_3_in_every_command() -> anyhow::Result<()> {
     assert!(said.contains("not a job id or a quarantine id"), "{said}");
     assert!(!said.contains("quarantine_id"), "{said}");
     suite.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_follows_the_change_feed_and_shows_where_each_target_stands() -> anyhow::Result<()>
+{
+    use std::time::Duration;
+    use syncguard_e2e::directory::{directory, push_snapshot};
+    use syncguard_e2e::wait_for;
+    use syncguard_proto::v1;
+
+    let scim = syncguard_e2e::scim::ScimServer::start().await?;
+    let suite = Suite::start().await?;
+    suite.add_secret("app-token", &scim.token)?;
+    let mut spec = crate::jobs::push_job("exported");
+    spec.targets = vec![v1::JobTarget {
+        name: "app".into(),
+        kind: Some(v1::job_target::Kind::Scim(v1::ScimTarget {
+            base_url: scim.base_url(),
+            token_secret: "app-token".into(),
+            ..Default::default()
+        })),
+    }];
+    let mut ingest = suite.ingest(Some(&suite.tokens.operator));
+    let job_id = ingest
+        .create_job(v1::CreateJobRequest { spec: Some(spec) })
+        .await?
+        .into_inner()
+        .job_id;
+    push_snapshot(&mut ingest, &job_id, &directory(5, 0)).await?;
+    let reader = suite.tokens.reader.clone();
+
+    // One JSON line per change, ending once caught up; the text form names kind and anchor.
+    let watched = syncguard(
+        &suite,
+        Some(&reader),
+        &["watch", &job_id, "--until-now", "--json"],
+    )
+    .await;
+    assert!(
+        watched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&watched.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout(&watched)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(lines.len(), 5);
+    assert!(lines.iter().all(|line| line["kind"] == "create"));
+    assert_eq!(lines[0]["object"]["anchor"], "u-00000");
+    let resumed = syncguard(
+        &suite,
+        Some(&reader),
+        &[
+            "watch",
+            &job_id,
+            "--until-now",
+            "--after",
+            lines[2]["cursor"].as_str().unwrap_or_default(),
+        ],
+    )
+    .await;
+    let text = stdout(&resumed);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.contains("create") && text.contains("u-00004"),
+        "{text}"
+    );
+
+    // The target: exported, nothing refused, nothing to retry.
+    let status = wait_for("the app up to date", Duration::from_secs(60), || {
+        let suite = &suite;
+        let (reader, job_id) = (reader.clone(), job_id.clone());
+        async move {
+            let shown = syncguard(
+                suite,
+                Some(&reader),
+                &["targets", "status", "--job", &job_id, "--json"],
+            )
+            .await;
+            let status = json(&shown);
+            (status[0]["exported"] == 5 && status[0]["pending_changes"] == 0).then_some(status)
+        }
+    })
+    .await?;
+    assert_eq!(status[0]["target"], "app");
+    assert_eq!(status[0]["kind"], "scim");
+    let table = syncguard(
+        &suite,
+        Some(&reader),
+        &["targets", "status", "--job", &job_id],
+    )
+    .await;
+    assert!(stdout(&table).contains("up to date"), "{}", stdout(&table));
+    let failures = syncguard(&suite, Some(&reader), &["targets", "failures", &job_id]).await;
+    assert!(
+        stdout(&failures).contains("no refused objects"),
+        "{}",
+        stdout(&failures)
+    );
+    let operator = suite.tokens.operator.clone();
+    let retried = syncguard(
+        &suite,
+        Some(&operator),
+        &["targets", "retry", &job_id, "--target", "app"],
+    )
+    .await;
+    assert!(
+        retried.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retried.stderr)
+    );
+    assert!(
+        stdout(&retried).starts_with("0 refused"),
+        "{}",
+        stdout(&retried)
+    );
+    suite.stop().await?;
+    scim.stop().await
 }
