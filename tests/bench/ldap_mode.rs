@@ -14,7 +14,7 @@ use syncguard_proto::v1::{self, AttributeValues, ObjectType};
 use tokio::process::Command;
 
 use crate::anchors::time_psql_copy;
-use crate::services::{authed, cpu_seconds, peak_rss_mib, start_services};
+use crate::services::{authed, cpu_seconds, peak_rss_mib, secrets_dir, start_services};
 
 fn entry(n: usize) -> String {
     format!(
@@ -158,9 +158,8 @@ pub async fn run(total: usize) -> anyhow::Result<()> {
     let tokens = Tokens::generate_for_processes();
     let token_file = dir.join("tokens");
     tokens.write_file(&token_file)?;
-    let password = dir.join("password");
-    std::fs::write(&password, ADMIN_PASSWORD)?;
     let services = start_services(&database, &tokens, &token_file, &dir).await?;
+    std::fs::write(secrets_dir(&dir).join("bench-ldap"), ADMIN_PASSWORD)?;
     let mut ingest = IngestServiceClient::new(authed(
         services.addresses[&ServiceName::Ingest],
         &tokens.operator,
@@ -177,7 +176,7 @@ pub async fn run(total: usize) -> anyhow::Result<()> {
                     kind: Some(v1::job_source::Kind::Ldap(v1::LdapSource {
                         url: url.clone(),
                         bind_dn: ADMIN_DN.into(),
-                        password_file: password.display().to_string(),
+                        password_secret: "bench-ldap".into(),
                         base_dn: SUFFIX.into(),
                         filter: "(objectClass=inetOrgPerson)".into(),
                         page_size: 1000,

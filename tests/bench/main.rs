@@ -7,11 +7,13 @@
 //! the table says which goals were met.
 //!
 //! `scripts/bench [N]` (default 1,000,000); `scripts/bench --ldap [N ...]` reads a directory
-//! from a real slapd instead (see `ldap_mode`).
+//! from a real slapd instead (see `ldap_mode`); `scripts/bench --export [N ...]` measures the
+//! exporter writing to a real slapd and SCIM server (see `export_mode`).
 
 mod anchors;
 mod cycles;
 mod data;
+mod export_mode;
 mod latency;
 mod ldap_mode;
 mod services;
@@ -19,12 +21,20 @@ mod suite;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let ldap = std::env::args().nth(1).as_deref() == Some("--ldap");
+    let mode = std::env::args().nth(1);
+    let ldap = mode.as_deref() == Some("--ldap");
+    let export = mode.as_deref() == Some("--export");
     let sizes: Vec<usize> = std::env::args()
-        .skip(if ldap { 2 } else { 1 })
+        .skip(if ldap || export { 2 } else { 1 })
         .map(|arg| arg.replace(['_', ','], "").parse())
         .collect::<Result<_, _>>()
         .map_err(|error| anyhow::anyhow!("sizes are object counts like 1000000: {error}"))?;
+    if export {
+        for total in if sizes.is_empty() { vec![5_000] } else { sizes } {
+            export_mode::run(total).await?;
+        }
+        return Ok(());
+    }
     if ldap {
         for total in if sizes.is_empty() {
             vec![100_000]

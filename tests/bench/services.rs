@@ -1,4 +1,4 @@
-//! The five release binaries as processes against one database, and what they used.
+//! The release binaries as processes against one database, and what they used.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -73,13 +73,19 @@ impl Services {
     }
 }
 
-/// Starts the five release binaries against `database` and waits until each is SERVING.
+/// Where the benchmark keeps the secrets its jobs name (created by [`start_services`]).
+pub fn secrets_dir(dir: &Path) -> PathBuf {
+    dir.join("secrets")
+}
+
+/// Starts the release binaries against `database` and waits until each is SERVING.
 pub async fn start_services(
     database: &TestDatabase,
     tokens: &Tokens,
     token_file: &Path,
     dir: &Path,
 ) -> anyhow::Result<Services> {
+    std::fs::create_dir_all(secrets_dir(dir))?;
     let mut addresses = HashMap::new();
     for service in ServiceName::ALL {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -95,6 +101,7 @@ pub async fn start_services(
             .env("SYNCGUARD_SERVICE_TOKEN", &tokens.service)
             .env("SYNCGUARD_MAX_MESSAGE_BYTES", MESSAGE_LIMIT.to_string())
             .env("SYNCGUARD_MAIL_DIR", dir.join("mail"))
+            .env("SYNCGUARD_SECRETS_DIR", secrets_dir(dir))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .kill_on_drop(true);

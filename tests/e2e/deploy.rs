@@ -101,6 +101,9 @@ fn the_dashboard_loads_and_queries_only_what_syncguard_records() {
         "syncguard_notifications_pending",
         "syncguard_notifications_oldest_pending_age_seconds",
         "syncguard_retention_purge_backlog",
+        "syncguard_exporter_lag_seconds",
+        "syncguard_exporter_exported_total",
+        "syncguard_exporter_failed",
         "rpc_server_duration_milliseconds_bucket",
     ] {
         assert!(queried.contains(wanted), "the dashboard shows no {wanted}");

@@ -270,9 +270,13 @@ async fn export_target(
     }
     transaction.commit().await.map_err(|e| internal(e.into()))?;
     if exported > 0 {
-        syncguard_telemetry::metrics()
-            .exported
-            .add(exported as u64, &[]);
+        syncguard_telemetry::metrics().exported.add(
+            exported as u64,
+            &[
+                syncguard_telemetry::KeyValue::new("job_id", job_id.to_string()),
+                syncguard_telemetry::KeyValue::new("target", target.name.clone()),
+            ],
+        );
         tracing::info!(job = %job_id, target = %target.name, exported, millis = started.elapsed().as_millis() as u64, "changes exported");
     }
     match stopped {
