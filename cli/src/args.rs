@@ -534,6 +534,19 @@ pub struct DemoArgs {
     /// How many of them leave the source.
     #[arg(long, default_value_t = 600)]
     pub remove: usize,
+    /// Also write the job's changes to this LDAP directory (e.g. ldap://127.0.0.1:389) and
+    /// show the users arriving there and the held deletes kept out of it until allowed.
+    #[arg(long, requires = "ldap_secret")]
+    pub ldap_target: Option<String>,
+    /// The secret (in the exporter's and ingest's SYNCGUARD_SECRETS_DIR) with the bind password.
+    #[arg(long)]
+    pub ldap_secret: Option<String>,
+    /// Who writes to the LDAP target.
+    #[arg(long, default_value = "cn=admin,dc=example,dc=org")]
+    pub ldap_bind_dn: String,
+    /// Where users go in the LDAP target.
+    #[arg(long, default_value = "ou=people,dc=example,dc=org")]
+    pub ldap_users: String,
 }
 
 /// `targets` commands.

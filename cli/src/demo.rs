@@ -1,7 +1,8 @@
 //! `syncguard demo`: the product documents' story, played against a running suite.
 //! Sync 1,000 users; 600 vanish from the source; the cycle is quarantined and an email goes
 //! out; the held deletes are reviewed and allowed; they are soft-deleted; one is restored
-//! with the same object id.
+//! with the same object id. With `--ldap-target` the job also writes to a real LDAP directory,
+//! and each step says what the directory received (and what it did not).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -71,6 +72,61 @@ fn step(number: u32, text: &str) -> Result<(), Failure> {
     out!("\n== {number}. {text}")
 }
 
+/// The demo job's LDAP target, when asked for.
+fn ldap_target(args: &DemoArgs) -> Option<v1::JobTarget> {
+    let url = args.ldap_target.clone()?;
+    Some(v1::JobTarget {
+        name: "directory".into(),
+        kind: Some(v1::job_target::Kind::Ldap(v1::LdapTarget {
+            url,
+            bind_dn: args.ldap_bind_dn.clone(),
+            password_secret: args.ldap_secret.clone().unwrap_or_default(),
+            users_base_dn: args.ldap_users.clone(),
+            groups_base_dn: args.ldap_users.clone(),
+            ..Default::default()
+        })),
+    })
+}
+
+/// With a target: waits until the exporter has written at least `writes` objects to it and
+/// has nothing pending, and returns how many it wrote. `None` without targets.
+async fn exported(
+    clients: &mut Clients,
+    job_id: &str,
+    writes: u64,
+) -> Result<Option<u64>, Failure> {
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let targets = clients
+            .exporter
+            .list_targets(v1::ListTargetsRequest {
+                job_id: job_id.into(),
+            })
+            .await?
+            .into_inner()
+            .targets;
+        let Some(target) = targets.first() else {
+            return Ok(None);
+        };
+        if !target.bootstrapping && target.pending_changes == 0 && target.exported >= writes {
+            return Ok(Some(target.exported));
+        }
+        if tokio::time::Instant::now() > give_up {
+            return Err(Failure::other(format!(
+                "the LDAP target did not catch up within 2 minutes: {} pending, {} written, last error: {}",
+                target.pending_changes,
+                target.exported,
+                if target.last_error.is_empty() {
+                    "none"
+                } else {
+                    &target.last_error
+                }
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Plays the story; every step prints what happened.
 pub async fn demo(clients: &mut Clients, args: DemoArgs) -> Result<(), Failure> {
     if args.remove == 0 || args.remove > args.users {
@@ -89,6 +145,7 @@ pub async fn demo(clients: &mut Clients, args: DemoArgs) -> Result<(), Failure> 
                     kind: Some(v1::job_source::Kind::Push(v1::PushSource {})),
                 }),
                 notification_recipients: vec!["identity-team@demo.example.org".into()],
+                targets: ldap_target(&args).into_iter().collect(),
                 ..Default::default()
             }),
         })
@@ -104,6 +161,13 @@ pub async fn demo(clients: &mut Clients, args: DemoArgs) -> Result<(), Failure> 
         first.objects_received,
         output::cycle_state(first.cycle_state)
     )?;
+    let arrived = exported(clients, &job.job_id, args.users as u64).await?;
+    if let Some(arrived) = arrived {
+        out!(
+            "the LDAP target received {arrived} users (under {})",
+            args.ldap_users
+        )?;
+    }
 
     step(
         3,
@@ -128,6 +192,12 @@ pub async fn demo(clients: &mut Clients, args: DemoArgs) -> Result<(), Failure> 
         .status
         .unwrap_or_default();
     out!("job status: {}", status.message)?;
+    if let Some(kept) = exported(clients, &job.job_id, args.users as u64).await? {
+        out!(
+            "the LDAP target still has all {} users: nothing of the held cycle was exported ({kept} writes so far)",
+            args.users
+        )?;
+    }
 
     step(
         4,
@@ -231,6 +301,14 @@ pub async fn demo(clients: &mut Clients, args: DemoArgs) -> Result<(), Failure> 
         .await?
         .into_inner();
     out!("applied {} deletes", allowed.actions_applied)?;
+    let written = (args.users + args.remove) as u64;
+    if exported(clients, &job.job_id, written).await?.is_some() {
+        out!(
+            "the LDAP target removed the {} allowed leavers: {} users remain there",
+            args.remove,
+            args.users - args.remove
+        )?;
+    }
 
     step(7, "They are soft-deleted, restorable for the job's 30 days")?;
     let deleted = clients
@@ -281,6 +359,9 @@ pub async fn demo(clients: &mut Clients, args: DemoArgs) -> Result<(), Failure> 
             "a DIFFERENT object id"
         }
     )?;
+    if exported(clients, &job.job_id, written + 1).await?.is_some() {
+        out!("and it is back in the LDAP target")?;
+    }
     out!("\ndemo complete: job {}", job.job_id)?;
     Ok(())
 }

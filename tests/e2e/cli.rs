@@ -319,8 +319,8 @@ async fn every_command_explains_itself_with_an_example() -> anyhow::Result<()> {
     suite.stop().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_plays_the_whole_story() -> anyhow::Result<()> {
+/// A suite whose notifier writes mail to a fresh folder, as scripts/run does, for the demo.
+async fn demo_suite() -> anyhow::Result<(Suite, PathBuf)> {
     let mail_dir =
         std::env::temp_dir().join(format!("syncguard-demo-mail-{}", uuid::Uuid::new_v4()));
     let suite = Suite::start_with(syncguard_e2e::SuiteOptions {
@@ -332,6 +332,12 @@ async fn the_demo_plays_the_whole_story() -> anyhow::Result<()> {
         ..Default::default()
     })
     .await?;
+    Ok((suite, mail_dir))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_plays_the_whole_story() -> anyhow::Result<()> {
+    let (suite, mail_dir) = demo_suite().await?;
     let demo = syncguard(
         &suite,
         Some(&suite.tokens.admin),
@@ -731,4 +737,54 @@ async fn the_cli_follows_the_change_feed_and_shows_where_each_target_stands() ->
     );
     suite.stop().await?;
     scim.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_shows_users_arriving_in_an_ldap_target_and_held_deletes_kept_out()
+-> anyhow::Result<()> {
+    use syncguard_e2e::slapd::{ADMIN_PASSWORD, SUFFIX, Slapd};
+    let slapd = Slapd::start().await?;
+    let (suite, mail_dir) = demo_suite().await?;
+    suite.add_secret("demo-directory", ADMIN_PASSWORD)?;
+    let demo = syncguard(
+        &suite,
+        Some(&suite.tokens.admin),
+        &[
+            "demo",
+            "--mail-dir",
+            mail_dir.to_str().unwrap_or_default(),
+            "--ldap-target",
+            &slapd.url(),
+            "--ldap-secret",
+            "demo-directory",
+        ],
+    )
+    .await;
+    let printed = stdout(&demo);
+    assert!(
+        demo.status.success(),
+        "{}\n{printed}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    for expected in [
+        "the LDAP target received 1000 users",
+        "the LDAP target still has all 1000 users: nothing of the held cycle was exported",
+        "the LDAP target removed the 600 allowed leavers: 400 users remain there",
+        "and it is back in the LDAP target",
+    ] {
+        assert!(
+            printed.contains(expected),
+            "missing {expected:?} in:\n{printed}"
+        );
+    }
+    // What the directory itself says: the 400 who stayed and the one restored.
+    let people = slapd
+        .search(
+            &format!("ou=people,{SUFFIX}"),
+            "(objectClass=inetOrgPerson)",
+        )
+        .await?;
+    assert_eq!(people.len(), 401);
+    suite.stop().await?;
+    slapd.stop().await
 }
