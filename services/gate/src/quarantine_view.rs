@@ -180,7 +180,8 @@ pub async fn view(
     });
     let after = Some(page.page_token).filter(|token| !token.is_empty());
     // The page is cut from the destructive-actions index first; only its rows get their
-    // derived state.
+    // derived state, and an applied delete's deadline is looked up by the object's primary
+    // key (joining on job and anchor scanned the job's deleted objects: 8 ms at 100,000).
     let held: Vec<HeldRow> = sqlx::query_as(
         "WITH page AS MATERIALIZED ( \
              SELECT a.action_id FROM staged_actions a \
@@ -190,8 +191,9 @@ pub async fn view(
          SELECT s.action_id, s.cycle_id, s.job_id, s.anchor, s.object_type, s.action, s.reason, s.status, \
                 s.changed_attributes, s.display_name, d.purge_after \
          FROM page JOIN action_states s ON s.action_id = page.action_id \
-         LEFT JOIN directory_objects d ON s.status = 'applied' AND s.action = 'delete' \
-                                      AND d.job_id = s.job_id AND d.anchor = s.anchor AND d.deleted_at IS NOT NULL \
+         LEFT JOIN LATERAL (SELECT o.purge_after FROM directory_objects o \
+                            WHERE s.status = 'applied' AND s.action = 'delete' \
+                              AND o.object_id = s.object_id AND o.deleted_at IS NOT NULL) d ON true \
          ORDER BY s.anchor COLLATE \"C\"",
     )
     .bind(row.cycle_id)

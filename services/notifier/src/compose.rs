@@ -205,7 +205,7 @@ fn allowed_blocks(event: &v1::NotificationEvent) -> Vec<Block> {
     let until = date(event.restorable_until).unwrap_or_default();
     blocks.push(Block::Text(if event.applied {
         format!(
-            "The deleted objects are soft-deleted and can be restored until {until} (then they are purged)."
+            "The deleted objects are soft-deleted and restorable until {until} (then they are purged)."
         )
     } else {
         format!(
@@ -441,7 +441,7 @@ mod tests {
         assert!(body.contains("approver:alice allowed"), "{body}");
         assert!(body.contains("612 allowed, 0 rejected"), "{body}");
         assert!(body.contains("HR confirmed the leavers"), "{body}");
-        assert!(body.contains("restored until 2027-01-15"), "{body}");
+        assert!(body.contains("restorable until 2027-01-15"), "{body}");
         assert!(body.contains("syncguard directory restore"), "{body}");
     }
 }
