@@ -103,6 +103,27 @@ async fn exported(
     .await
 }
 
+/// Waits until the exporter has written its first objects to one of the job's targets.
+async fn first_pages_written(
+    exporter: &ExporterServiceClient<Authed>,
+    job_id: &str,
+) -> anyhow::Result<()> {
+    wait_for("the first pages written", EXPORT_DEADLINE, || {
+        let mut exporter = exporter.clone();
+        let job_id = job_id.to_owned();
+        async move {
+            let targets = exporter
+                .list_targets(v1::ListTargetsRequest { job_id })
+                .await
+                .ok()?
+                .into_inner()
+                .targets;
+            targets.iter().any(|t| t.exported > 0).then_some(())
+        }
+    })
+    .await
+}
+
 fn uid(n: usize) -> String {
     format!("u-{n:05}")
 }
@@ -495,20 +516,7 @@ async fn targets_that_go_down_mid_export_catch_up_with_every_change_once() -> an
     push_snapshot(&mut ingest, &job_id, &directory(1000, 20)).await?;
 
     // Down as soon as each has taken its first page.
-    wait_for("the first pages written", EXPORT_DEADLINE, || {
-        let mut exporter = exporter.clone();
-        let job_id = job_id.clone();
-        async move {
-            let targets = exporter
-                .list_targets(v1::ListTargetsRequest { job_id })
-                .await
-                .ok()?
-                .into_inner()
-                .targets;
-            targets.iter().any(|t| t.exported > 0).then_some(())
-        }
-    })
-    .await?;
+    first_pages_written(&exporter, &job_id).await?;
     slapd.pause().await?;
     switch.off();
 
@@ -608,20 +616,7 @@ async fn an_exporter_killed_mid_export_resumes_and_nothing_is_lost_or_doubled() 
     push_snapshot(&mut ingest, &job_id, &directory(1000, 20)).await?;
     let reader = processes.tokens.reader.clone();
     let exporter = ExporterServiceClient::new(processes.authed(ServiceName::Exporter, &reader));
-    wait_for("the first pages written", EXPORT_DEADLINE, || {
-        let mut exporter = exporter.clone();
-        let job_id = job_id.clone();
-        async move {
-            let targets = exporter
-                .list_targets(v1::ListTargetsRequest { job_id })
-                .await
-                .ok()?
-                .into_inner()
-                .targets;
-            targets.iter().any(|t| t.exported > 0).then_some(())
-        }
-    })
-    .await?;
+    first_pages_written(&exporter, &job_id).await?;
     processes.kill(ServiceName::Exporter).await?;
     processes.restart(ServiceName::Exporter).await?;
     let exporter = ExporterServiceClient::new(processes.authed(ServiceName::Exporter, &reader));
