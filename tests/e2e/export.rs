@@ -77,12 +77,14 @@ fn exported_job(ldap_url: String, scim_url: String, max_deletes: Option<u64>) ->
     spec
 }
 
-/// Waits until every target of the job has written everything the feed holds for it.
-async fn exported(
+/// Waits until every target of the job shows what `wanted` asks of it, and returns them.
+async fn targets_when(
     exporter: &ExporterServiceClient<Authed>,
     job_id: &str,
+    what: &str,
+    wanted: fn(&v1::TargetStatus) -> bool,
 ) -> anyhow::Result<Vec<v1::TargetStatus>> {
-    wait_for("every target caught up", EXPORT_DEADLINE, || {
+    wait_for(what, EXPORT_DEADLINE, || {
         let mut exporter = exporter.clone();
         let job_id = job_id.to_owned();
         async move {
@@ -92,36 +94,33 @@ async fn exported(
                 .ok()?
                 .into_inner()
                 .targets;
-            targets
-                .iter()
-                .all(|t| {
-                    !t.bootstrapping && t.pending_changes == 0 && t.retrying == 0 && t.failed == 0
-                })
-                .then_some(targets)
+            (!targets.is_empty() && targets.iter().all(wanted)).then_some(targets)
         }
     })
     .await
 }
 
-/// Waits until the exporter has written its first objects to one of the job's targets.
+/// Waits until every target of the job has written everything the feed holds for it.
+async fn exported(
+    exporter: &ExporterServiceClient<Authed>,
+    job_id: &str,
+) -> anyhow::Result<Vec<v1::TargetStatus>> {
+    targets_when(exporter, job_id, "every target caught up", |t| {
+        !t.bootstrapping && t.pending_changes == 0 && t.retrying == 0 && t.failed == 0
+    })
+    .await
+}
+
+/// Waits until the exporter has written its first objects to every target of the job.
 async fn first_pages_written(
     exporter: &ExporterServiceClient<Authed>,
     job_id: &str,
 ) -> anyhow::Result<()> {
-    wait_for("the first pages written", EXPORT_DEADLINE, || {
-        let mut exporter = exporter.clone();
-        let job_id = job_id.to_owned();
-        async move {
-            let targets = exporter
-                .list_targets(v1::ListTargetsRequest { job_id })
-                .await
-                .ok()?
-                .into_inner()
-                .targets;
-            targets.iter().any(|t| t.exported > 0).then_some(())
-        }
+    targets_when(exporter, job_id, "the first pages written", |t| {
+        t.exported > 0
     })
-    .await
+    .await?;
+    Ok(())
 }
 
 fn uid(n: usize) -> String {
@@ -532,21 +531,8 @@ async fn targets_that_go_down_mid_export_catch_up_with_every_change_once() -> an
     }
     let cycle = push_snapshot(&mut ingest, &job_id, &promoted).await?;
     assert_eq!(cycle.cycle_state, CycleState::Completed as i32);
-    let waiting = wait_for("both targets reported down", EXPORT_DEADLINE, || {
-        let mut exporter = exporter.clone();
-        let job_id = job_id.clone();
-        async move {
-            let targets = exporter
-                .list_targets(v1::ListTargetsRequest { job_id })
-                .await
-                .ok()?
-                .into_inner()
-                .targets;
-            targets
-                .iter()
-                .all(|t| !t.last_error.is_empty() && t.pending_changes > 0)
-                .then_some(targets)
-        }
+    let waiting = targets_when(&exporter, &job_id, "both targets reported down", |t| {
+        !t.last_error.is_empty() && t.pending_changes > 0
     })
     .await?;
     assert!(
