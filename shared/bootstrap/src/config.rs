@@ -107,6 +107,45 @@ impl PeerUrls {
         }
     }
 
+    /// The peers' URLs from their `SYNCGUARD_<SERVICE>_URL` variables, defaulting to each
+    /// service's port on this host; https:// exactly when `tls` verifies peers.
+    pub fn from_lookup(
+        get: &impl Fn(&str) -> Option<String>,
+        tls: &TlsSettings,
+    ) -> Result<Self, ConfigError> {
+        let mut peers = PeerUrls::defaults_with_scheme(if tls.peers_over_tls() {
+            "https"
+        } else {
+            "http"
+        });
+        for peer in ServiceName::ALL {
+            let variable = peer.url_variable();
+            if let Some(url) = get(&variable) {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError::Invalid {
+                        variable,
+                        value: url,
+                        reason: "expected an http:// or https:// URL".into(),
+                    });
+                }
+                if url.starts_with("https://") && !tls.peers_over_tls() {
+                    return Err(ConfigError::Unusable {
+                        variable,
+                        reason: "an https:// peer is verified against SYNCGUARD_TLS_CA: set it to the CA that signed the services' certificates".into(),
+                    });
+                }
+                if url.starts_with("http://") && tls.peers_over_tls() {
+                    return Err(ConfigError::Unusable {
+                        variable,
+                        reason: "SYNCGUARD_TLS_CA is set, so peers are called over TLS: use an https:// URL".into(),
+                    });
+                }
+                *peer_slot(&mut peers, peer) = url;
+            }
+        }
+        Ok(peers)
+    }
+
     /// Every service on its default port on this host, in plaintext.
     pub fn defaults() -> Self {
         Self::defaults_with_scheme("http")
@@ -240,48 +279,9 @@ impl ServiceConfig {
         let listen = Listen::Address(listen_address(service, &get)?);
 
         let tls = TlsSettings::from_lookup(&get)?;
-        let mut peers = PeerUrls::defaults_with_scheme(if tls.peers_over_tls() {
-            "https"
-        } else {
-            "http"
-        });
-        for peer in ServiceName::ALL {
-            let variable = peer.url_variable();
-            if let Some(url) = get(&variable) {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(ConfigError::Invalid {
-                        variable,
-                        value: url,
-                        reason: "expected an http:// or https:// URL".into(),
-                    });
-                }
-                if url.starts_with("https://") && !tls.peers_over_tls() {
-                    return Err(ConfigError::Unusable {
-                        variable,
-                        reason: "an https:// peer is verified against SYNCGUARD_TLS_CA: set it to the CA that signed the services' certificates".into(),
-                    });
-                }
-                if url.starts_with("http://") && tls.peers_over_tls() {
-                    return Err(ConfigError::Unusable {
-                        variable,
-                        reason: "SYNCGUARD_TLS_CA is set, so peers are called over TLS: use an https:// URL".into(),
-                    });
-                }
-                *peer_slot(&mut peers, peer) = url;
-            }
-        }
+        let peers = PeerUrls::from_lookup(&get, &tls)?;
 
-        let tokens_file = get("SYNCGUARD_TOKENS_FILE");
-        let tokens = match (&tokens_file, get("SYNCGUARD_TOKENS")) {
-            (Some(path), _) => TokenTable::from_file(path)?,
-            (None, Some(text)) => TokenTable::parse("SYNCGUARD_TOKENS", &text)?,
-            (None, None) => {
-                return Err(ConfigError::Missing {
-                    variable: "SYNCGUARD_TOKENS_FILE",
-                    hint: "a file of `<role> <principal> <token>` lines (or SYNCGUARD_TOKENS with the same lines)",
-                });
-            }
-        };
+        let (tokens, tokens_file) = token_table(&get)?;
         let service_token =
             secret_setting(&get, "SYNCGUARD_SERVICE_TOKEN")?.ok_or(ConfigError::Missing {
                 variable: "SYNCGUARD_SERVICE_TOKEN",
@@ -383,6 +383,25 @@ impl ServiceConfig {
     }
 }
 
+/// The token table from `SYNCGUARD_TOKENS_FILE` (returned too: it is read again on SIGHUP)
+/// or `SYNCGUARD_TOKENS`.
+pub fn token_table(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<(TokenTable, Option<String>), ConfigError> {
+    let tokens_file = get("SYNCGUARD_TOKENS_FILE");
+    let tokens = match (&tokens_file, get("SYNCGUARD_TOKENS")) {
+        (Some(path), _) => TokenTable::from_file(path)?,
+        (None, Some(text)) => TokenTable::parse("SYNCGUARD_TOKENS", &text)?,
+        (None, None) => {
+            return Err(ConfigError::Missing {
+                variable: "SYNCGUARD_TOKENS_FILE",
+                hint: "a file of `<role> <principal> <token>` lines (or SYNCGUARD_TOKENS with the same lines)",
+            });
+        }
+    };
+    Ok((tokens, tokens_file))
+}
+
 /// Where `service` listens: `SYNCGUARD_LISTEN` (`host:port`), else its default port on
 /// `SYNCGUARD_LISTEN_HOST` (the image sets `0.0.0.0`), else on loopback.
 pub fn listen_address(
@@ -437,7 +456,8 @@ fn peer_slot(peers: &mut PeerUrls, service: ServiceName) -> &mut String {
     }
 }
 
-fn parse_var<T>(variable: &str, value: &str) -> Result<T, ConfigError>
+/// Parses a variable's value; the error names the variable and says why.
+pub fn parse_var<T>(variable: &str, value: &str) -> Result<T, ConfigError>
 where
     T: FromStr,
     T::Err: std::fmt::Display,
@@ -452,7 +472,8 @@ where
         })
 }
 
-fn parse_or<T>(
+/// Parses a variable when it is set, else gives `default`.
+pub fn parse_or<T>(
     get: &impl Fn(&str) -> Option<String>,
     variable: &str,
     default: T,

@@ -283,7 +283,7 @@ impl ServiceHost {
 
 /// Reads the tokens file again on each SIGHUP: a revoked token stops working without a
 /// restart. A file that no longer reads keeps the previous table (and says why).
-async fn reload_tokens_on_hangup(path: String, tokens: SharedTokens) {
+pub async fn reload_tokens_on_hangup(path: String, tokens: SharedTokens) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -28,14 +28,18 @@ mod wake;
 pub use allowed_hosts::AllowedHosts;
 pub use auth::{AuthLayer, AuthService, SharedTokens};
 pub use background::{Background, KeyedWorker};
-pub use config::{ConfigError, Listen, PeerUrls, ServiceConfig, ServiceName};
+pub use config::{
+    ConfigError, Listen, PeerUrls, ServiceConfig, ServiceName, parse_or, parse_var, token_table,
+};
 pub use cycle_events::{CYCLE_EVENTS_CHANNEL, CycleEvents, FEED_EVENTS_CHANNEL, JobEvents};
 pub use cycle_wait::{StepOwners, wait_settled};
-pub use host::{HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW, ServiceHost};
-pub use main_entry::run_main;
+pub use host::{
+    HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW, ServiceHost, reload_tokens_on_hangup,
+};
+pub use main_entry::{run_main, run_program};
 pub use own_service::{OwnService, OwnServiceLayer};
 pub use paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, page, timestamp};
-pub use peers::{AddAuthorization, PeerChannel, peer_channel};
+pub use peers::{AddAuthorization, PeerChannel, UnsendableToken, peer_channel, peer_endpoint};
 pub use policy::{METHOD_ACCESS, Requirement, is_open_path, requirement, roles_markdown};
 pub use readiness::{Readiness, ReadinessLayer, ReadinessService};
 pub use secrets::{SECRET_VARIABLE_PREFIX, Secret, SecretError, SecretName, SecretStore};

@@ -1,9 +1,9 @@
-//! The body of every service's `main`: config, telemetry, run, exit code.
+//! The body of every program's `main`: config, telemetry, run, exit code.
 
 use std::future::Future;
 use std::process::ExitCode;
 
-use crate::config::{ServiceConfig, ServiceName};
+use crate::config::{ConfigError, ServiceConfig, ServiceName};
 
 /// Reads the configuration from the environment, installs telemetry, runs `serve` until it
 /// returns, and maps the outcome to an exit code (0 clean, 1 failed, 2 bad configuration).
@@ -13,25 +13,43 @@ where
     F: FnOnce(ServiceConfig) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    run_program(
+        service.as_str(),
+        "SYNCGUARD_LISTEN",
+        || ServiceConfig::from_env(service),
+        || crate::health_probe::probe(service),
+        serve,
+    )
+}
+
+/// The same life cycle for a program that is not one of the gRPC services (the web
+/// console): its own configuration type and its own health probe, the same telemetry,
+/// arguments and exit codes, so every syncguard binary starts and fails alike.
+pub fn run_program<C, F, Fut>(
+    name: &'static str,
+    listen_variable: &'static str,
+    read_config: impl FnOnce() -> Result<C, ConfigError>,
+    health_check: impl FnOnce() -> ExitCode,
+    serve: F,
+) -> ExitCode
+where
+    F: FnOnce(C) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
     match std::env::args().nth(1).as_deref() {
         None => {}
-        Some("--health-check") => return crate::health_probe::probe(service),
+        Some("--health-check") => return health_check(),
         Some("--version") => {
-            println!(
-                "syncguard-{} {}",
-                service.as_str(),
-                env!("CARGO_PKG_VERSION")
-            );
+            println!("syncguard-{name} {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         Some(other) => {
             let help = other == "--help" || other == "-h";
             let usage = format!(
-                "usage: syncguard-{0} [--health-check | --version]\n\n\
-                 Runs the {0} service, configured by environment variables (see the README's\n\
+                "usage: syncguard-{name} [--health-check | --version]\n\n\
+                 Runs the {name} service, configured by environment variables (see the README's\n\
                  configuration table). --health-check asks the service listening on\n\
-                 SYNCGUARD_LISTEN whether it is SERVING and exits 0 if it is.",
-                service.as_str()
+                 {listen_variable} whether it is serving and exits 0 if it is."
             );
             if help {
                 println!("{usage}");
@@ -41,13 +59,10 @@ where
             return ExitCode::from(2);
         }
     }
-    let config = match ServiceConfig::from_env(service) {
+    let config = match read_config() {
         Ok(config) => config,
         Err(error) => {
-            eprintln!(
-                "syncguard-{}: configuration error: {error}",
-                service.as_str()
-            );
+            eprintln!("syncguard-{name}: configuration error: {error}");
             return ExitCode::from(2);
         }
     };
@@ -57,36 +72,27 @@ where
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!(
-                "syncguard-{}: cannot start the runtime: {error}",
-                service.as_str()
-            );
+            eprintln!("syncguard-{name}: cannot start the runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
     runtime.block_on(async move {
-        let telemetry_config = syncguard_telemetry::TelemetryConfig::from_env(&format!(
-            "syncguard-{}",
-            service.as_str()
-        ));
+        let telemetry_config =
+            syncguard_telemetry::TelemetryConfig::from_env(&format!("syncguard-{name}"));
         let _telemetry = match syncguard_telemetry::init(&telemetry_config) {
             Ok(guard) => guard,
             Err(error) => {
-                eprintln!("syncguard-{}: telemetry: {error:#}", service.as_str());
+                eprintln!("syncguard-{name}: telemetry: {error:#}");
                 return ExitCode::from(2);
             }
         };
         match serve(config).await {
             Ok(()) => {
-                tracing::info!(service = service.as_str(), "stopped");
+                tracing::info!(service = name, "stopped");
                 ExitCode::SUCCESS
             }
             Err(error) => {
-                tracing::error!(
-                    service = service.as_str(),
-                    error = format!("{error:#}"),
-                    "failed"
-                );
+                tracing::error!(service = name, error = format!("{error:#}"), "failed");
                 ExitCode::FAILURE
             }
         }

@@ -19,6 +19,15 @@ pub fn peer_channel(
     token: &str,
     tls: Option<ClientTlsConfig>,
 ) -> anyhow::Result<PeerChannel> {
+    let channel = AddAuthorization::new(peer_endpoint(url, tls)?, token).map_err(|_| {
+        anyhow::anyhow!("the service token contains characters not allowed in metadata")
+    })?;
+    Ok(InjectTraceContextLayer.layer(channel))
+}
+
+/// A lazily connected channel to `url` that adds no credentials: for a program that calls
+/// the services on behalf of each of its users (the console), with their own tokens.
+pub fn peer_endpoint(url: &str, tls: Option<ClientTlsConfig>) -> anyhow::Result<Channel> {
     let mut endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|error| anyhow::anyhow!("peer URL {url:?} is not valid: {error}"))?
         .connect_timeout(std::time::Duration::from_secs(5))
@@ -35,14 +44,7 @@ pub fn peer_channel(
             .tls_config(tls)
             .map_err(|error| anyhow::anyhow!("TLS for peer {url:?}: {error}"))?;
     }
-    let header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-        anyhow::anyhow!("the service token contains characters not allowed in metadata")
-    })?;
-    let channel = AddAuthorization {
-        inner: endpoint.connect_lazy(),
-        header,
-    };
-    Ok(InjectTraceContextLayer.layer(channel))
+    Ok(endpoint.connect_lazy())
 }
 
 /// Adds `authorization: Bearer <token>` to every request.
@@ -50,6 +52,20 @@ pub fn peer_channel(
 pub struct AddAuthorization<S> {
     inner: S,
     header: HeaderValue,
+}
+
+/// A token that cannot travel in an `authorization` header.
+#[derive(Debug)]
+pub struct UnsendableToken;
+
+impl<S> AddAuthorization<S> {
+    /// Wraps `inner` so every call presents `token`.
+    pub fn new(inner: S, token: &str) -> Result<Self, UnsendableToken> {
+        let mut header =
+            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| UnsendableToken)?;
+        header.set_sensitive(true);
+        Ok(Self { inner, header })
+    }
 }
 
 impl<S, B> Service<Request<B>> for AddAuthorization<S>
@@ -65,11 +81,9 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let mut header = self.header.clone();
-        header.set_sensitive(true);
         request
             .headers_mut()
-            .insert(http::header::AUTHORIZATION, header);
+            .insert(http::header::AUTHORIZATION, self.header.clone());
         self.inner.call(request)
     }
 }
