@@ -416,6 +416,7 @@ pub async fn find_quarantine(
                     page_size: HELD_PAGE,
                     page_token: token,
                 }),
+                ..Default::default()
             })
             .await
             .map(tonic::Response::into_inner)

@@ -212,6 +212,7 @@ pub async fn demo(clients: &mut Clients, args: DemoArgs) -> Result<(), Failure> 
                 page_size: 5000,
                 page_token: String::new(),
             }),
+            ..Default::default()
         })
         .await?
         .into_inner();

@@ -139,7 +139,7 @@ impl GateApi {
             }
         }
         let row = quarantine_view::find(&self.pool, &decided.quarantine_id.to_string(), "").await?;
-        let view = quarantine_view::view(&self.pool, &row, None).await?;
+        let view = quarantine_view::view(&self.pool, &row, None, "").await?;
         Ok(v1::DecisionResponse {
             quarantine: Some(view),
             applied: decided.apply_cycle.is_some(),
@@ -268,7 +268,7 @@ impl GateService for GateApi {
         let body = request.get_ref();
         let row = quarantine_view::find(&self.pool, &body.quarantine_id, &body.job_id).await?;
         Ok(Response::new(
-            quarantine_view::view(&self.pool, &row, body.page.as_ref()).await?,
+            quarantine_view::view(&self.pool, &row, body.page.as_ref(), &body.search).await?,
         ))
     }
 

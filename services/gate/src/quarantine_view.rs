@@ -166,12 +166,41 @@ fn held_view(row: HeldRow, retention_days: i32) -> Result<v1::HeldAction, GateEr
     })
 }
 
-/// The API view of a quarantine with one page of its held actions (in anchor order).
+/// Longest search text a reviewer may send.
+const MAX_SEARCH_CHARS: usize = 200;
+
+/// The `ILIKE` pattern for a reviewer's search: their text anywhere, wildcards taken
+/// literally; `None` for an empty search.
+fn search_pattern(search: &str) -> Result<Option<String>, FieldError> {
+    let search = search.trim();
+    if search.is_empty() {
+        return Ok(None);
+    }
+    if search.chars().count() > MAX_SEARCH_CHARS {
+        return Err(FieldError::new(
+            "search",
+            format!("at most {MAX_SEARCH_CHARS} characters"),
+        ));
+    }
+    if search.chars().any(char::is_control) {
+        return Err(FieldError::new("search", "contains control characters"));
+    }
+    let escaped = search
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    Ok(Some(format!("%{escaped}%")))
+}
+
+/// The API view of a quarantine with one page of its held actions (in anchor order),
+/// only those matching `search` when it is not empty.
 pub async fn view(
     pool: &PgPool,
     row: &QuarantineRow,
     page: Option<&v1::PageRequest>,
+    search: &str,
 ) -> Result<v1::Quarantine, GateError> {
+    let pattern = search_pattern(search)?;
     let page = page.cloned().unwrap_or_default();
     let size = i64::from(if page.page_size == 0 {
         1000
@@ -187,6 +216,8 @@ pub async fn view(
              SELECT a.action_id FROM staged_actions a \
              WHERE a.cycle_id = $1 AND a.action IN ('delete', 'disable') AND a.status <> 'skipped_pinned' \
                AND ($2::text IS NULL OR a.anchor COLLATE \"C\" > $2) \
+               AND ($4::text IS NULL OR a.anchor ILIKE $4 OR a.display_name ILIKE $4 \
+                    OR replace(a.reason, '_', ' ') ILIKE $4) \
              ORDER BY a.anchor COLLATE \"C\" LIMIT $3) \
          SELECT s.action_id, s.cycle_id, s.job_id, s.anchor, s.object_type, s.action, s.reason, s.status, \
                 s.changed_attributes, s.display_name, d.purge_after \
@@ -199,6 +230,7 @@ pub async fn view(
     .bind(row.cycle_id)
     .bind(after)
     .bind(size + 1)
+    .bind(pattern)
     .fetch_all(pool)
     .await?;
     let (retention_days,): (i32,) =
@@ -335,6 +367,7 @@ pub async fn list(
                 page_size: 1,
                 page_token: String::new(),
             }),
+            "",
         )
         .await?;
         summary.held.clear();
