@@ -16,6 +16,8 @@ enum Block {
     Table(Vec<&'static str>, Vec<Vec<String>>),
     /// Commands to copy, one per line.
     Commands(Vec<String>),
+    /// A link to the web console: its words and its address.
+    Link(String, String),
 }
 
 fn action_word(action: i32) -> &'static str {
@@ -130,13 +132,20 @@ fn sample_table(event: &v1::NotificationEvent) -> Block {
     )
 }
 
-fn quarantine_blocks(event: &v1::NotificationEvent) -> Vec<Block> {
+fn quarantine_blocks(event: &v1::NotificationEvent, console: Option<&str>) -> Vec<Block> {
     let summary: Vec<String> = event
         .counts
         .iter()
         .map(|count| counted(count.count, count.object_type, count.action))
         .collect();
-    let mut blocks = vec![
+    let mut blocks = Vec::new();
+    if let Some(console) = console {
+        blocks.push(Block::Link(
+            "Review and decide in the console".into(),
+            format!("{console}/quarantines/{}", event.quarantine_id),
+        ));
+    }
+    blocks.extend([
         Block::Text(format!(
             "Delete threshold exceeded: sync cycle {} of job {} is quarantined and nothing of it has been applied. It plans {}.",
             event.cycle_id,
@@ -152,7 +161,7 @@ fn quarantine_blocks(event: &v1::NotificationEvent) -> Vec<Block> {
                 .collect(),
         ),
         counts_table(event),
-    ];
+    ]);
     if !event.sample.is_empty() {
         blocks.push(Block::Text(format!(
             "Held deletes and disables (the first {}):",
@@ -187,7 +196,7 @@ fn quarantine_blocks(event: &v1::NotificationEvent) -> Vec<Block> {
     blocks
 }
 
-fn allowed_blocks(event: &v1::NotificationEvent) -> Vec<Block> {
+fn allowed_blocks(event: &v1::NotificationEvent, console: Option<&str>) -> Vec<Block> {
     let mut blocks = vec![Block::Text(format!(
         "{} allowed the held deletes and disables of cycle {} (job {}): {} allowed, {} rejected.",
         event.actor, event.cycle_id, event.job_name, event.allowed, event.rejected
@@ -216,6 +225,12 @@ fn allowed_blocks(event: &v1::NotificationEvent) -> Vec<Block> {
     blocks.push(Block::Text(
         "To see them and bring one back (same object id, attributes and groups):".into(),
     ));
+    if let Some(console) = console {
+        blocks.push(Block::Link(
+            "Open the recycle bin in the console".into(),
+            format!("{console}/jobs/{}/deleted", event.job_id),
+        ));
+    }
     blocks.push(Block::Commands(vec![
         format!("syncguard directory deleted {}", event.job_id),
         "syncguard directory restore <object id> --reason '<why>'".into(),
@@ -228,12 +243,12 @@ fn allowed_blocks(event: &v1::NotificationEvent) -> Vec<Block> {
     blocks
 }
 
-fn blocks(event: &v1::NotificationEvent) -> Vec<Block> {
+fn blocks(event: &v1::NotificationEvent, console: Option<&str>) -> Vec<Block> {
     match NotificationKind::try_from(event.kind).unwrap_or_default() {
         NotificationKind::QuarantineOpened | NotificationKind::QuarantineReminder => {
-            quarantine_blocks(event)
+            quarantine_blocks(event, console)
         }
-        NotificationKind::QuarantineAllowed => allowed_blocks(event),
+        NotificationKind::QuarantineAllowed => allowed_blocks(event, console),
         NotificationKind::QuarantineRejected => vec![
             Block::Text(format!(
                 "{} rejected the held deletes and disables of cycle {} (job {}): {} rejected. Nothing of them was applied; the cycle's other changes were.",
@@ -262,10 +277,10 @@ fn blocks(event: &v1::NotificationEvent) -> Vec<Block> {
     }
 }
 
-/// The plain-text body.
-pub fn text(event: &v1::NotificationEvent) -> String {
+/// The plain-text body; `console` is the web console's base URL, when there is one.
+pub fn text(event: &v1::NotificationEvent, console: Option<&str>) -> String {
     let mut out = format!("Job: {} ({})\n", event.job_name, event.job_id);
-    for block in blocks(event) {
+    for block in blocks(event, console) {
         out.push('\n');
         match block {
             Block::Text(text) => {
@@ -307,13 +322,16 @@ pub fn text(event: &v1::NotificationEvent) -> String {
                     let _ = writeln!(out, "    {command}");
                 }
             }
+            Block::Link(words, url) => {
+                let _ = writeln!(out, "{words}:\n    {url}");
+            }
         }
     }
     out
 }
 
 /// The HTML body: the same blocks, every value escaped.
-pub fn html(event: &v1::NotificationEvent) -> String {
+pub fn html(event: &v1::NotificationEvent, console: Option<&str>) -> String {
     let mut out = String::from(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body style=\"font-family: sans-serif\">",
     );
@@ -323,8 +341,16 @@ pub fn html(event: &v1::NotificationEvent) -> String {
         escape(&event.job_name),
         escape(&event.job_id)
     );
-    for block in blocks(event) {
+    for block in blocks(event, console) {
         match block {
+            Block::Link(words, url) => {
+                let _ = write!(
+                    out,
+                    "<p><a href=\"{}\" style=\"font-weight: bold\">{}</a></p>",
+                    escape(&url),
+                    escape(&words)
+                );
+            }
             Block::Text(text) => {
                 let _ = write!(out, "<p>{}</p>", escape(&text));
             }
@@ -404,7 +430,7 @@ mod tests {
     #[test]
     fn quarantine_mail_has_counts_sample_context_and_how_to_act() {
         let event = quarantine_event();
-        let body = text(&event);
+        let body = text(&event, None);
         assert!(body.contains("It plans 612 user deletes."), "{body}");
         assert!(body.contains("sent 400 objects"), "{body}");
         assert!(body.contains("holds 1000 live objects"), "{body}");
@@ -412,7 +438,7 @@ mod tests {
         assert!(body.contains("restorable for 30 days"), "{body}");
         assert!(body.contains("Ada <script>"), "{body}");
         assert!(body.contains("syncguard quarantine allow j-1"), "{body}");
-        let page = html(&event);
+        let page = html(&event, None);
         assert!(page.contains("HR &lt;feed&gt;"), "{page}");
         assert!(page.contains("<td>Ada &lt;script&gt;</td>"), "{page}");
         assert!(!page.contains("<script>"), "{page}");
@@ -437,11 +463,49 @@ mod tests {
             }),
             ..quarantine_event()
         };
-        let body = text(&event);
+        let body = text(&event, None);
         assert!(body.contains("approver:alice allowed"), "{body}");
         assert!(body.contains("612 allowed, 0 rejected"), "{body}");
         assert!(body.contains("HR confirmed the leavers"), "{body}");
         assert!(body.contains("restorable until 2027-01-15"), "{body}");
         assert!(body.contains("syncguard directory restore"), "{body}");
+    }
+
+    #[test]
+    fn with_a_console_the_quarantine_mail_leads_with_its_page() {
+        let event = v1::NotificationEvent {
+            quarantine_id: "q-1".into(),
+            ..quarantine_event()
+        };
+        let console = Some("https://syncguard.example.com");
+        let body = text(&event, console);
+        let link = body
+            .find("https://syncguard.example.com/quarantines/q-1")
+            .expect("the link is in the text");
+        let command = body
+            .find("syncguard quarantine allow")
+            .expect("the commands stay");
+        assert!(link < command, "the link comes first: {body}");
+        let page = html(&event, console);
+        assert!(
+            page.contains("<a href=\"https://syncguard.example.com/quarantines/q-1\""),
+            "{page}"
+        );
+        assert!(
+            !text(&event, None).contains("/quarantines/"),
+            "no console, no link"
+        );
+    }
+
+    #[test]
+    fn a_console_url_is_an_address_and_nothing_else() {
+        use crate::settings::console_url;
+        assert_eq!(
+            console_url("https://console.example.com/").as_deref(),
+            Ok("https://console.example.com")
+        );
+        assert!(console_url("console.example.com").is_err());
+        assert!(console_url("https://x.example.com/\"><script>").is_err());
+        assert!(console_url("https://").is_err());
     }
 }

@@ -254,8 +254,8 @@ fn build(
     }
     builder
         .multipart(MultiPart::alternative_plain_html(
-            compose::text(event),
-            compose::html(event),
+            compose::text(event, settings.console_url.as_deref()),
+            compose::html(event, settings.console_url.as_deref()),
         ))
         .map_err(|error| format!("the message cannot be built: {error}"))
 }
