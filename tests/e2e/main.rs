@@ -3,6 +3,7 @@
 
 mod binaries;
 mod cli;
+mod console;
 mod cycle;
 mod deploy;
 mod export;

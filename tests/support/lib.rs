@@ -1,6 +1,7 @@
 //! Support for the end-to-end tests: a throwaway database per test, the five services
 //! started in-process on pre-bound loopback listeners, and authenticated gRPC clients.
 
+pub mod browser;
 mod database;
 pub mod directory;
 pub mod pg_cluster;

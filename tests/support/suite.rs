@@ -180,6 +180,7 @@ pub struct Suite {
     stop: watch::Sender<bool>,
     single_stops: Vec<(ServiceName, watch::Sender<bool>)>,
     tasks: Vec<(ServiceName, JoinHandle<anyhow::Result<()>>)>,
+    console: Option<JoinHandle<anyhow::Result<()>>>,
     scratch: std::path::PathBuf,
 }
 
@@ -235,6 +236,7 @@ impl Suite {
             stop,
             single_stops: Vec::new(),
             tasks: Vec::new(),
+            console: None,
             scratch,
         };
         let mut started = Vec::new();
@@ -459,9 +461,40 @@ impl Suite {
             .expect("the database lives as long as the suite")
     }
 
+    /// Starts the web console on `listener`, calling this suite's services (over TLS in a
+    /// TLS run) and accepting the suite's tokens; it stops with the suite. Returns its
+    /// address as a browser opens it.
+    pub async fn start_console(
+        &mut self,
+        listener: std::net::TcpListener,
+    ) -> anyhow::Result<String> {
+        let address = listener.local_addr()?;
+        let mut config = syncguard_console::ConsoleConfig::new(
+            syncguard_console::ConsoleListen::Bound(listener),
+            self.peers.clone(),
+            self.tokens.table(),
+        );
+        if let Some(tls) = crate::transport::test_tls() {
+            config.tls = tls.settings();
+        }
+        let app = syncguard_console::App::build(config).await?;
+        let mut stopped = self.stop.subscribe();
+        self.console = Some(tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        })));
+        Ok(format!("http://{address}"))
+    }
+
     /// Stops every service, checks each stopped cleanly, and drops the database.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.stop.send_replace(true);
+        if let Some(console) = self.console.take() {
+            tokio::time::timeout(Duration::from_secs(10), console)
+                .await
+                .map_err(|_| anyhow::anyhow!("the console did not stop within 10 s"))?
+                .map_err(|error| anyhow::anyhow!("the console panicked: {error}"))?
+                .map_err(|error| anyhow::anyhow!("the console failed: {error:#}"))?;
+        }
         for (service, task) in std::mem::take(&mut self.tasks) {
             let outcome = tokio::time::timeout(Duration::from_secs(10), task)
                 .await

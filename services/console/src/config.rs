@@ -1,0 +1,184 @@
+//! The console's configuration from the environment, read with the services' own parsers.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use syncguard_bootstrap::{ConfigError, PeerUrls, TlsSettings, TokenTable, parse_or, parse_var};
+
+/// Where the console listens unless `SYNCGUARD_CONSOLE_LISTEN` says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// A session ends this long after sign-in, used or not.
+const DEFAULT_SESSION_SECS: u64 = 8 * 3600;
+/// A session nobody used for this long ends too.
+const DEFAULT_IDLE_SECS: u64 = 30 * 60;
+
+/// How the console's listening socket is obtained.
+#[derive(Debug)]
+pub enum ConsoleListen {
+    /// Bind this address at start.
+    Address(SocketAddr),
+    /// A socket the caller bound (tests bind port 0 to learn the address first).
+    Bound(std::net::TcpListener),
+}
+
+/// Everything the console needs to start.
+#[derive(Debug)]
+pub struct ConsoleConfig {
+    /// Where browsers reach it.
+    pub listen: ConsoleListen,
+    /// The services it calls on the signed-in person's behalf.
+    pub peers: PeerUrls,
+    /// TLS towards the services (the console itself serves plain HTTP; see the README).
+    pub tls: TlsSettings,
+    /// The same token table as the services: sign-in checks a token and learns its role
+    /// here, so pages offer only what the role may do (the services check again).
+    pub tokens: TokenTable,
+    /// Read again on SIGHUP, as the services do.
+    pub tokens_file: Option<String>,
+    /// The address people open (`SYNCGUARD_CONSOLE_URL`); an https:// one marks the session
+    /// cookie `Secure`, since TLS ends in front of the console.
+    pub public_url: Option<String>,
+    /// Longest life of a session.
+    pub session_lifetime: Duration,
+    /// Longest a session may sit unused.
+    pub session_idle: Duration,
+}
+
+impl ConsoleConfig {
+    /// Reads the configuration from the environment (see the README's configuration table).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, so tests need not touch the environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let listen = parse_var(
+            "SYNCGUARD_CONSOLE_LISTEN",
+            &get("SYNCGUARD_CONSOLE_LISTEN").unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+        )?;
+        let tls = TlsSettings::from_lookup(&get)?;
+        let peers = PeerUrls::from_lookup(&get, &tls)?;
+        let (tokens, tokens_file) = syncguard_bootstrap::token_table(&get)?;
+        let public_url = match get("SYNCGUARD_CONSOLE_URL") {
+            None => None,
+            Some(url) => Some(public_url(&url).map_err(|reason| ConfigError::Invalid {
+                variable: "SYNCGUARD_CONSOLE_URL".into(),
+                value: url,
+                reason,
+            })?),
+        };
+        Ok(Self {
+            listen: ConsoleListen::Address(listen),
+            peers,
+            tls,
+            tokens,
+            tokens_file,
+            public_url,
+            session_lifetime: Duration::from_secs(
+                parse_or(&get, "SYNCGUARD_CONSOLE_SESSION_SECS", DEFAULT_SESSION_SECS)?.max(60),
+            ),
+            session_idle: Duration::from_secs(
+                parse_or(&get, "SYNCGUARD_CONSOLE_IDLE_SECS", DEFAULT_IDLE_SECS)?.max(60),
+            ),
+        })
+    }
+
+    /// A configuration for tests and embedding: defaults everywhere but the given parts.
+    pub fn new(listen: ConsoleListen, peers: PeerUrls, tokens: TokenTable) -> Self {
+        Self {
+            listen,
+            peers,
+            tls: TlsSettings::default(),
+            tokens,
+            tokens_file: None,
+            public_url: None,
+            session_lifetime: Duration::from_secs(DEFAULT_SESSION_SECS),
+            session_idle: Duration::from_secs(DEFAULT_IDLE_SECS),
+        }
+    }
+
+    /// Whether the session cookie must only travel over TLS.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|url| url.starts_with("https://"))
+    }
+}
+
+/// The console's public address: http(s)://host[:port][/prefix], without a trailing slash.
+fn public_url(url: &str) -> Result<String, String> {
+    let url = url.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("expected an http:// or https:// address")?;
+    if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+        return Err("expected an address like https://syncguard.example.com".into());
+    }
+    Ok(url.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        |name| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        }
+    }
+
+    #[test]
+    fn defaults_to_loopback_port_8080() {
+        let config = ConsoleConfig::from_lookup(lookup(&[(
+            "SYNCGUARD_TOKENS",
+            "reader ann 0123456789abcdef",
+        )]))
+        .expect("valid");
+        match config.listen {
+            ConsoleListen::Address(address) => assert_eq!(address.to_string(), DEFAULT_LISTEN),
+            ConsoleListen::Bound(_) => panic!("an address"),
+        }
+        assert!(!config.secure_cookies());
+    }
+
+    #[test]
+    fn a_bad_setting_names_its_variable() {
+        let error = ConsoleConfig::from_lookup(lookup(&[
+            ("SYNCGUARD_TOKENS", "reader ann 0123456789abcdef"),
+            ("SYNCGUARD_CONSOLE_LISTEN", "everywhere"),
+        ]))
+        .expect_err("refused");
+        assert!(
+            error.to_string().contains("SYNCGUARD_CONSOLE_LISTEN"),
+            "{error}"
+        );
+        let error = ConsoleConfig::from_lookup(lookup(&[
+            ("SYNCGUARD_TOKENS", "reader ann 0123456789abcdef"),
+            ("SYNCGUARD_CONSOLE_URL", "console.example.com"),
+        ]))
+        .expect_err("refused");
+        assert!(
+            error.to_string().contains("SYNCGUARD_CONSOLE_URL"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_https_address_makes_cookies_secure() {
+        let config = ConsoleConfig::from_lookup(lookup(&[
+            ("SYNCGUARD_TOKENS", "reader ann 0123456789abcdef"),
+            ("SYNCGUARD_CONSOLE_URL", "https://syncguard.example.com/"),
+        ]))
+        .expect("valid");
+        assert!(config.secure_cookies());
+        assert_eq!(
+            config.public_url.as_deref(),
+            Some("https://syncguard.example.com")
+        );
+    }
+}
