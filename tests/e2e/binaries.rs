@@ -1,4 +1,5 @@
-//! The five real binaries, started as separate processes, as an operator would run them.
+//! The real binaries (six services and the console), started as separate processes, as an
+//! operator would run them.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,7 +11,12 @@ use syncguard_e2e::{TestDatabase, Tokens, transport, wait_until_serving};
 use tokio::process::{Child, Command};
 
 fn binary(service: ServiceName) -> PathBuf {
-    let name = format!("syncguard-{}", service.as_str());
+    program(service.as_str())
+}
+
+/// The path of `syncguard-<name>` in this build's target directory.
+fn program(name: &str) -> PathBuf {
+    let name = format!("syncguard-{name}");
     let test_exe = std::env::current_exe().expect("the test binary has a path");
     // target/<profile>/deps/e2e-<hash> -> target/<profile>/syncguard-<service>
     let path = test_exe
@@ -43,27 +49,37 @@ async fn listening_address(
     service: ServiceName,
     stdout: tokio::process::ChildStdout,
 ) -> anyhow::Result<SocketAddr> {
+    logged_address(service.as_str(), "listening", stdout).await
+}
+
+/// Reads a program's JSON log until the line whose message is `message` and returns the
+/// address in it; the rest of the log is passed on to this test's output.
+async fn logged_address(
+    name: &'static str,
+    message: &'static str,
+    stdout: tokio::process::ChildStdout,
+) -> anyhow::Result<SocketAddr> {
     use tokio::io::AsyncBufReadExt as _;
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let found = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = lines.next_line().await? {
-            println!("[{}] {line}", service.as_str());
+            println!("[{name}] {line}");
             let Ok(record) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
             };
-            if record["fields"]["message"] == "listening"
+            if record["fields"]["message"] == message
                 && let Some(address) = record["fields"]["address"].as_str()
             {
                 return Ok::<SocketAddr, anyhow::Error>(address.parse()?);
             }
         }
-        anyhow::bail!("{} exited before it listened", service.as_str())
+        anyhow::bail!("{name} exited before it listened")
     })
     .await
-    .map_err(|_| anyhow::anyhow!("{} did not report where it listens", service.as_str()))??;
+    .map_err(|_| anyhow::anyhow!("{name} did not report where it listens"))??;
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
-            println!("[{}] {line}", service.as_str());
+            println!("[{name}] {line}");
         }
     });
     Ok(found)
@@ -255,4 +271,60 @@ async fn each_binary_serves_is_discoverable_and_stops_within_five_seconds() -> a
     }
     std::fs::remove_file(&token_file)?;
     database.drop_database().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_binary_serves_checks_itself_and_stops_on_sigterm() -> anyhow::Result<()> {
+    let tokens = Tokens::generate_for_processes();
+    let token_file =
+        std::env::temp_dir().join(format!("syncguard-tokens-{}", uuid::Uuid::new_v4()));
+    tokens.write_file(&token_file)?;
+    let misconfigured = Command::new(program("console"))
+        .env("SYNCGUARD_TOKENS_FILE", &token_file)
+        .env("SYNCGUARD_CONSOLE_LISTEN", "everywhere")
+        .output()
+        .await?;
+    assert_eq!(misconfigured.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&misconfigured.stderr).contains("SYNCGUARD_CONSOLE_LISTEN"));
+
+    let mut child = Command::new(program("console"))
+        .env("SYNCGUARD_TOKENS_FILE", &token_file)
+        .env("SYNCGUARD_CONSOLE_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn,syncguard_console=info")
+        .env("SYNCGUARD_LOG_FORMAT", "json")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .envs(transport::service_env())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let address = logged_address("console", "console listening", stdout).await?;
+    let health = reqwest::get(format!("http://{address}/healthz")).await?;
+    assert_eq!(health.status(), 200);
+    let probe = Command::new(program("console"))
+        .arg("--health-check")
+        .env("SYNCGUARD_CONSOLE_LISTEN", address.to_string())
+        .status()
+        .await?;
+    assert!(probe.success(), "syncguard-console --health-check");
+
+    let pid = child.id().expect("running");
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await?;
+    assert!(kill.success());
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .map_err(|_| anyhow::anyhow!("the console still runs 5 s after SIGTERM"))??;
+    assert!(status.success(), "the console exited with {status}");
+    let gone = Command::new(program("console"))
+        .arg("--health-check")
+        .env("SYNCGUARD_CONSOLE_LISTEN", address.to_string())
+        .stderr(Stdio::null())
+        .status()
+        .await?;
+    assert!(!gone.success(), "a probe of a stopped console fails");
+    std::fs::remove_file(&token_file)?;
+    Ok(())
 }

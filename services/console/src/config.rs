@@ -7,6 +7,8 @@ use syncguard_bootstrap::{ConfigError, PeerUrls, TlsSettings, TokenTable, parse_
 
 /// Where the console listens unless `SYNCGUARD_CONSOLE_LISTEN` says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Its port when only `SYNCGUARD_LISTEN_HOST` is set (the image sets `0.0.0.0`).
+const DEFAULT_PORT: u16 = 8080;
 /// A session ends this long after sign-in, used or not.
 const DEFAULT_SESSION_SECS: u64 = 8 * 3600;
 /// A session nobody used for this long ends too.
@@ -53,10 +55,7 @@ impl ConsoleConfig {
     /// Reads the configuration through `lookup`, so tests need not touch the environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
-        let listen = parse_var(
-            "SYNCGUARD_CONSOLE_LISTEN",
-            &get("SYNCGUARD_CONSOLE_LISTEN").unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
-        )?;
+        let listen = listen_address(&get)?;
         let tls = TlsSettings::from_lookup(&get)?;
         let peers = PeerUrls::from_lookup(&get, &tls)?;
         let (tokens, tokens_file) = syncguard_bootstrap::token_table(&get)?;
@@ -103,6 +102,21 @@ impl ConsoleConfig {
         self.public_url
             .as_deref()
             .is_some_and(|url| url.starts_with("https://"))
+    }
+}
+
+/// `SYNCGUARD_CONSOLE_LISTEN` (`host:port`), else port 8080 on `SYNCGUARD_LISTEN_HOST`
+/// (the image sets `0.0.0.0`), else on loopback.
+pub fn listen_address(get: &impl Fn(&str) -> Option<String>) -> Result<SocketAddr, ConfigError> {
+    if let Some(value) = get("SYNCGUARD_CONSOLE_LISTEN") {
+        return parse_var("SYNCGUARD_CONSOLE_LISTEN", &value);
+    }
+    match get("SYNCGUARD_LISTEN_HOST") {
+        Some(host) => {
+            let ip: std::net::IpAddr = parse_var("SYNCGUARD_LISTEN_HOST", &host)?;
+            Ok(SocketAddr::new(ip, DEFAULT_PORT))
+        }
+        None => parse_var("SYNCGUARD_CONSOLE_LISTEN", DEFAULT_LISTEN),
     }
 }
 

@@ -189,13 +189,17 @@ impl App {
 /// its default) for `/healthz`; exit 0 when it answers 200.
 pub fn health_check() -> ExitCode {
     use std::io::{Read as _, Write as _};
-    let listen = std::env::var("SYNCGUARD_CONSOLE_LISTEN")
-        .ok()
-        .filter(|value| !value.trim().is_empty())
-        .unwrap_or_else(|| config::DEFAULT_LISTEN.to_owned());
-    let Ok(mut address) = listen.trim().parse::<SocketAddr>() else {
-        eprintln!("SYNCGUARD_CONSOLE_LISTEN={listen:?} is not host:port");
-        return ExitCode::from(2);
+    let get = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+    };
+    let mut address = match config::listen_address(&get) {
+        Ok(address) => address,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
     };
     if address.ip().is_unspecified() {
         address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
