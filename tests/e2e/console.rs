@@ -131,7 +131,7 @@ async fn sign_in(browser: &Browser, token: &str) -> anyhow::Result<()> {
         browser.url().await?
     );
     browser.type_into("#token", token).await?;
-    browser.click("#sign-in").await
+    browser.follow("#sign-in").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,6 +185,9 @@ async fn an_approver_allows_two_of_four_from_the_email_and_restores_one() -> any
     browser
         .screenshot("console-quarantine-approver.png")
         .await?;
+    browser.resize(390, 844).await?;
+    browser.screenshot("console-quarantine-phone.png").await?;
+    browser.resize(1280, 1000).await?;
 
     // The job's overview: its health, its rules and the cycles' deletes against the line.
     browser.goto(&format!("{console}/jobs")).await?;
@@ -206,7 +209,7 @@ async fn an_approver_allows_two_of_four_from_the_email_and_restores_one() -> any
     browser.goto(&link).await?;
 
     browser.type_into("#search", "contractor").await?;
-    browser.click("#search-button").await?;
+    browser.follow("#search-button").await?;
     assert_eq!(browser.count("#held tbody tr").await?, 2, "two contractors");
     let page = browser.text().await?;
     assert!(
@@ -216,7 +219,7 @@ async fn an_approver_allows_two_of_four_from_the_email_and_restores_one() -> any
     assert!(!page.contains("Dana Employee"), "{page}");
     browser.click(&format!("#tick-{}", anchor(1))).await?;
     browser.click(&format!("#tick-{}", anchor(2))).await?;
-    browser.click("#allow-ticked").await?;
+    browser.follow("#allow-ticked").await?;
     let confirm = browser.text().await?;
     assert!(
         confirm.contains("Allow 2 of the 4 held objects?"),
@@ -234,7 +237,7 @@ async fn an_approver_allows_two_of_four_from_the_email_and_restores_one() -> any
     browser
         .type_into("#reason", "contracts ended (HR ticket 4711)")
         .await?;
-    browser.click("#confirm").await?;
+    browser.follow("#confirm").await?;
     let done = browser.text().await?;
     assert!(done.contains("Allowed: 2 applied, 2 rejected"), "{done}");
 
@@ -259,15 +262,44 @@ async fn an_approver_allows_two_of_four_from_the_email_and_restores_one() -> any
         .goto(&format!("{console}/jobs/{job_id}/deleted"))
         .await?;
     assert_eq!(browser.count("#deleted tbody tr").await?, 2);
-    browser.click(&format!("#restore-{}", anchor(1))).await?;
+    browser.follow(&format!("#restore-{}", anchor(1))).await?;
     assert!(browser.text().await?.contains("Restore 1 object"));
     browser.type_into("#reason", "Ann was extended").await?;
-    browser.click("#confirm").await?;
+    browser.follow("#confirm").await?;
     assert_eq!(browser.text_of("#restored-id").await?, ann_before.object_id);
     let ann = object(&suite, &job_id, 1).await?;
     assert!(ann.deleted_at.is_none(), "restored: {ann:?}");
     assert_eq!(ann.object_id, ann_before.object_id, "with its id");
     assert_eq!(deleted_anchors(&suite, &job_id).await?, vec![anchor(2)]);
+
+    // The two rejected objects are pinned; releasing one leaves the other.
+    browser
+        .goto(&format!("{console}/jobs/{job_id}/pins"))
+        .await?;
+    assert_eq!(browser.count("#pins tbody tr").await?, 2);
+    browser
+        .click(&format!("#pins input[value='{}']", anchor(3)))
+        .await?;
+    browser.follow("#release").await?;
+    assert!(browser.text().await?.contains("Release 1 pins?"));
+    browser.type_into("#reason", "Dana really left").await?;
+    browser.follow("#confirm").await?;
+    assert!(browser.text().await?.contains("Released 1 pins."));
+    let pins = suite
+        .gate(Some(&suite.tokens.reader))
+        .list_pins(v1::ListPinsRequest {
+            job_id: job_id.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .pins;
+    assert_eq!(
+        pins.iter()
+            .map(|pin| pin.anchor.clone())
+            .collect::<Vec<_>>(),
+        vec![anchor(4)]
+    );
 
     // The provisioning log names the person, not the console.
     browser
@@ -276,7 +308,7 @@ async fn an_approver_allows_two_of_four_from_the_email_and_restores_one() -> any
     let log = browser.text().await?;
     assert!(log.contains("Ann was extended"), "{log}");
     assert!(log.contains("approver"), "{log}");
-    browser.click("header button").await?;
+    browser.follow("header button").await?;
     assert!(browser.text().await?.contains("You are signed out."));
     browser.goto(&link).await?;
     assert!(
@@ -353,7 +385,7 @@ async fn a_stale_page_is_refused_and_a_reader_sees_no_buttons() -> anyhow::Resul
         open_quarantine(&suite, &job_id).await?.digest,
         quarantine.digest
     );
-    browser.click("header button").await?;
+    browser.follow("header button").await?;
 
     // An approver's page goes stale: another approver rejects one object meanwhile.
     browser.goto(&page_url).await?;
@@ -368,9 +400,9 @@ async fn a_stale_page_is_refused_and_a_reader_sees_no_buttons() -> anyhow::Resul
             anchors: vec![anchor(4)],
         })
         .await?;
-    browser.click("#allow-ticked").await?;
+    browser.follow("#allow-ticked").await?;
     browser.type_into("#reason", "contract ended").await?;
-    browser.click("#confirm").await?;
+    browser.follow("#confirm").await?;
     let refused = browser.text().await?;
     assert!(
         refused.contains("Refused: the quarantine changed"),
@@ -387,9 +419,31 @@ async fn a_stale_page_is_refused_and_a_reader_sees_no_buttons() -> anyhow::Resul
     );
     let now = open_quarantine(&suite, &job_id).await?;
     assert_ne!(now.digest, quarantine.digest);
-    // Reloaded, the page shows what is held now and the decision goes through.
-    browser.goto(&page_url).await?;
+    // Reopened, the page shows what is held now; the approver restarts the job instead.
+    browser.follow("#back").await?;
+    assert_eq!(browser.url().await?, page_url);
     assert!(browser.text().await?.contains(&now.digest));
+    browser.follow("#restart").await?;
+    assert!(browser.text().await?.contains("Restart the job?"));
+    browser
+        .type_into("#reason", "the HR export is being fixed")
+        .await?;
+    browser.follow("#confirm").await?;
+    assert!(
+        browser
+            .text()
+            .await?
+            .contains("The held cycle is superseded")
+    );
+    let superseded = suite
+        .gate(Some(&suite.tokens.reader))
+        .get_quarantine(v1::GetQuarantineRequest {
+            quarantine_id: quarantine.quarantine_id.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(superseded.state, v1::QuarantineState::Superseded as i32);
 
     browser.stop().await?;
     suite.stop().await

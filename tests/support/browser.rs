@@ -205,8 +205,42 @@ impl Browser {
         Ok(value.as_str().unwrap_or_default().to_owned())
     }
 
-    /// Clicks the first element matching `selector` (a link or a button waits for the
-    /// page it leads to).
+    /// Clicks a link or button that leads to another page, and waits until that page has
+    /// replaced this one and finished loading.
+    pub async fn follow(&self, selector: &str) -> anyhow::Result<()> {
+        let old = self.find("html").await?;
+        self.click(selector).await?;
+        crate::wait_for(
+            &format!("the page {selector:?} leads to"),
+            Duration::from_secs(30),
+            || {
+                let old = old.clone();
+                async move {
+                    // The old document's root is stale once the new page replaced it.
+                    let gone = self
+                        .command(reqwest::Method::GET, &format!("/element/{old}/name"), None)
+                        .await
+                        .is_err();
+                    if !gone {
+                        return None;
+                    }
+                    let state = self
+                        .command(
+                            reqwest::Method::POST,
+                            "/execute/sync",
+                            Some(json!({ "script": "return document.readyState", "args": [] })),
+                        )
+                        .await
+                        .ok()?;
+                    (state == "complete").then_some(())
+                }
+            },
+        )
+        .await
+    }
+
+    /// Clicks the first element matching `selector` (a checkbox; see [`Browser::follow`]
+    /// for what leads to another page).
     pub async fn click(&self, selector: &str) -> anyhow::Result<()> {
         let element = self.find(selector).await?;
         self.command(
@@ -225,6 +259,17 @@ impl Browser {
             reqwest::Method::POST,
             &format!("/element/{element}/value"),
             Some(json!({ "text": text })),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Resizes the window (a phone is about 390 x 844).
+    pub async fn resize(&self, width: u32, height: u32) -> anyhow::Result<()> {
+        self.command(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
         )
         .await
         .map(drop)

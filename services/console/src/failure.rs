@@ -22,6 +22,8 @@ pub enum Failure {
         doing: &'static str,
         /// The service's answer.
         status: tonic::Status,
+        /// The page to go back to, when there is a better one than the jobs.
+        back: Option<String>,
     },
     /// The form is not one this console rendered for this session.
     Forgery,
@@ -32,17 +34,37 @@ pub enum Failure {
 impl Failure {
     /// A service's error while doing `doing`.
     pub fn service(doing: &'static str) -> impl FnOnce(tonic::Status) -> Failure {
-        move |status| Failure::Service { doing, status }
+        move |status| Failure::Service {
+            doing,
+            status,
+            back: None,
+        }
+    }
+
+    /// A service's error while doing `doing`, with a link back to `back` (the page whose
+    /// form was refused, to read it again).
+    pub fn service_from(
+        doing: &'static str,
+        back: String,
+    ) -> impl FnOnce(tonic::Status) -> Failure {
+        move |status| Failure::Service {
+            doing,
+            status,
+            back: Some(back),
+        }
     }
 }
 
-fn error_page(code: StatusCode, title: &str, body: maud::Markup) -> Response {
+fn error_page(code: StatusCode, title: &str, body: maud::Markup, back: Option<&str>) -> Response {
     let markup = page(
         title,
         None,
         html! {
             (notice("error", body))
-            p { a href="/jobs" { "Back to the jobs" } }
+            p {
+                @if let Some(back) = back { a #back href=(back) { "Open it again as it is now" } " · " }
+                a href="/jobs" { "Back to the jobs" }
+            }
         },
     );
     (code, axum::response::Html(markup.into_string())).into_response()
@@ -67,13 +89,19 @@ impl IntoResponse for Failure {
                 StatusCode::FORBIDDEN,
                 "Refused",
                 html! { "This form did not come from your current session (its CSRF token does not match). Nothing was changed. Reload the page and try again." },
+                None,
             ),
             Failure::BadRequest(message) => error_page(
                 StatusCode::BAD_REQUEST,
                 "Cannot do that",
                 html! { (message) },
+                None,
             ),
-            Failure::Service { doing, status } => {
+            Failure::Service {
+                doing,
+                status,
+                back,
+            } => {
                 let message = status.message().to_owned();
                 let (code, title, advice) = match status.code() {
                     Code::Unauthenticated => {
@@ -126,6 +154,7 @@ impl IntoResponse for Failure {
                         p { strong { "While " (doing) ": " } (message) }
                         p { (advice) }
                     },
+                    back.as_deref(),
                 )
             }
         }

@@ -418,7 +418,10 @@ pub async fn decide(
                 anchors,
             })
             .await
-            .map_err(Failure::service("deciding the quarantine (allow)"))?,
+            .map_err(Failure::service_from(
+                "deciding the quarantine (allow)",
+                format!("/quarantines/{quarantine_id}"),
+            ))?,
         Intent::RejectTicked | Intent::RejectAll => viewer
             .calls
             .gate
@@ -429,7 +432,10 @@ pub async fn decide(
                 anchors,
             })
             .await
-            .map_err(Failure::service("deciding the quarantine (reject)"))?,
+            .map_err(Failure::service_from(
+                "deciding the quarantine (reject)",
+                format!("/quarantines/{quarantine_id}"),
+            ))?,
         Intent::Restart => {
             return Err(Failure::BadRequest(
                 "A restart is confirmed on the job, not here.".into(),
