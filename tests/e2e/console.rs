@@ -6,9 +6,11 @@
 
 use std::time::Duration;
 
+use syncguard_console::ServerTls;
 use syncguard_e2e::browser::Browser;
 use syncguard_e2e::directory::{push_snapshot, user};
 use syncguard_e2e::smtp::{SmtpServer, free_port};
+use syncguard_e2e::transport::TestTls;
 use syncguard_e2e::{Suite, SuiteOptions, wait_for};
 use syncguard_notifier::settings::{Delivery, MailSettings};
 use syncguard_proto::v1::{self, ActionKind, object_ref};
@@ -507,6 +509,61 @@ async fn sign_in_sets_a_strict_cookie_and_refuses_unknown_and_service_tokens() -
         jobs.headers()["content-security-policy"]
             .to_str()?
             .contains("default-src 'none'")
+    );
+    suite.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_over_tls_the_session_cookie_is_secure() -> anyhow::Result<()> {
+    let certificates = TestTls::generate(false)?;
+    let paths = certificates.paths().clone();
+    let variables = [
+        (
+            "SYNCGUARD_TLS_CERT",
+            paths.server_cert.display().to_string(),
+        ),
+        ("SYNCGUARD_TLS_KEY", paths.server_key.display().to_string()),
+    ];
+    let serve_tls = ServerTls::from_lookup(&|name: &str| {
+        variables
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
+    })?
+    .expect("a certificate and key");
+    let mut suite = Suite::start().await?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    suite
+        .start_console_with(listener, |config| config.serve_tls = Some(serve_tls))
+        .await?;
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&paths.ca)?)?)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let console = format!("https://127.0.0.1:{port}");
+    assert_eq!(
+        https
+            .get(format!("{console}/healthz"))
+            .send()
+            .await?
+            .status(),
+        200
+    );
+    let signed_in = https
+        .post(format!("{console}/signin"))
+        .form(&[("token", suite.tokens.approver.as_str()), ("next", "/jobs")])
+        .send()
+        .await?;
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"].to_str()?.to_owned();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .map(|answer| !answer.status().is_success())
+            .unwrap_or(true),
+        "no plaintext answer on the TLS port"
     );
     suite.stop().await
 }

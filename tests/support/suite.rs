@@ -468,6 +468,16 @@ impl Suite {
         &mut self,
         listener: std::net::TcpListener,
     ) -> anyhow::Result<String> {
+        self.start_console_with(listener, |_| {}).await
+    }
+
+    /// [`Suite::start_console`] with settings changed by `configure` first (returns its
+    /// address with `http://`, whatever it serves).
+    pub async fn start_console_with(
+        &mut self,
+        listener: std::net::TcpListener,
+        configure: impl FnOnce(&mut syncguard_console::ConsoleConfig),
+    ) -> anyhow::Result<String> {
         let address = listener.local_addr()?;
         let mut config = syncguard_console::ConsoleConfig::new(
             syncguard_console::ConsoleListen::Bound(listener),
@@ -477,6 +487,7 @@ impl Suite {
         if let Some(tls) = crate::transport::test_tls() {
             config.tls = tls.settings();
         }
+        configure(&mut config);
         let app = syncguard_console::App::build(config).await?;
         let mut stopped = self.stop.subscribe();
         self.console = Some(tokio::spawn(app.run_until_stopped(async move {

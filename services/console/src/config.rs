@@ -30,15 +30,17 @@ pub struct ConsoleConfig {
     pub listen: ConsoleListen,
     /// The services it calls on the signed-in person's behalf.
     pub peers: PeerUrls,
-    /// TLS towards the services (the console itself serves plain HTTP; see the README).
+    /// TLS towards the services.
     pub tls: TlsSettings,
+    /// TLS the console serves itself (`SYNCGUARD_TLS_CERT`/`_KEY`); plain HTTP without.
+    pub serve_tls: Option<crate::tls::ServerTls>,
     /// The same token table as the services: sign-in checks a token and learns its role
     /// here, so pages offer only what the role may do (the services check again).
     pub tokens: TokenTable,
     /// Read again on SIGHUP, as the services do.
     pub tokens_file: Option<String>,
     /// The address people open (`SYNCGUARD_CONSOLE_URL`); an https:// one marks the session
-    /// cookie `Secure`, since TLS ends in front of the console.
+    /// cookie `Secure` (TLS may end in front of the console).
     pub public_url: Option<String>,
     /// Longest life of a session.
     pub session_lifetime: Duration,
@@ -57,6 +59,7 @@ impl ConsoleConfig {
         let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
         let listen = listen_address(&get)?;
         let tls = TlsSettings::from_lookup(&get)?;
+        let serve_tls = crate::tls::ServerTls::from_lookup(&get)?;
         let peers = PeerUrls::from_lookup(&get, &tls)?;
         let (tokens, tokens_file) = syncguard_bootstrap::token_table(&get)?;
         let public_url = match get("SYNCGUARD_CONSOLE_URL") {
@@ -71,6 +74,7 @@ impl ConsoleConfig {
             listen: ConsoleListen::Address(listen),
             peers,
             tls,
+            serve_tls,
             tokens,
             tokens_file,
             public_url,
@@ -89,6 +93,7 @@ impl ConsoleConfig {
             listen,
             peers,
             tls: TlsSettings::default(),
+            serve_tls: None,
             tokens,
             tokens_file: None,
             public_url: None,
@@ -97,11 +102,14 @@ impl ConsoleConfig {
         }
     }
 
-    /// Whether the session cookie must only travel over TLS.
+    /// Whether the session cookie must only travel over TLS: the console serves TLS, or
+    /// people reach it at an https:// address (TLS ended in front of it).
     pub fn secure_cookies(&self) -> bool {
-        self.public_url
-            .as_deref()
-            .is_some_and(|url| url.starts_with("https://"))
+        self.serve_tls.is_some()
+            || self
+                .public_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("https://"))
     }
 }
 

@@ -10,6 +10,7 @@ mod layout;
 mod pages;
 mod services;
 mod sessions;
+mod tls;
 mod web;
 mod words;
 
@@ -28,6 +29,7 @@ use axum::routing::{get, post};
 use syncguard_bootstrap::SharedTokens;
 
 pub use config::{ConsoleConfig, ConsoleListen};
+pub use tls::ServerTls;
 
 use crate::services::Services;
 use crate::sessions::Sessions;
@@ -39,6 +41,7 @@ pub struct App {
     router: Router,
     tokens: SharedTokens,
     tokens_file: Option<String>,
+    serve_tls: Option<tls::ServerTls>,
 }
 
 /// Pages may use their own inline style and nothing else: no script runs, nothing loads
@@ -149,6 +152,7 @@ impl App {
             router: router(state),
             tokens,
             tokens_file: config.tokens_file,
+            serve_tls: config.serve_tls,
         })
     }
 
@@ -170,14 +174,20 @@ impl App {
                 self.tokens.clone(),
             ))
         });
-        tracing::info!(%address, "console listening");
-        // Small pages answer in one round trip only without Nagle's delay.
-        let listener = self.listener.tap_io(|stream| {
-            let _ = stream.set_nodelay(true);
-        });
-        let outcome = axum::serve(listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        tracing::info!(%address, tls = self.serve_tls.is_some(), "console listening");
+        let outcome = match self.serve_tls {
+            Some(server_tls) => tls::serve(self.listener, server_tls, self.router, shutdown).await,
+            None => {
+                // Small pages answer in one round trip only without Nagle's delay.
+                let listener = self.listener.tap_io(|stream| {
+                    let _ = stream.set_nodelay(true);
+                });
+                axum::serve(listener, self.router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+        };
         if let Some(reloader) = reloader {
             reloader.abort();
         }
