@@ -567,3 +567,48 @@ async fn served_over_tls_the_session_cookie_is_secure() -> anyhow::Result<()> {
     );
     suite.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_held_actions_are_searched_by_anchor_name_and_reason() -> anyhow::Result<()> {
+    let suite = Suite::start().await?;
+    let job_id = quarantined_job(&suite).await?;
+    let search = |text: String| {
+        let mut gate = suite.gate(Some(&suite.tokens.reader));
+        let job_id = job_id.clone();
+        async move {
+            gate.get_quarantine(v1::GetQuarantineRequest {
+                job_id,
+                search: text,
+                ..Default::default()
+            })
+            .await
+            .map(|answer| {
+                answer
+                    .into_inner()
+                    .held
+                    .into_iter()
+                    .filter_map(|held| held.action.map(|action| action.anchor))
+                    .collect::<Vec<_>>()
+            })
+        }
+    };
+    assert_eq!(
+        search("CONTRACTOR".into()).await?,
+        vec![anchor(1), anchor(2)]
+    );
+    assert_eq!(search(anchor(3)).await?, vec![anchor(3)]);
+    assert_eq!(search("removed from source".into()).await?.len(), 4);
+    assert!(
+        search("%".into()).await?.is_empty(),
+        "wildcards are literal"
+    );
+    assert_eq!(search(String::new()).await?.len(), 4, "no search: all held");
+    let too_long = search("x".repeat(201)).await.expect_err("refused");
+    assert_eq!(too_long.code(), tonic::Code::InvalidArgument);
+    assert!(
+        too_long.message().contains("search"),
+        "{}",
+        too_long.message()
+    );
+    suite.stop().await
+}

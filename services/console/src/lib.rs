@@ -68,13 +68,14 @@ async fn protect(request: Request, next: Next) -> Response {
     );
     // Pages show one person's view of live state: never kept by a shared cache.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    tracing::info!(
-        %method,
-        path,
-        status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "console request"
-    );
+    let status = response.status().as_u16();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if path == "/healthz" {
+        // Probed every few seconds by compose: not worth a line at info.
+        tracing::debug!(%method, path, status, elapsed_ms, "console request");
+    } else {
+        tracing::info!(%method, path, status, elapsed_ms, "console request");
+    }
     response
 }
 
