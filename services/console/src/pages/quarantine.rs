@@ -395,16 +395,12 @@ pub async fn decide(
     let fields = Fields(fields);
     viewer.check(&fields)?;
     let intent = Intent::parse(fields.one("intent"))?;
+    // An empty list means "every held action" to the gate: never from a "ticked" form.
     let anchors = if intent.ticked() {
-        fields.all("anchor")
+        ticked(&fields)?
     } else {
         Vec::new()
     };
-    if intent.ticked() && anchors.is_empty() {
-        return Err(Failure::BadRequest(
-            "No held object was ticked; nothing was changed.".into(),
-        ));
-    }
     let digest = fields.one("digest").to_owned();
     let reason = fields.one("reason").to_owned();
     let decided = match intent {
