@@ -299,11 +299,27 @@ async fn the_console_binary_serves_checks_itself_and_stops_on_sigterm() -> anyho
         .spawn()?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let address = logged_address("console", "console listening", stdout).await?;
-    let health = reqwest::get(format!("http://{address}/healthz")).await?;
+    // In a TLS run the console serves TLS with the services' certificate.
+    let mut http = reqwest::Client::builder();
+    let scheme = match transport::test_tls() {
+        Some(tls) => {
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(
+                &tls.paths().ca,
+            )?)?);
+            "https"
+        }
+        None => "http",
+    };
+    let health = http
+        .build()?
+        .get(format!("{scheme}://{address}/healthz"))
+        .send()
+        .await?;
     assert_eq!(health.status(), 200);
     let probe = Command::new(program("console"))
         .arg("--health-check")
         .env("SYNCGUARD_CONSOLE_LISTEN", address.to_string())
+        .envs(transport::service_env())
         .status()
         .await?;
     assert!(probe.success(), "syncguard-console --health-check");
@@ -321,6 +337,7 @@ async fn the_console_binary_serves_checks_itself_and_stops_on_sigterm() -> anyho
     let gone = Command::new(program("console"))
         .arg("--health-check")
         .env("SYNCGUARD_CONSOLE_LISTEN", address.to_string())
+        .envs(transport::service_env())
         .stderr(Stdio::null())
         .status()
         .await?;

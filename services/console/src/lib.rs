@@ -6,6 +6,7 @@
 
 pub mod config;
 mod failure;
+mod health;
 mod layout;
 mod pages;
 mod services;
@@ -197,9 +198,9 @@ impl App {
 }
 
 /// `syncguard-console --health-check`: asks the console on `SYNCGUARD_CONSOLE_LISTEN` (or
-/// its default) for `/healthz`; exit 0 when it answers 200.
+/// its default) for `/healthz`, over TLS verified with `SYNCGUARD_TLS_CA` when the console
+/// serves TLS; exit 0 when it answers 200.
 pub fn health_check() -> ExitCode {
-    use std::io::{Read as _, Write as _};
     let get = |name: &str| {
         std::env::var(name)
             .ok()
@@ -215,24 +216,20 @@ pub fn health_check() -> ExitCode {
     if address.ip().is_unspecified() {
         address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let timeout = std::time::Duration::from_secs(3);
-    let answer = std::net::TcpStream::connect_timeout(&address, timeout).and_then(|mut stream| {
-        stream.set_read_timeout(Some(timeout))?;
-        stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer)?;
-        Ok(answer)
-    });
-    match answer {
-        Ok(answer) if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") => {
+    let probe = match health::Probe::from_lookup(address, &get) {
+        Ok(probe) => probe,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    match probe.run() {
+        Ok(status) if status.starts_with("HTTP/1.1 200") || status.starts_with("HTTP/1.0 200") => {
             println!("SERVING");
             ExitCode::SUCCESS
         }
-        Ok(answer) => {
-            eprintln!(
-                "the console at {address} answered: {}",
-                answer.lines().next().unwrap_or("")
-            );
+        Ok(status) => {
+            eprintln!("the console at {address} answered: {status}");
             ExitCode::FAILURE
         }
         Err(error) => {
