@@ -270,10 +270,17 @@ impl Target {
     async fn soft_delete(&self, conn: &mut PgConnection) -> Result<(), RetentionError> {
         self.at_now(
             conn,
+            // Each deleted anchor is looked up by its key (job, anchor): a join the planner
+            // may turn around on a fresh job's statistics ("1 row") scanned the job's
+            // objects once per deleted object (577 ms for 1,026 deletes of a 1,826-object
+            // job, seen in EXPLAIN ANALYZE); a LATERAL probe cannot be turned around.
             "WITH doomed AS (
                  SELECT d.object_id FROM apply_set a
-                 JOIN directory_objects d ON d.job_id = $1 AND d.anchor = a.anchor
-                 WHERE a.action = 'delete' AND d.deleted_at IS NULL
+                 CROSS JOIN LATERAL (
+                     SELECT o.object_id FROM directory_objects o
+                     WHERE o.job_id = $1 AND o.anchor = a.anchor AND o.deleted_at IS NULL
+                 ) d
+                 WHERE a.action = 'delete'
              )
              UPDATE directory_objects d
              SET deleted_at = $2,
