@@ -64,10 +64,12 @@ impl ConsoleConfig {
         let (tokens, tokens_file) = syncguard_bootstrap::token_table(&get)?;
         let public_url = match get("SYNCGUARD_CONSOLE_URL") {
             None => None,
-            Some(url) => Some(public_url(&url).map_err(|reason| ConfigError::Invalid {
-                variable: "SYNCGUARD_CONSOLE_URL".into(),
-                value: url,
-                reason,
+            Some(url) => Some(syncguard_bootstrap::console_url(&url).map_err(|reason| {
+                ConfigError::Invalid {
+                    variable: "SYNCGUARD_CONSOLE_URL".into(),
+                    value: url,
+                    reason,
+                }
             })?),
         };
         Ok(Self {
@@ -126,19 +128,6 @@ pub fn listen_address(get: &impl Fn(&str) -> Option<String>) -> Result<SocketAdd
         }
         None => parse_var("SYNCGUARD_CONSOLE_LISTEN", DEFAULT_LISTEN),
     }
-}
-
-/// The console's public address: http(s)://host[:port][/prefix], without a trailing slash.
-fn public_url(url: &str) -> Result<String, String> {
-    let url = url.trim().trim_end_matches('/');
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or("expected an http:// or https:// address")?;
-    if rest.is_empty() || rest.contains(['?', '#', ' ']) {
-        return Err("expected an address like https://syncguard.example.com".into());
-    }
-    Ok(url.to_owned())
 }
 
 #[cfg(test)]

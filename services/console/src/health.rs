@@ -34,8 +34,8 @@ impl Probe {
         let ca = get("SYNCGUARD_TLS_CA").ok_or(
             "the console serves TLS: set SYNCGUARD_TLS_CA so the health check can verify it",
         )?;
-        let pem = std::fs::read(&ca)
-            .map_err(|error| format!("SYNCGUARD_TLS_CA: cannot read {ca}: {}", error.kind()))?;
+        let pem = syncguard_bootstrap::read_pem("SYNCGUARD_TLS_CA", &ca)
+            .map_err(|error| error.to_string())?;
         let mut roots = rustls::RootCertStore::empty();
         for certificate in CertificateDer::pem_slice_iter(&pem) {
             let certificate =
@@ -52,14 +52,7 @@ impl Probe {
         .with_root_certificates(roots)
         .with_no_client_auth();
         let host = get("SYNCGUARD_CONSOLE_URL")
-            .and_then(|url| {
-                let rest = url.split_once("://")?.1;
-                let authority = rest.split('/').next()?;
-                let host = authority
-                    .rsplit_once(':')
-                    .map_or(authority, |(host, _)| host);
-                (!host.is_empty()).then(|| host.trim_matches(['[', ']']).to_owned())
-            })
+            .and_then(|url| syncguard_bootstrap::url_host(&url))
             .unwrap_or_else(|| "localhost".to_owned());
         let name = ServerName::try_from(host.clone())
             .map_err(|_| format!("SYNCGUARD_CONSOLE_URL: {host:?} is not a host name"))?;

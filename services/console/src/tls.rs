@@ -39,32 +39,15 @@ fn unusable(variable: &str, reason: impl Into<String>) -> ConfigError {
 }
 
 impl ServerTls {
-    /// Reads the PEM files named by `SYNCGUARD_TLS_CERT` and `SYNCGUARD_TLS_KEY`; `None`
-    /// when neither is set. Errors name the variable, never a file's content.
+    /// Reads the PEM files named by `SYNCGUARD_TLS_CERT` and `SYNCGUARD_TLS_KEY` (read as
+    /// the services read them); `None` when neither is set. Errors name the variable, never
+    /// a file's content.
     pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Self>, ConfigError> {
-        let (cert_path, key_path) = match (get("SYNCGUARD_TLS_CERT"), get("SYNCGUARD_TLS_KEY")) {
-            (None, None) => return Ok(None),
-            (Some(cert), Some(key)) => (cert, key),
-            (Some(_), None) => {
-                return Err(unusable(
-                    "SYNCGUARD_TLS_KEY",
-                    "not set: the certificate needs its key",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(unusable(
-                    "SYNCGUARD_TLS_CERT",
-                    "not set: the key needs its certificate",
-                ));
-            }
+        let Some((cert_pem, key_pem)) =
+            syncguard_bootstrap::pem_pair(get, "SYNCGUARD_TLS_CERT", "SYNCGUARD_TLS_KEY")?
+        else {
+            return Ok(None);
         };
-        let read = |variable: &str, path: &str| {
-            std::fs::read(path).map_err(|error| {
-                unusable(variable, format!("cannot read {path}: {}", error.kind()))
-            })
-        };
-        let cert_pem = read("SYNCGUARD_TLS_CERT", &cert_path)?;
-        let key_pem = read("SYNCGUARD_TLS_KEY", &key_path)?;
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
             .collect::<Result<_, _>>()
             .map_err(|_| unusable("SYNCGUARD_TLS_CERT", "not a PEM certificate chain"))?;

@@ -111,33 +111,16 @@ impl MailSettings {
                 }
             };
         if let Some(url) = get("SYNCGUARD_CONSOLE_URL") {
-            settings.console_url = Some(console_url(&url).map_err(|reason| MailSettingsError {
-                variable: "SYNCGUARD_CONSOLE_URL",
-                reason,
-            })?);
+            settings.console_url =
+                Some(syncguard_bootstrap::console_url(&url).map_err(|reason| {
+                    MailSettingsError {
+                        variable: "SYNCGUARD_CONSOLE_URL",
+                        reason,
+                    }
+                })?);
         }
         settings.max_age = seconds("SYNCGUARD_MAIL_MAX_AGE_SECS", settings.max_age)?;
         settings.max_backoff = seconds("SYNCGUARD_MAIL_MAX_BACKOFF_SECS", settings.max_backoff)?;
         Ok(settings)
     }
-}
-
-/// The console's base URL as links start with it: http(s)://host[:port][/prefix], no
-/// trailing slash, nothing a mail client could read as markup.
-pub fn console_url(url: &str) -> Result<String, String> {
-    let url = url.trim().trim_end_matches('/');
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| {
-            "expected the console's address, like https://syncguard.example.com".to_owned()
-        })?;
-    if rest.is_empty()
-        || rest
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "<>\"'`?#".contains(c))
-    {
-        return Err("expected the console's address, like https://syncguard.example.com (no spaces, query or fragment)".into());
-    }
-    Ok(url.to_owned())
 }

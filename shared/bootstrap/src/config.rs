@@ -383,6 +383,27 @@ impl ServiceConfig {
     }
 }
 
+/// The web console's address as people open it (`SYNCGUARD_CONSOLE_URL`): http(s)://host
+/// [:port][/prefix] without a trailing slash, and nothing a mail client or a page could read
+/// as markup; the notifier links to it and the console decides on `Secure` cookies by it.
+pub fn console_url(url: &str) -> Result<String, String> {
+    let url = url.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| {
+            "expected the console's address, like https://syncguard.example.com".to_owned()
+        })?;
+    if rest.is_empty()
+        || rest
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>\"'`?#".contains(c))
+    {
+        return Err("expected the console's address, like https://syncguard.example.com (no spaces, query or fragment)".into());
+    }
+    Ok(url.to_owned())
+}
+
 /// The token table from `SYNCGUARD_TOKENS_FILE` (returned too: it is read again on SIGHUP)
 /// or `SYNCGUARD_TOKENS`.
 pub fn token_table(
@@ -490,6 +511,17 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn a_console_url_is_an_address_and_nothing_else() {
+        assert_eq!(
+            console_url("https://console.example.com/").as_deref(),
+            Ok("https://console.example.com")
+        );
+        assert!(console_url("console.example.com").is_err());
+        assert!(console_url("https://x.example.com/\"><script>").is_err());
+        assert!(console_url("https://").is_err());
+    }
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = pairs

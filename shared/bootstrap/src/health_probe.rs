@@ -19,20 +19,23 @@ use crate::tls::TlsSettings;
 /// else `localhost`.
 fn own_host_name(service: ServiceName, get: &impl Fn(&str) -> Option<String>) -> String {
     get(&service.url_variable())
-        .and_then(|url| {
-            let authority = url.split_once("://")?.1.split('/').next()?.to_owned();
-            let host = match authority.strip_prefix('[') {
-                Some(bracketed) => bracketed.split(']').next()?.to_owned(),
-                None => authority
-                    .rsplit_once(':')
-                    .map_or(authority.clone(), |(host, _)| host.to_owned()),
-            };
-            (!host.is_empty()).then_some(host)
-        })
+        .and_then(|url| url_host(&url))
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-/// Runs the probe and maps the answer to an exit code.
+/// The host of an `http(s)://host[:port][/path]` URL (an IPv6 address without brackets),
+/// for checking a certificate against the name clients use.
+pub fn url_host(url: &str) -> Option<String> {
+    let authority = url.split_once("://")?.1.split('/').next()?.to_owned();
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next()?.to_owned(),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority.clone(), |(host, _)| host.to_owned()),
+    };
+    (!host.is_empty()).then_some(host)
+}
+
 pub fn probe(service: ServiceName) -> ExitCode {
     let get = |name: &str| {
         std::env::var(name)

@@ -29,10 +29,12 @@ pub use allowed_hosts::AllowedHosts;
 pub use auth::{AuthLayer, AuthService, SharedTokens};
 pub use background::{Background, KeyedWorker};
 pub use config::{
-    ConfigError, Listen, PeerUrls, ServiceConfig, ServiceName, parse_or, parse_var, token_table,
+    ConfigError, Listen, PeerUrls, ServiceConfig, ServiceName, console_url, parse_or, parse_var,
+    token_table,
 };
 pub use cycle_events::{CYCLE_EVENTS_CHANNEL, CycleEvents, FEED_EVENTS_CHANNEL, JobEvents};
 pub use cycle_wait::{StepOwners, wait_settled};
+pub use health_probe::url_host;
 pub use host::{
     HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW, ServiceHost, reload_tokens_on_hangup,
 };
@@ -45,6 +47,6 @@ pub use readiness::{Readiness, ReadinessLayer, ReadinessService};
 pub use secrets::{SECRET_VARIABLE_PREFIX, Secret, SecretError, SecretName, SecretStore};
 pub use shutdown::shutdown_signal;
 pub use status::{field_violation, peer_status, peer_unreachable, principal, store_status};
-pub use tls::TlsSettings;
+pub use tls::{PemPair, TlsSettings, pem_pair, read_pem};
 pub use tokens::{MIN_TOKEN_LEN, TokenTable, TokenTableError, token_digest};
 pub use wake::{WAKE_TIMEOUT, wake};

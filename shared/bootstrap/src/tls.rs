@@ -178,9 +178,25 @@ fn pair(
     cert_variable: &'static str,
     key_variable: &'static str,
 ) -> Result<Option<Identity>, ConfigError> {
+    Ok(
+        pem_pair(get, cert_variable, key_variable)?
+            .map(|(cert, key)| Identity::from_pem(cert, key)),
+    )
+}
+
+/// A PEM certificate (chain) and its private key, as read from their files.
+pub type PemPair = (Vec<u8>, Vec<u8>);
+
+/// The PEM certificate and key two variables name, both or neither: for a server that is
+/// not built on tonic (the console) to read them as the services do.
+pub fn pem_pair(
+    get: &impl Fn(&str) -> Option<String>,
+    cert_variable: &'static str,
+    key_variable: &'static str,
+) -> Result<Option<PemPair>, ConfigError> {
     match (get(cert_variable), get(key_variable)) {
         (None, None) => Ok(None),
-        (Some(cert), Some(key)) => Ok(Some(Identity::from_pem(
+        (Some(cert), Some(key)) => Ok(Some((
             read_pem(cert_variable, &cert)?,
             read_pem(key_variable, &key)?,
         ))),
@@ -195,8 +211,8 @@ fn pair(
     }
 }
 
-/// Reads a PEM file; errors name the variable and path, never the content.
-fn read_pem(variable: &'static str, path: &str) -> Result<Vec<u8>, ConfigError> {
+/// A PEM file a variable names; errors name the variable and the path, never the content.
+pub fn read_pem(variable: &'static str, path: &str) -> Result<Vec<u8>, ConfigError> {
     let bytes = std::fs::read(path).map_err(|error| ConfigError::Invalid {
         variable: variable.to_owned(),
         value: path.to_owned(),
