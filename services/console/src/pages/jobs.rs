@@ -164,48 +164,39 @@ fn next_run(job: &v1::Job) -> String {
 
 /// GET /jobs/{job_id}
 pub async fn show(mut viewer: Viewer, Path(job_id): Path<String>) -> Result<Response, Failure> {
-    let job = viewer
-        .calls
-        .ingest
-        .get_job(v1::GetJobRequest {
+    // Four services answer for one page: asked at once, the page waits for the slowest.
+    let calls = &mut viewer.calls;
+    let (job, protection, cycles, targets) = tokio::join!(
+        calls.ingest.get_job(v1::GetJobRequest {
             job_id: job_id.clone(),
-        })
-        .await
-        .map_err(Failure::service("reading the job"))?
-        .into_inner();
-    let protection = viewer
-        .calls
-        .gate
-        .get_protection(v1::GetProtectionRequest {
+        }),
+        calls.gate.get_protection(v1::GetProtectionRequest {
             job_id: job_id.clone(),
-        })
-        .await
-        .map_err(Failure::service("reading the job's protection"))?
-        .into_inner();
-    let cycles = viewer
-        .calls
-        .stager
-        .list_cycles(v1::ListCyclesRequest {
+        }),
+        calls.stager.list_cycles(v1::ListCyclesRequest {
             job_id: job_id.clone(),
             page: Some(v1::PageRequest {
                 page_size: 30,
                 page_token: String::new(),
             }),
             ..Default::default()
-        })
-        .await
+        }),
+        calls.exporter.list_targets(v1::ListTargetsRequest {
+            job_id: job_id.clone(),
+        }),
+    );
+    let job = job
+        .map_err(Failure::service("reading the job"))?
+        .into_inner();
+    let protection = protection
+        .map_err(Failure::service("reading the job's protection"))?
+        .into_inner();
+    let cycles = cycles
         .map_err(Failure::service("reading the job's cycles"))?
         .into_inner()
         .cycles;
     // The exporter may be down or not deployed: the page still shows everything else.
-    let targets = viewer
-        .calls
-        .exporter
-        .list_targets(v1::ListTargetsRequest {
-            job_id: job_id.clone(),
-        })
-        .await
-        .map(|answer| answer.into_inner().targets);
+    let targets = targets.map(|answer| answer.into_inner().targets);
     let count = |cycle: &v1::Cycle, kind: ActionKind| -> u64 {
         cycle
             .counts
