@@ -16,6 +16,7 @@ use syncguard_notifier::settings::{Delivery, MailSettings};
 use syncguard_proto::v1::{self, ActionKind, object_ref};
 
 use crate::jobs::push_job;
+use crate::quarantine::quarantine_of;
 
 /// Four people leave: two contractors and two employees.
 const LEAVERS: [(usize, &str); 4] = [
@@ -65,17 +66,6 @@ async fn quarantined_job(suite: &Suite) -> anyhow::Result<String> {
     let stayers: Vec<_> = staff().into_iter().skip(LEAVERS.len()).collect();
     push_snapshot(&mut ingest, &job_id, &stayers).await?;
     Ok(job_id)
-}
-
-async fn open_quarantine(suite: &Suite, job_id: &str) -> anyhow::Result<v1::Quarantine> {
-    Ok(suite
-        .gate(Some(&suite.tokens.reader))
-        .get_quarantine(v1::GetQuarantineRequest {
-            job_id: job_id.into(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner())
 }
 
 async fn deleted_anchors(suite: &Suite, job_id: &str) -> anyhow::Result<Vec<String>> {
@@ -154,7 +144,7 @@ async fn an_approver_allows_two_of_four_from_the_email_and_restores_one() -> any
     .await?;
     assert_eq!(suite.start_console(console_listener).await?, console);
     let job_id = quarantined_job(&suite).await?;
-    let quarantine = open_quarantine(&suite, &job_id).await?;
+    let quarantine = quarantine_of(&suite, &job_id).await?;
 
     let message = wait_for("the quarantine email", Duration::from_secs(30), || {
         let messages = smtp.messages();
@@ -329,7 +319,7 @@ async fn a_stale_page_is_refused_and_a_reader_sees_no_buttons() -> anyhow::Resul
     let mut suite = Suite::start().await?;
     let console = suite.start_console(console_listener).await?;
     let job_id = quarantined_job(&suite).await?;
-    let quarantine = open_quarantine(&suite, &job_id).await?;
+    let quarantine = quarantine_of(&suite, &job_id).await?;
     let page_url = format!("{console}/quarantines/{}", quarantine.quarantine_id);
 
     // A reader reads the quarantine but is offered no decision.
@@ -384,7 +374,7 @@ async fn a_stale_page_is_refused_and_a_reader_sees_no_buttons() -> anyhow::Resul
     assert_eq!(no_csrf.status(), 403);
     assert!(no_csrf.text().await?.contains("CSRF"));
     assert_eq!(
-        open_quarantine(&suite, &job_id).await?.digest,
+        quarantine_of(&suite, &job_id).await?.digest,
         quarantine.digest
     );
     browser.follow("header button").await?;
@@ -419,7 +409,7 @@ async fn a_stale_page_is_refused_and_a_reader_sees_no_buttons() -> anyhow::Resul
         deleted_anchors(&suite, &job_id).await?.is_empty(),
         "nothing applied"
     );
-    let now = open_quarantine(&suite, &job_id).await?;
+    let now = quarantine_of(&suite, &job_id).await?;
     assert_ne!(now.digest, quarantine.digest);
     // Reopened, the page shows what is held now; the approver restarts the job instead.
     browser.follow("#back").await?;

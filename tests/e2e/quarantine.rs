@@ -72,7 +72,8 @@ fn without(objects: Vec<v1::SourceObject>, anchors: &[&str]) -> Vec<v1::SourceOb
         .collect()
 }
 
-async fn quarantine_of(suite: &Suite, job_id: &str) -> anyhow::Result<v1::Quarantine> {
+/// The open quarantine of a job, as a reader sees it.
+pub(crate) async fn quarantine_of(suite: &Suite, job_id: &str) -> anyhow::Result<v1::Quarantine> {
     Ok(suite
         .gate(Some(&suite.tokens.reader))
         .get_quarantine(v1::GetQuarantineRequest {

@@ -306,7 +306,20 @@ impl Browser {
             .send()
             .await;
         let _ = self.driver.kill().await;
-        let _ = std::fs::remove_dir_all(&self.profile);
         Ok(())
+    }
+}
+
+impl Drop for Browser {
+    /// A test that fails before [`Browser::stop`] still leaves no Chromium behind: the
+    /// driver dies with its handle, but the browser it started does not, so every process
+    /// of this window's own profile directory is killed here.
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("pkill")
+            .arg("-KILL")
+            .arg("-f")
+            .arg(self.profile.as_os_str())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
