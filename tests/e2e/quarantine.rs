@@ -924,3 +924,46 @@ async fn a_hold_past_its_limit_is_superseded_by_a_fresh_cycle_and_people_are_tol
     );
     suite.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reviewer_pages_through_every_held_action_once_in_anchor_order() -> anyhow::Result<()> {
+    let suite = Suite::start().await?;
+    let job = guarded_job(&suite, spec_with(vec![threshold(3)]), 20, 2).await?;
+    let removed: Vec<String> = (3..=12).map(|n| format!("u-{n:05}")).collect();
+    let removed_refs: Vec<&str> = removed.iter().map(String::as_str).collect();
+    let pushed = push(&suite, &job, &without(directory(20, 2), &removed_refs)).await?;
+    assert_eq!(pushed.cycle_state, CycleState::Quarantined as i32);
+
+    let mut gate = suite.gate(Some(&suite.tokens.reader));
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    let mut token = String::new();
+    loop {
+        let page = gate
+            .get_quarantine(v1::GetQuarantineRequest {
+                job_id: job.clone(),
+                page: Some(v1::PageRequest {
+                    page_size: 3,
+                    page_token: token,
+                }),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        pages += 1;
+        assert!(page.held.len() <= 3, "a page holds at most its size");
+        seen.extend(
+            page.held
+                .iter()
+                .filter_map(|held| held.action.as_ref())
+                .map(|action| action.anchor.clone()),
+        );
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, removed, "every held delete once, in anchor order");
+    assert_eq!(pages, 4, "10 held actions in pages of 3");
+    Ok(())
+}

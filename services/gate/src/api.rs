@@ -138,8 +138,9 @@ impl GateApi {
                 cycle_state = names::cycle_state(cycle.state);
             }
         }
-        let row = quarantine_view::find(&self.pool, &decided.quarantine_id.to_string(), "").await?;
-        let view = quarantine_view::view(&self.pool, &row, None, "").await?;
+        let view =
+            quarantine_view::read(&self.pool, &decided.quarantine_id.to_string(), "", None, "")
+                .await?;
         Ok(v1::DecisionResponse {
             quarantine: Some(view),
             applied: decided.apply_cycle.is_some(),
@@ -266,9 +267,15 @@ impl GateService for GateApi {
         request: Request<v1::GetQuarantineRequest>,
     ) -> Result<Response<v1::Quarantine>, Status> {
         let body = request.get_ref();
-        let row = quarantine_view::find(&self.pool, &body.quarantine_id, &body.job_id).await?;
         Ok(Response::new(
-            quarantine_view::view(&self.pool, &row, body.page.as_ref(), &body.search).await?,
+            quarantine_view::read(
+                &self.pool,
+                &body.quarantine_id,
+                &body.job_id,
+                body.page.as_ref(),
+                &body.search,
+            )
+            .await?,
         ))
     }
 

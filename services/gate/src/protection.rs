@@ -149,12 +149,19 @@ async fn requested(
 /// The effective protection of a job: what the gate recorded, or (before it recorded
 /// anything) what the job's creator asked for.
 pub async fn load(pool: &PgPool, job_id: JobId) -> Result<StoredProtection, GateError> {
-    let mut conn = pool.acquire().await?;
-    ensure_job_exists(&mut conn, job_id).await?;
-    if let Some(stored) = recorded(&mut conn, job_id).await? {
+    load_on(&mut *pool.acquire().await?, job_id).await
+}
+
+/// [`load`] on a connection the caller holds (inside its read transaction).
+pub async fn load_on(
+    conn: &mut PgConnection,
+    job_id: JobId,
+) -> Result<StoredProtection, GateError> {
+    ensure_job_exists(conn, job_id).await?;
+    if let Some(stored) = recorded(conn, job_id).await? {
         return Ok(stored);
     }
-    let (enabled, rules, reason, created_by) = requested(&mut conn, job_id).await?;
+    let (enabled, rules, reason, created_by) = requested(conn, job_id).await?;
     Ok(StoredProtection {
         enabled,
         rules: rules.into_iter().map(|rule| (None, rule)).collect(),
