@@ -204,7 +204,7 @@ impl Diff<'_> {
             )
             INSERT INTO {table} (action_id, cycle_id, job_id, anchor, object_type, object_id, action,
                                  reason, status, changed_attributes, display_name)
-            SELECT gen_random_uuid(), $7, $2, p.anchor, p.object_type, p.object_id, p.action, p.reason,
+            SELECT syncguard_ordered_uuid(), $7, $2, p.anchor, p.object_type, p.object_id, p.action, p.reason,
                 CASE WHEN p.action IN ('delete', 'disable')
                           AND EXISTS (SELECT 1 FROM pins pin WHERE pin.job_id = $2 AND pin.anchor = p.anchor)
                      THEN 'skipped_pinned' ELSE 'staged' END,
