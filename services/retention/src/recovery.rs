@@ -107,7 +107,8 @@ pub async fn restore(
         "INSERT INTO directory_memberships (job_id, group_anchor, member_anchor) \
          SELECT d.job_id, g.group_anchor, d.anchor \
          FROM directory_objects d CROSS JOIN LATERAL unnest(d.memberships_at_deletion) AS g(group_anchor) \
-         JOIN directory_objects live ON live.job_id = d.job_id AND live.anchor = g.group_anchor AND live.deleted_at IS NULL \
+         JOIN directory_objects live ON live.job_id = d.job_id AND live.object_type = 'group' \
+              AND live.anchor = g.group_anchor AND live.deleted_at IS NULL \
          WHERE d.object_id = $1 ON CONFLICT DO NOTHING",
     )
     .bind(object_id)
