@@ -364,12 +364,19 @@ pub async fn query_logs(
         query.push(" AND at < ").push_bind(until);
     }
     if !actor.is_empty() {
-        if actor.contains(':') {
-            query.push(" AND actor = ").push_bind(actor.to_owned());
+        // The name part is what the actor index holds; a full `role:name` also matches the
+        // role, as a filter on the name's rows.
+        // As split_part(actor, ':', 2) reads it.
+        let (name, full) = if actor.contains(':') {
+            (actor.split(':').nth(1).unwrap_or_default(), Some(actor))
         } else {
-            query
-                .push(" AND (CASE WHEN position(':' IN actor) > 0 THEN split_part(actor, ':', 2) ELSE actor END) = ")
-                .push_bind(actor.to_owned());
+            (actor, None)
+        };
+        query
+            .push(" AND (CASE WHEN position(':' IN actor) > 0 THEN split_part(actor, ':', 2) ELSE actor END) = ")
+            .push_bind(name.to_owned());
+        if let Some(full) = full {
+            query.push(" AND actor = ").push_bind(full.to_owned());
         }
     }
     if let Some(before) = before {
