@@ -132,6 +132,7 @@ pub async fn apply_next(
         job_id,
         snapshot_id: cycle.snapshot_id,
         now,
+        probe: total <= LARGE_APPLY,
     };
     let has = |kind: ActionKind| kinds.get(&kind).copied().unwrap_or(0) > 0;
     if has(ActionKind::Delete) {
@@ -240,16 +241,23 @@ struct Target {
     job_id: JobId,
     snapshot_id: Uuid,
     now: DateTime<Utc>,
+    /// A small apply: rows are found by a key probe per apply-set row (see [`Target::keyed`]).
+    probe: bool,
+}
+
+/// How an apply-set row meets the rows it names.
+#[derive(Clone, Copy)]
+enum Join {
+    /// Only apply-set rows that have one.
+    Inner,
+    /// Every apply-set row, with NULLs where there is none.
+    Left,
 }
 
 impl Target {
     /// Runs `sql` with `$1` job and `$2` time.
-    async fn at_now(
-        &self,
-        conn: &mut PgConnection,
-        sql: &'static str,
-    ) -> Result<(), RetentionError> {
-        sqlx::query(sql)
+    async fn at_now(&self, conn: &mut PgConnection, sql: String) -> Result<(), RetentionError> {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(self.job_id.0)
             .bind(self.now)
             .execute(conn)
@@ -261,15 +269,71 @@ impl Target {
     async fn with_source(
         &self,
         conn: &mut PgConnection,
-        sql: &'static str,
+        sql: String,
     ) -> Result<(), RetentionError> {
-        sqlx::query(sql)
+        sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(self.job_id.0)
             .bind(self.snapshot_id)
             .bind(self.now)
             .execute(conn)
             .await?;
         Ok(())
+    }
+
+    /// `{join} {table} {alias} ON {condition}`, where `condition` ties `alias` to the
+    /// apply-set row `a` by key. In a small apply the same rows are found by a fenced key
+    /// probe per apply-set row instead: a job or snapshot newer than the table's statistics
+    /// is estimated at one row, and the planner then walked all of the job's objects once
+    /// per statement, the apply set inside the loop (3.5 ms per 1,000 objects, auto_explain).
+    fn keyed(&self, join: Join, table: &str, alias: &str, condition: &str) -> String {
+        match (self.probe, join) {
+            (true, Join::Inner) => format!(
+                "CROSS JOIN LATERAL (SELECT * FROM {table} {alias} WHERE {condition} OFFSET 0) {alias}"
+            ),
+            (true, Join::Left) => format!(
+                "LEFT JOIN LATERAL (SELECT * FROM {table} {alias} WHERE {condition} OFFSET 0) {alias} ON true"
+            ),
+            (false, Join::Inner) => format!("JOIN {table} {alias} ON {condition}"),
+            (false, Join::Left) => format!("LEFT JOIN {table} {alias} ON {condition}"),
+        }
+    }
+
+    /// The job's object (`d`; the job is `$2`) of each apply-set row.
+    fn job_objects(&self, join: Join) -> String {
+        self.keyed(
+            join,
+            "directory_objects",
+            "d",
+            "d.job_id = $2 AND d.anchor = a.anchor",
+        )
+    }
+
+    /// The cycle's source row of each apply-set row (`s`; the snapshot is `$2`).
+    fn source_rows(&self) -> String {
+        self.keyed(
+            Join::Inner,
+            "source_objects",
+            "s",
+            "s.snapshot_id = $2 AND s.anchor = a.anchor",
+        )
+    }
+
+    /// For an `UPDATE directory_objects d ... FROM apply_set a {from}` of the job `$1`: the
+    /// rest of the `FROM` list and the `WHERE` clause that pick `d` for each apply-set row.
+    fn updated_objects(&self) -> (String, &'static str) {
+        if self.probe {
+            (
+                self.keyed(
+                    Join::Inner,
+                    "directory_objects",
+                    "hit",
+                    "hit.job_id = $1 AND hit.anchor = a.anchor",
+                ),
+                "d.object_id = hit.object_id",
+            )
+        } else {
+            (String::new(), "d.job_id = $1 AND d.anchor = a.anchor")
+        }
     }
 
     /// Soft delete: the object leaves the active directory but keeps its id, attributes and
@@ -303,7 +367,8 @@ impl Target {
                       FROM directory_memberships m WHERE m.job_id = d.job_id AND m.member_anchor = d.anchor),
                      '{}'),
                  updated_at = $2
-             FROM doomed WHERE d.object_id = doomed.object_id",
+             FROM doomed WHERE d.object_id = doomed.object_id"
+                .to_owned(),
         )
         .await?;
         // A soft-deleted member leaves its groups; the memberships are kept on the object.
@@ -315,13 +380,16 @@ impl Target {
     async fn create(&self, conn: &mut PgConnection) -> Result<(), RetentionError> {
         self.with_source(
             conn,
-            "INSERT INTO directory_objects (object_id, job_id, anchor, object_type, distinguished_name,
-                 attributes, enabled, content_hash, created_at, updated_at)
-             SELECT syncguard_ordered_uuid(), $1, s.anchor, s.object_type, s.distinguished_name, s.attributes,
-                 s.enabled, s.content_hash, $3, $3
-             FROM apply_set a JOIN source_objects s ON s.snapshot_id = $2 AND s.anchor = a.anchor
-             WHERE a.action = 'create'
-             ON CONFLICT (job_id, anchor) DO NOTHING",
+            format!(
+                "INSERT INTO directory_objects (object_id, job_id, anchor, object_type, distinguished_name,
+                     attributes, enabled, content_hash, created_at, updated_at)
+                 SELECT syncguard_ordered_uuid(), $1, s.anchor, s.object_type, s.distinguished_name, s.attributes,
+                     s.enabled, s.content_hash, $3, $3
+                 FROM apply_set a {source}
+                 WHERE a.action = 'create'
+                 ON CONFLICT (job_id, anchor) DO NOTHING",
+                source = self.source_rows(),
+            ),
         )
         .await
     }
@@ -329,15 +397,19 @@ impl Target {
     /// Objects still in the source take its state: updates, enables, sign-in blocks, and
     /// restores of a reappeared anchor (which keep their object id).
     async fn take_source_state(&self, conn: &mut PgConnection) -> Result<(), RetentionError> {
+        let (objects, picked) = self.updated_objects();
         self.with_source(
             conn,
-            "UPDATE directory_objects d SET distinguished_name = s.distinguished_name, attributes = s.attributes,
-                 enabled = s.enabled, content_hash = s.content_hash, updated_at = $3,
-                 deleted_at = NULL, purge_after = NULL
-             FROM apply_set a JOIN source_objects s ON s.snapshot_id = $2 AND s.anchor = a.anchor
-             WHERE d.job_id = $1 AND d.anchor = a.anchor
-               AND (a.action IN ('update', 'enable', 'restore')
-                    OR (a.action = 'disable' AND a.reason = 'disabled_in_source'))",
+            format!(
+                "UPDATE directory_objects d SET distinguished_name = s.distinguished_name, attributes = s.attributes,
+                     enabled = s.enabled, content_hash = s.content_hash, updated_at = $3,
+                     deleted_at = NULL, purge_after = NULL
+                 FROM apply_set a {objects} {source}
+                 WHERE {picked}
+                   AND (a.action IN ('update', 'enable', 'restore')
+                        OR (a.action = 'disable' AND a.reason = 'disabled_in_source'))",
+                source = self.source_rows(),
+            ),
         )
         .await
     }
@@ -368,12 +440,15 @@ impl Target {
 
     /// Deprovisioning by disabling: the object left the source or the scope.
     async fn deprovision_disabled(&self, conn: &mut PgConnection) -> Result<(), RetentionError> {
+        let (objects, picked) = self.updated_objects();
         self.at_now(
             conn,
-            "UPDATE directory_objects d SET enabled = false, updated_at = $2
-             FROM apply_set a
-             WHERE a.action = 'disable' AND a.reason IN ('removed_from_source', 'out_of_scope')
-               AND d.job_id = $1 AND d.anchor = a.anchor",
+            format!(
+                "UPDATE directory_objects d SET enabled = false, updated_at = $2
+                 FROM apply_set a {objects}
+                 WHERE a.action = 'disable' AND a.reason IN ('removed_from_source', 'out_of_scope')
+                   AND {picked}"
+            ),
         )
         .await
     }
@@ -417,14 +492,15 @@ impl Target {
              AND (a.action <> 'disable' OR a.reason = 'disabled_in_source')",
         )
         .await?;
-        sqlx::query(
+        sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO directory_memberships (job_id, group_anchor, member_anchor)
              SELECT $1, a.anchor, unnest(s.member_anchors)
-             FROM apply_set a JOIN source_objects s ON s.snapshot_id = $2 AND s.anchor = a.anchor
+             FROM apply_set a {source}
              WHERE a.object_type = 'group' AND a.action IN ('create', 'update', 'enable', 'disable', 'restore')
                AND (a.action <> 'disable' OR a.reason = 'disabled_in_source')
              ON CONFLICT DO NOTHING",
-        )
+            source = self.source_rows(),
+        )))
         .bind(self.job_id.0)
         .bind(self.snapshot_id)
         .execute(conn)
@@ -438,14 +514,15 @@ impl Target {
         conn: &mut PgConnection,
         actor: &str,
     ) -> Result<(), RetentionError> {
-        sqlx::query(
+        let objects = self.job_objects(Join::Left);
+        sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO provisioning_log (job_id, cycle_id, action_id, object_id, anchor, object_type, action,
                  status, reason, display_action, changed_attributes, actor)
              SELECT $2, $1, a.action_id, d.object_id, a.anchor, a.object_type, a.action, 'applied', a.reason,
                  initcap(a.action), a.changed_attributes, $3
-             FROM apply_set a LEFT JOIN directory_objects d ON d.job_id = $2 AND d.anchor = a.anchor
-             ON CONFLICT DO NOTHING",
-        )
+             FROM apply_set a {objects}
+             ON CONFLICT DO NOTHING"
+        )))
         .bind(self.cycle_id)
         .bind(self.job_id.0)
         .bind(actor)
@@ -456,7 +533,8 @@ impl Target {
 
     /// Every applied change into the change feed, with the object's state after it.
     async fn feed(&self, conn: &mut PgConnection, batch: i64) -> Result<(), RetentionError> {
-        sqlx::query(
+        let objects = self.job_objects(Join::Inner);
+        sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO directory_changes (batch, position, job_id, object_id, anchor, object_type, change,
                  changed_attributes, distinguished_name, attributes, enabled, member_anchors, cycle_id, at)
              SELECT $3, (row_number() OVER (ORDER BY a.anchor COLLATE \"C\"))::integer, $2, d.object_id, a.anchor,
@@ -464,11 +542,11 @@ impl Target {
                  a.changed_attributes, d.distinguished_name, d.attributes, d.enabled,
                  CASE WHEN a.object_type = 'group' THEN COALESCE(
                      (SELECT array_agg(m.member_anchor ORDER BY m.member_anchor COLLATE \"C\")
-                      FROM directory_memberships m WHERE m.job_id = $2 AND m.group_anchor = a.anchor), '{}')
-                 ELSE '{}' END,
+                      FROM directory_memberships m WHERE m.job_id = $2 AND m.group_anchor = a.anchor), '{{}}')
+                 ELSE '{{}}' END,
                  $1, $4
-             FROM apply_set a JOIN directory_objects d ON d.job_id = $2 AND d.anchor = a.anchor",
-        )
+             FROM apply_set a {objects}"
+        )))
         .bind(self.cycle_id)
         .bind(self.job_id.0)
         .bind(batch)
