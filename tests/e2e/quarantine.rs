@@ -965,5 +965,24 @@ async fn a_reviewer_pages_through_every_held_action_once_in_anchor_order() -> an
     }
     assert_eq!(seen, removed, "every held delete once, in anchor order");
     assert_eq!(pages, 4, "10 held actions in pages of 3");
+
+    // The list shows the same quarantine as a summary: its counts, no held page.
+    let listed = gate
+        .list_quarantines(v1::ListQuarantinesRequest {
+            job_id: job.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .quarantines;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].held.is_empty(), "a summary carries no held page");
+    let deletes: u64 = listed[0]
+        .counts
+        .iter()
+        .filter(|count| count.action == ActionKind::Delete as i32)
+        .map(|count| count.count)
+        .sum();
+    assert_eq!(deletes, 10);
     Ok(())
 }

@@ -68,17 +68,25 @@ pub async fn read(
     search: &str,
 ) -> Result<v1::Quarantine, GateError> {
     let mut conn = pool.acquire().await?;
-    let mut transaction = conn.begin().await?;
-    // The page is cut by walking the destructive-actions index in anchor order. Right after
-    // staging, the statistics still say a cycle has a few actions, and the planner chose a
-    // bitmap scan of all 10,000 held actions plus a sort (22 ms a page, auto_explain).
-    sqlx::query("SET LOCAL enable_bitmapscan = off")
-        .execute(&mut *transaction)
-        .await?;
+    let mut transaction = begin_view(&mut conn).await?;
     let row = find(&mut transaction, quarantine_id, job_id).await?;
     let view = view(&mut transaction, &row, page, search).await?;
     transaction.commit().await?;
     Ok(view)
+}
+
+/// The transaction quarantine views are read in: one snapshot for the quarantine and its
+/// page, and the page cut by walking the destructive-actions index in anchor order. Right
+/// after staging, the statistics still say a cycle has a few actions, and the planner chose
+/// a bitmap scan of all 10,000 held actions plus a sort (22 ms a page, auto_explain).
+async fn begin_view(
+    conn: &mut PgConnection,
+) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, GateError> {
+    let mut transaction = conn.begin().await?;
+    sqlx::query("SET LOCAL enable_bitmapscan = off")
+        .execute(&mut *transaction)
+        .await?;
+    Ok(transaction)
 }
 
 /// Finds a quarantine by id, or the open one of a job.
@@ -390,10 +398,11 @@ pub async fn list(
     let more = rows.len() as i64 > size;
     let mut quarantines = Vec::new();
     let mut conn = pool.acquire().await?;
+    let mut transaction = begin_view(&mut conn).await?;
     for row in rows.iter().take(size as usize) {
         // The list shows the summary; the held actions are read with GetQuarantine.
         let mut summary = view(
-            &mut conn,
+            &mut transaction,
             row,
             Some(&v1::PageRequest {
                 page_size: 1,
@@ -406,6 +415,7 @@ pub async fn list(
         summary.next_page_token.clear();
         quarantines.push(summary);
     }
+    transaction.commit().await?;
     let next_page_token = if more {
         quarantines
             .last()

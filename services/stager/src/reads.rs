@@ -364,9 +364,8 @@ pub async fn query_logs(
         query.push(" AND at < ").push_bind(until);
     }
     if !actor.is_empty() {
-        // The name part is what the actor index holds; a full `role:name` also matches the
-        // role, as a filter on the name's rows.
-        // As split_part(actor, ':', 2) reads it.
+        // The name part (as split_part(actor, ':', 2) reads it) is what the actor index
+        // holds; a full `role:name` also matches the role, as a filter on the name's rows.
         let (name, full) = if actor.contains(':') {
             (actor.split(':').nth(1).unwrap_or_default(), Some(actor))
         } else {

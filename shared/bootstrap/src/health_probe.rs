@@ -36,6 +36,7 @@ pub fn url_host(url: &str) -> Option<String> {
     (!host.is_empty()).then_some(host)
 }
 
+/// Runs the probe and maps the answer to an exit code.
 pub fn probe(service: ServiceName) -> ExitCode {
     let get = |name: &str| {
         std::env::var(name)
