@@ -16,7 +16,7 @@ use syncguard_notifier::settings::{Delivery, MailSettings};
 use syncguard_proto::v1::{self, ActionKind, object_ref};
 
 use crate::jobs::push_job;
-use crate::quarantine::quarantine_of;
+use crate::quarantine::{quarantine_of, quarantine_of_id};
 
 /// Four people leave: two contractors and two employees.
 const LEAVERS: [(usize, &str); 4] = [
@@ -427,14 +427,7 @@ async fn a_stale_page_is_refused_and_a_reader_sees_no_buttons() -> anyhow::Resul
             .await?
             .contains("The held cycle is superseded")
     );
-    let superseded = suite
-        .gate(Some(&suite.tokens.reader))
-        .get_quarantine(v1::GetQuarantineRequest {
-            quarantine_id: quarantine.quarantine_id.clone(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let superseded = quarantine_of_id(&suite, &quarantine.quarantine_id).await?;
     assert_eq!(superseded.state, v1::QuarantineState::Superseded as i32);
 
     browser.stop().await?;

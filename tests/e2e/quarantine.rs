@@ -647,7 +647,24 @@ async fn a_job_may_require_two_distinct_approvers() -> anyhow::Result<()> {
         .await?
         .into_inner();
     assert!(second.applied);
-    assert_eq!(second.quarantine.map(|q| q.approvals.len()), Some(2));
+    let approvals = second.quarantine.map(|q| q.approvals).unwrap_or_default();
+    let who: Vec<&str> = approvals.iter().map(|a| a.principal.as_str()).collect();
+    assert_eq!(
+        who,
+        ["approver:alice", "approver:bob"],
+        "in the order given"
+    );
+    assert!(
+        approvals
+            .iter()
+            .all(|a| a.reason == "HR confirmed the leavers" && a.at.is_some()),
+        "{approvals:?}"
+    );
+    let viewed = quarantine_of_id(&suite, &quarantine.quarantine_id).await?;
+    assert_eq!(
+        viewed.approvals, approvals,
+        "the view shows the same approvals"
+    );
     suite.stop().await
 }
 
@@ -826,7 +843,10 @@ async fn restart_supersedes_the_held_cycle_and_preview_changes_nothing() -> anyh
     suite.stop().await
 }
 
-async fn quarantine_of_id(suite: &Suite, quarantine_id: &str) -> anyhow::Result<v1::Quarantine> {
+pub(crate) async fn quarantine_of_id(
+    suite: &Suite,
+    quarantine_id: &str,
+) -> anyhow::Result<v1::Quarantine> {
     Ok(suite
         .gate(Some(&suite.tokens.reader))
         .get_quarantine(v1::GetQuarantineRequest {

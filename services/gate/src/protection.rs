@@ -56,69 +56,102 @@ async fn ensure_job_exists(conn: &mut PgConnection, job_id: JobId) -> Result<(),
     exists.map(|_| ()).ok_or(GateError::JobNotFound(job_id))
 }
 
-type RuleRow = (
-    Uuid,
-    String,
-    Vec<String>,
-    Option<String>,
-    Option<i64>,
-    Option<f64>,
-    i64,
-    Option<i32>,
-);
+/// One row of [`stored`]: the job, its recorded settings (absent before the gate recorded
+/// any) and one of its rules (absent when it has none).
+#[derive(sqlx::FromRow)]
+struct ProtectionRow {
+    live: bool,
+    enabled: Option<bool>,
+    updated_by: Option<String>,
+    reason: Option<String>,
+    updated_at: Option<DateTime<Utc>>,
+    rule_id: Option<Uuid>,
+    name: Option<String>,
+    counted_actions: Option<Vec<String>>,
+    object_type: Option<String>,
+    max_count: Option<i64>,
+    max_percent: Option<f64>,
+    min_population: Option<i64>,
+    window_secs: Option<i32>,
+}
+
+/// What is stored of a job's protection, read in one statement (it is on the path of every
+/// decision and quarantine view): `None` when the job does not exist, else whether it is
+/// live and its recorded protection (`None` when the gate never recorded one).
+async fn stored(
+    conn: &mut PgConnection,
+    job_id: JobId,
+) -> Result<Option<(bool, Option<StoredProtection>)>, GateError> {
+    let rows: Vec<ProtectionRow> = sqlx::query_as(
+        "SELECT j.deleted_at IS NULL AS live, p.enabled, p.updated_by, p.reason, p.updated_at, \
+                r.rule_id, r.name, r.counted_actions, r.object_type, r.max_count, r.max_percent, \
+                r.min_population, r.window_secs \
+         FROM jobs j LEFT JOIN job_protection p ON p.job_id = j.job_id \
+         LEFT JOIN protection_rules r ON r.job_id = p.job_id \
+         WHERE j.job_id = $1 ORDER BY r.position",
+    )
+    .bind(job_id.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let live = first.live;
+    let (Some(enabled), Some(updated_by), Some(reason), Some(updated_at)) = (
+        first.enabled,
+        first.updated_by.clone(),
+        first.reason.clone(),
+        first.updated_at,
+    ) else {
+        return Ok(Some((live, None)));
+    };
+    let mut rules = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (Some(rule_id), Some(name), Some(counted_actions), Some(min_population)) = (
+            row.rule_id,
+            row.name,
+            row.counted_actions,
+            row.min_population,
+        ) else {
+            continue;
+        };
+        rules.push((
+            Some(rule_id),
+            Rule {
+                name,
+                counted_actions,
+                object_type: row.object_type,
+                max_count: row.max_count,
+                max_percent: row.max_percent,
+                min_population,
+                window_secs: row.window_secs,
+            },
+        ));
+    }
+    if rules.is_empty() {
+        rules = default_rules()
+            .into_iter()
+            .map(|rule| (None, rule))
+            .collect();
+    }
+    Ok(Some((
+        live,
+        Some(StoredProtection {
+            enabled,
+            rules,
+            updated_by,
+            reason,
+            updated_at: Some(updated_at),
+        }),
+    )))
+}
 
 /// The recorded protection of a job, or `None` when the gate never recorded one.
 async fn recorded(
     conn: &mut PgConnection,
     job_id: JobId,
 ) -> Result<Option<StoredProtection>, GateError> {
-    let settings: Option<(bool, String, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT enabled, updated_by, reason, updated_at FROM job_protection WHERE job_id = $1",
-    )
-    .bind(job_id.0)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some((enabled, updated_by, reason, updated_at)) = settings else {
-        return Ok(None);
-    };
-    let rows: Vec<RuleRow> = sqlx::query_as(
-        "SELECT rule_id, name, counted_actions, object_type, max_count, max_percent, \
-                min_population, window_secs \
-         FROM protection_rules WHERE job_id = $1 ORDER BY position",
-    )
-    .bind(job_id.0)
-    .fetch_all(&mut *conn)
-    .await?;
-    let rules: Vec<(Option<Uuid>, Rule)> = if rows.is_empty() {
-        default_rules()
-            .into_iter()
-            .map(|rule| (None, rule))
-            .collect()
-    } else {
-        rows.into_iter()
-            .map(|row| {
-                (
-                    Some(row.0),
-                    Rule {
-                        name: row.1,
-                        counted_actions: row.2,
-                        object_type: row.3,
-                        max_count: row.4,
-                        max_percent: row.5,
-                        min_population: row.6,
-                        window_secs: row.7,
-                    },
-                )
-            })
-            .collect()
-    };
-    Ok(Some(StoredProtection {
-        enabled,
-        rules,
-        updated_by,
-        reason,
-        updated_at: Some(updated_at),
-    }))
+    Ok(stored(conn, job_id).await?.and_then(|(_, stored)| stored))
 }
 
 /// What the job's creator asked for, validated: (enabled, rules, reason, creator). Errors
@@ -157,9 +190,10 @@ pub async fn load_on(
     conn: &mut PgConnection,
     job_id: JobId,
 ) -> Result<StoredProtection, GateError> {
-    ensure_job_exists(conn, job_id).await?;
-    if let Some(stored) = recorded(conn, job_id).await? {
-        return Ok(stored);
+    match stored(conn, job_id).await? {
+        Some((true, Some(stored))) => return Ok(stored),
+        Some((true, None)) => {}
+        _ => return Err(GateError::JobNotFound(job_id)),
     }
     let (enabled, rules, reason, created_by) = requested(conn, job_id).await?;
     Ok(StoredProtection {

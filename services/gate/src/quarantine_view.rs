@@ -75,31 +75,57 @@ pub async fn read(
     Ok(view)
 }
 
-/// The transaction quarantine views are read in: one snapshot for the quarantine and its
-/// page, and the page cut by walking the destructive-actions index in anchor order. Right
-/// after staging, the statistics still say a cycle has a few actions, and the planner chose
-/// a bitmap scan of all 10,000 held actions plus a sort (22 ms a page, auto_explain).
+/// The transaction quarantine views are read in, begun in one round trip: one snapshot for
+/// the quarantine and its page, and the page cut by walking the destructive-actions index in
+/// anchor order. Right after staging, the statistics still say a cycle has a few actions, and
+/// the planner chose a bitmap scan of all 10,000 held actions plus a sort (22 ms a page,
+/// auto_explain).
 async fn begin_view(
     conn: &mut PgConnection,
 ) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, GateError> {
-    let mut transaction = conn.begin().await?;
-    sqlx::query("SET LOCAL enable_bitmapscan = off")
-        .execute(&mut *transaction)
-        .await?;
-    Ok(transaction)
+    Ok(conn
+        .begin_with(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL enable_bitmapscan = off",
+        )
+        .await?)
 }
+
+/// An approval as the quarantine's read gathers it.
+#[derive(serde::Deserialize)]
+struct ApprovalRow {
+    principal: String,
+    reason: String,
+    at: DateTime<Utc>,
+    anchors: Vec<String>,
+}
+
+/// A quarantine with what its view needs from beside it, read in one statement: the job's
+/// retention (how long an allowed delete stays restorable) and the approvals so far.
+#[derive(sqlx::FromRow)]
+struct ViewedQuarantine {
+    #[sqlx(flatten)]
+    row: QuarantineRow,
+    retention_days: i32,
+    approvals: sqlx::types::Json<Vec<ApprovalRow>>,
+}
+
+/// The columns of [`ViewedQuarantine`] from `quarantines q`.
+const VIEWED_COLUMNS: &str = "(SELECT j.retention_days FROM jobs j WHERE j.job_id = q.job_id) AS retention_days, \
+    (SELECT coalesce(json_agg(json_build_object('principal', a.principal, 'reason', a.reason, \
+                                                'at', a.at, 'anchors', a.anchors) ORDER BY a.at), '[]') \
+     FROM approvals a WHERE a.quarantine_id = q.quarantine_id AND a.decision = 'allow') AS approvals";
 
 /// Finds a quarantine by id, or the open one of a job.
 async fn find(
     conn: &mut PgConnection,
     quarantine_id: &str,
     job_id: &str,
-) -> Result<QuarantineRow, GateError> {
-    let row: Option<QuarantineRow> = if !quarantine_id.is_empty() {
+) -> Result<ViewedQuarantine, GateError> {
+    let row: Option<ViewedQuarantine> = if !quarantine_id.is_empty() {
         let id = Uuid::parse_str(quarantine_id)
             .map_err(|_| FieldError::new("quarantine_id", "not a quarantine id (a UUID)"))?;
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {QUARANTINE_COLUMNS} FROM quarantines WHERE quarantine_id = $1"
+            "SELECT {QUARANTINE_COLUMNS}, {VIEWED_COLUMNS} FROM quarantines q WHERE quarantine_id = $1"
         )))
         .bind(id)
         .fetch_optional(&mut *conn)
@@ -107,7 +133,8 @@ async fn find(
     } else if !job_id.is_empty() {
         let job = JobId::parse("job_id", job_id)?;
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {QUARANTINE_COLUMNS} FROM quarantines WHERE job_id = $1 AND state = 'open'"
+            "SELECT {QUARANTINE_COLUMNS}, {VIEWED_COLUMNS} FROM quarantines q \
+             WHERE job_id = $1 AND state = 'open'"
         )))
         .bind(job.0)
         .fetch_optional(&mut *conn)
@@ -228,10 +255,12 @@ fn search_pattern(search: &str) -> Result<Option<String>, FieldError> {
 /// only those matching `search` when it is not empty.
 async fn view(
     conn: &mut PgConnection,
-    row: &QuarantineRow,
+    viewed: &ViewedQuarantine,
     page: Option<&v1::PageRequest>,
     search: &str,
 ) -> Result<v1::Quarantine, GateError> {
+    let row = &viewed.row;
+    let retention_days = viewed.retention_days;
     let pattern = search_pattern(search)?;
     let page = page.cloned().unwrap_or_default();
     let size = i64::from(if page.page_size == 0 {
@@ -272,11 +301,6 @@ async fn view(
     .bind(pattern)
     .fetch_all(&mut *conn)
     .await?;
-    let (retention_days,): (i32,) =
-        sqlx::query_as("SELECT retention_days FROM jobs WHERE job_id = $1")
-            .bind(row.job_id)
-            .fetch_one(&mut *conn)
-            .await?;
     let more = held.len() as i64 > size;
     let held: Vec<v1::HeldAction> = held
         .into_iter()
@@ -304,12 +328,6 @@ async fn view(
             .await?
         }
     };
-    let approvals: Vec<(String, String, DateTime<Utc>, Vec<String>)> = sqlx::query_as(
-        "SELECT principal, reason, at, anchors FROM approvals WHERE quarantine_id = $1 AND decision = 'allow' ORDER BY at",
-    )
-    .bind(row.quarantine_id)
-    .fetch_all(&mut *conn)
-    .await?;
     let rules = protection::load_on(conn, JobId(row.job_id)).await?.rules;
     let breaches = row.breaches()?;
     Ok(v1::Quarantine {
@@ -337,13 +355,14 @@ async fn view(
         hold_until: Some(timestamp(row.hold_until)),
         closed_at: row.closed_at.map(timestamp),
         required_approvals: row.required_approvals as u32,
-        approvals: approvals
-            .into_iter()
-            .map(|(principal, reason, at, anchors)| v1::Approval {
-                principal,
-                reason,
-                at: Some(timestamp(at)),
-                anchors,
+        approvals: viewed
+            .approvals
+            .iter()
+            .map(|approval| v1::Approval {
+                principal: approval.principal.clone(),
+                reason: approval.reason.clone(),
+                at: Some(timestamp(approval.at)),
+                anchors: approval.anchors.clone(),
             })
             .collect(),
         next_page_token,
@@ -384,8 +403,10 @@ pub async fn list(
     let page = syncguard_bootstrap::page(request.page.as_ref())?;
     let size = page.size;
     let before = page.token_as::<Uuid>()?;
-    let rows: Vec<QuarantineRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {QUARANTINE_COLUMNS} FROM quarantines \
+    let mut conn = pool.acquire().await?;
+    let mut transaction = begin_view(&mut conn).await?;
+    let rows: Vec<ViewedQuarantine> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {QUARANTINE_COLUMNS}, {VIEWED_COLUMNS} FROM quarantines q \
          WHERE ($1::uuid IS NULL OR job_id = $1) AND (cardinality($2::text[]) = 0 OR state = ANY($2)) \
            AND ($3::uuid IS NULL OR quarantine_id < $3) ORDER BY quarantine_id DESC LIMIT $4"
     )))
@@ -393,12 +414,10 @@ pub async fn list(
     .bind(&states)
     .bind(before)
     .bind(size + 1)
-    .fetch_all(pool)
+    .fetch_all(&mut *transaction)
     .await?;
     let more = rows.len() as i64 > size;
     let mut quarantines = Vec::new();
-    let mut conn = pool.acquire().await?;
-    let mut transaction = begin_view(&mut conn).await?;
     for row in rows.iter().take(size as usize) {
         // The list shows the summary; the held actions are read with GetQuarantine.
         let mut summary = view(
