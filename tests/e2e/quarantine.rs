@@ -1004,5 +1004,5 @@ async fn a_reviewer_pages_through_every_held_action_once_in_anchor_order() -> an
         .map(|count| count.count)
         .sum();
     assert_eq!(deletes, 10);
-    Ok(())
+    suite.stop().await
 }

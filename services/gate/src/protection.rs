@@ -107,13 +107,18 @@ async fn stored(
     };
     let mut rules = Vec::with_capacity(rows.len());
     for row in rows {
-        let (Some(rule_id), Some(name), Some(counted_actions), Some(min_population)) = (
-            row.rule_id,
-            row.name,
-            row.counted_actions,
-            row.min_population,
-        ) else {
+        // No rule id: the job has no rules (the outer join's one row of NULLs).
+        let Some(rule_id) = row.rule_id else {
             continue;
+        };
+        // The schema keeps these NOT NULL; a rule missing one is reported, never dropped
+        // (a dropped rule would weaken the protection without a word).
+        let (Some(name), Some(counted_actions), Some(min_population)) =
+            (row.name, row.counted_actions, row.min_population)
+        else {
+            return Err(GateError::Store(StoreError::Corrupt(format!(
+                "protection rule {rule_id} of job {job_id} lacks its name, counted actions or minimum population"
+            ))));
         };
         rules.push((
             Some(rule_id),
