@@ -184,7 +184,7 @@ async fn applied_of(
 ) -> anyhow::Result<(usize, usize, usize)> {
     let logged = count(
         processes,
-        format!("SELECT count(DISTINCT action_id) FROM provisioning_log WHERE cycle_id = '{cycle_id}' AND status = 'applied'"),
+        format!("SELECT count(DISTINCT action_id) FROM provisioning_log_entries WHERE cycle_id = '{cycle_id}' AND status = 'applied'"),
     )
     .await?;
     let changes = count(

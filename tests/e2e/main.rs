@@ -12,6 +12,7 @@ mod foundation;
 mod imports;
 mod jobs;
 mod ldap;
+mod log;
 mod mail;
 mod malformed;
 mod outage;

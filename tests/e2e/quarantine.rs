@@ -84,7 +84,7 @@ pub(crate) async fn quarantine_of(suite: &Suite, job_id: &str) -> anyhow::Result
         .into_inner())
 }
 
-fn allow(quarantine: &v1::Quarantine, anchors: &[&str]) -> v1::AllowDeletesRequest {
+pub(crate) fn allow(quarantine: &v1::Quarantine, anchors: &[&str]) -> v1::AllowDeletesRequest {
     v1::AllowDeletesRequest {
         quarantine_id: quarantine.quarantine_id.clone(),
         digest: quarantine.digest.clone(),

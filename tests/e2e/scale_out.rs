@@ -171,7 +171,7 @@ async fn two_instances_of_each_service_do_every_step_once() -> anyhow::Result<()
         .await?,
         count(
             &suite,
-            "SELECT count(*) FROM provisioning_log WHERE status = 'applied' AND cycle_id IS NOT NULL",
+            "SELECT count(*) FROM provisioning_log_entries WHERE status = 'applied' AND cycle_id IS NOT NULL",
         )
         .await?,
     );

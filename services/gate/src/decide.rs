@@ -265,21 +265,25 @@ async fn quarantine(
     .bind(stored_counts(counts))
     .execute(&mut *conn)
     .await?;
+    // One `held` entry per held action: StagedDelete, StagedDisable.
     sqlx::query(
-        "INSERT INTO provisioning_log (job_id, cycle_id, action_id, quarantine_id, object_id, anchor, object_type, \
-             action, status, reason, display_action, changed_attributes, actor, detail) \
-         SELECT job_id, cycle_id, action_id, $2, object_id, anchor, object_type, action, 'held', reason, \
-             CASE action WHEN 'delete' THEN 'StagedDelete' ELSE 'StagedDisable' END, changed_attributes, \
-             'service:gate', $3 \
-         FROM staged_actions WHERE cycle_id = $1 AND status = 'staged' AND action IN ('delete', 'disable') \
-         ON CONFLICT DO NOTHING",
+        "SELECT syncguard_log_actions($4, $1, $2, 'held', 'Staged', 'service:gate', $3, \
+             array_agg(a.action_id), array_agg(a.anchor), array_agg(a.action), NULL) \
+         FROM (SELECT action_id, anchor, action FROM staged_actions \
+               WHERE cycle_id = $1 AND status = 'staged' AND action IN ('delete', 'disable') \
+               ORDER BY anchor COLLATE \"C\") a",
     )
     .bind(cycle_id)
     .bind(quarantine_id)
     .bind(format!(
         "Delete threshold exceeded: {}",
-        breaches.iter().map(|b| b.explanation.as_str()).collect::<Vec<_>>().join("; ")
+        breaches
+            .iter()
+            .map(|b| b.explanation.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
     ))
+    .bind(job_id.0)
     .execute(&mut *conn)
     .await?;
     Ok(quarantine_id)

@@ -206,7 +206,7 @@ async fn settle(
     } else {
         ""
     };
-    let decided = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let (decided,): (i32,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH decided AS (
              SELECT a.job_id, a.cycle_id, a.action_id, a.object_id, a.anchor, a.object_type, a.action,
                     a.reason, a.changed_attributes
@@ -220,12 +220,9 @@ async fn settle(
                  pinned_by = EXCLUDED.pinned_by, reason = EXCLUDED.reason, pinned_at = now(),
                  rejected_action = EXCLUDED.rejected_action, rejected_reason = EXCLUDED.rejected_reason
          )
-         INSERT INTO provisioning_log (job_id, cycle_id, action_id, quarantine_id, object_id, anchor, object_type,
-             action, status, reason, display_action, changed_attributes, actor, detail)
-         SELECT job_id, cycle_id, action_id, $4, object_id, anchor, object_type, action, $2, reason,
-             $8 || initcap(action), changed_attributes, $5, $6
-         FROM decided
-         ON CONFLICT DO NOTHING"
+         SELECT syncguard_log_actions($9, $1, $4, $2, $8, $5, $6,
+             array_agg(d.action_id), array_agg(d.anchor), array_agg(d.action), NULL)
+         FROM (SELECT action_id, anchor, action FROM decided ORDER BY anchor COLLATE \"C\") d"
     )))
     .bind(row.cycle_id)
     .bind(decision.status().as_str())
@@ -235,9 +232,10 @@ async fn settle(
     .bind(decider.reason)
     .bind(decider.name)
     .bind(decision.display())
-    .execute(&mut *conn)
+    .bind(row.job_id)
+    .fetch_one(&mut *conn)
     .await?;
-    Ok(decided.rows_affected())
+    Ok(u64::try_from(decided).unwrap_or_default())
 }
 
 async fn close(

@@ -528,12 +528,10 @@ impl Target {
     ) -> Result<(), RetentionError> {
         let objects = self.job_objects(Join::Left);
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO provisioning_log (job_id, cycle_id, action_id, object_id, anchor, object_type, action,
-                 status, reason, display_action, changed_attributes, actor)
-             SELECT $2, $1, a.action_id, d.object_id, a.anchor, a.object_type, a.action, 'applied', a.reason,
-                 initcap(a.action), a.changed_attributes, $3
-             FROM apply_set a {objects}
-             ON CONFLICT DO NOTHING"
+            "SELECT syncguard_log_actions($2, $1, NULL, 'applied', '', $3, '',
+                 array_agg(x.action_id), array_agg(x.anchor), array_agg(x.action), array_agg(x.object_id))
+             FROM (SELECT a.action_id, a.anchor, a.action, d.object_id FROM apply_set a {objects}
+                   ORDER BY a.anchor COLLATE \"C\") x"
         )))
         .bind(self.cycle_id)
         .bind(self.job_id.0)

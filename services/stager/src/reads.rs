@@ -333,9 +333,20 @@ pub async fn query_logs(
     let anchor = request.anchor.as_str();
     let actor = request.actor.trim();
 
+    // A full `role:name` also matches the role, as a filter on the name's rows; the name
+    // part (as split_part(actor, ':', 2) reads it) is what the actor index holds.
+    let (actor_name, actor_full) = match actor {
+        "" => (None, None),
+        full if full.contains(':') => (full.split(':').nth(1), Some(full)),
+        name => (Some(name), None),
+    };
+
+    // The log's two forms (see the compact_log migration): plain rows, and transitions of
+    // many actions recorded as chunks that `provisioning_log_set_page` expands. Each side
+    // gives its newest `fetch` entries below the page token; the page is the newest of both.
     let mut query: QueryBuilder<Postgres> = QueryBuilder::new(
-        "SELECT log_id, at, job_id, cycle_id, action_id, object_id, anchor, object_type, action, status, \
-                reason, display_action, changed_attributes, actor, detail \
+        "SELECT * FROM ((SELECT log_id, at, job_id, cycle_id, action_id, object_id, anchor, object_type, \
+                action, status, reason, display_action, changed_attributes, actor, detail \
          FROM provisioning_log WHERE true",
     );
     if let Some(job_id) = job_id {
@@ -350,7 +361,7 @@ pub async fn query_logs(
     if !display_actions.is_empty() {
         query
             .push(" AND display_action = ANY(")
-            .push_bind(display_actions)
+            .push_bind(display_actions.clone())
             .push(")");
     }
     if let Some(status) = status {
@@ -362,26 +373,52 @@ pub async fn query_logs(
     if let Some(until) = until {
         query.push(" AND at < ").push_bind(until);
     }
-    if !actor.is_empty() {
-        // The name part (as split_part(actor, ':', 2) reads it) is what the actor index
-        // holds; a full `role:name` also matches the role, as a filter on the name's rows.
-        let (name, full) = if actor.contains(':') {
-            (actor.split(':').nth(1).unwrap_or_default(), Some(actor))
-        } else {
-            (actor, None)
-        };
+    if let Some(name) = actor_name {
         query
             .push(" AND (CASE WHEN position(':' IN actor) > 0 THEN split_part(actor, ':', 2) ELSE actor END) = ")
             .push_bind(name.to_owned());
-        if let Some(full) = full {
-            query.push(" AND actor = ").push_bind(full.to_owned());
-        }
+    }
+    if let Some(full) = actor_full {
+        query.push(" AND actor = ").push_bind(full.to_owned());
     }
     if let Some(before) = before {
         query.push(" AND log_id < ").push_bind(before);
     }
     query
         .push(" ORDER BY log_id DESC LIMIT ")
+        .push_bind(page.fetch())
+        .push(
+            ") UNION ALL (SELECT p.log_id, p.at, p.job_id, p.cycle_id, p.action_id, \
+                CASE WHEN p.object_from_action THEN a.object_id ELSE p.object_id END, p.anchor, \
+                a.object_type, p.action, p.status, a.reason, p.display_action, a.changed_attributes, \
+                p.actor, p.detail \
+             FROM provisioning_log_set_page(",
+        )
+        .push_bind(job_id)
+        .push("::uuid, ")
+        .push_bind(cycle_id)
+        .push("::uuid, ")
+        .push_bind((!anchor.is_empty()).then(|| anchor.to_owned()))
+        .push("::text, ")
+        .push_bind((!display_actions.is_empty()).then_some(display_actions))
+        .push("::text[], ")
+        .push_bind(status)
+        .push("::text, ")
+        .push_bind(since)
+        .push("::timestamptz, ")
+        .push_bind(until)
+        .push("::timestamptz, ")
+        .push_bind(actor_name.map(str::to_owned))
+        .push("::text, ")
+        .push_bind(actor_full.map(str::to_owned))
+        .push("::text, ")
+        .push_bind(before)
+        .push("::bigint, ")
+        .push_bind(page.fetch())
+        .push(
+            "::integer) p JOIN staged_actions a ON a.action_id = p.action_id)) entries \
+             ORDER BY log_id DESC LIMIT ",
+        )
         .push_bind(page.fetch());
     let mut rows: Vec<LogRow> = query.build_query_as().fetch_all(pool).await?;
     // Only an empty page can stem from an unknown job (a job's log rows outlive nothing of

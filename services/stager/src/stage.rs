@@ -192,7 +192,7 @@ async fn stage_queued(
     }
     let actions = diff.write_actions(&mut transaction).await?;
     let returned = diff.returned_pins(&mut transaction).await?;
-    log_staged(&mut transaction, next.cycle_id).await?;
+    log_staged(&mut transaction, job_id, next.cycle_id).await?;
     sqlx::query(
         "UPDATE cycles SET returned_pins = $2, stage_started_at = $3, stage_millis = $4, updated_at = now() \
          WHERE cycle_id = $1",
@@ -256,16 +256,21 @@ async fn supersede_before(
     Ok(())
 }
 
-async fn log_staged(conn: &mut PgConnection, cycle_id: Uuid) -> Result<(), StagerError> {
+/// One `staged` log entry per action (`PlanCreate`, ...), in the log's compact form when
+/// there are many (see `syncguard_log_actions`).
+async fn log_staged(
+    conn: &mut PgConnection,
+    job_id: JobId,
+    cycle_id: Uuid,
+) -> Result<(), StagerError> {
     sqlx::query(
-        "INSERT INTO provisioning_log (job_id, cycle_id, action_id, object_id, anchor, object_type, action,
-             status, reason, display_action, changed_attributes, actor)
-         SELECT job_id, cycle_id, action_id, object_id, anchor, object_type, action, 'staged', reason,
-             'Plan' || initcap(action), changed_attributes, 'service:stager'
-         FROM staged_actions WHERE cycle_id = $1
-         ON CONFLICT DO NOTHING",
+        "SELECT syncguard_log_actions($2, $1, NULL, 'staged', 'Plan', 'service:stager', '',
+             array_agg(a.action_id), array_agg(a.anchor), array_agg(a.action), NULL)
+         FROM (SELECT action_id, anchor, action FROM staged_actions WHERE cycle_id = $1
+               ORDER BY anchor COLLATE \"C\") a",
     )
     .bind(cycle_id)
+    .bind(job_id.0)
     .execute(conn)
     .await?;
     Ok(())
