@@ -151,6 +151,20 @@ async fn a_mass_delete_logged_compactly_reads_back_entry_by_entry() -> anyhow::R
         assert_eq!(count_of(&log, display_action), expected, "{display_action}");
     }
 
+    // Admin actions are plain rows only (the job's protection set at creation, the allow):
+    // the chunks add nothing to them.
+    let admin = all_entries(
+        &suite,
+        v1::QueryProvisioningLogsRequest {
+            job_id: job_id.clone(),
+            action: LogActionFilter::Admin as i32,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let admin: Vec<&str> = admin.iter().map(|e| e.display_action.as_str()).collect();
+    assert_eq!(admin, ["AllowDeletes", "SetProtection"]);
+
     // One object's history, newest first, across both cycles and every transition.
     let trail = all_entries(
         &suite,

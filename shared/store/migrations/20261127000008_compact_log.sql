@@ -160,39 +160,72 @@ BEGIN
     IF wanted <= 0 THEN
         RETURN;
     END IF;
-    -- The chunk filters every branch applies; each branch walks its own index newest first.
+    -- Chunks hold action entries only: an admin action, a status or a display action no
+    -- chunk can carry selects none of them (without walking a large job's chunks to see).
+    IF want_status IS NOT NULL
+       AND want_status NOT IN ('staged', 'held', 'allowed', 'rejected', 'superseded', 'applied') THEN
+        RETURN;
+    END IF;
+    IF want_displays IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM unnest(want_displays) d
+        WHERE d ~ '^(Plan|Staged|Allow|Reject|Supersede)?(Create|Update|Disable|Enable|Delete|Restore)$') THEN
+        RETURN;
+    END IF;
+    -- Each branch walks its own index newest first, and checks the filters on what a chunk
+    -- shares within the scan (the entries' own are checked below). The filters are spelled
+    -- out per branch: one query with optional drivers gets a cached generic plan that uses
+    -- none of the indexes.
     IF want_cycle IS NOT NULL THEN
         OPEN chunks NO SCROLL FOR
             SELECT * FROM provisioning_log_sets s
             WHERE s.cycle_id = want_cycle AND (want_job IS NULL OR s.job_id = want_job)
               AND (before IS NULL OR s.first_log_id < before)
+              AND (want_status IS NULL OR s.status = want_status)
+              AND (want_since IS NULL OR s.at >= want_since)
+              AND (want_until IS NULL OR s.at < want_until)
+              AND (actor_full IS NULL OR s.actor = actor_full)
+              AND (actor_name IS NULL OR (CASE WHEN position(':' IN s.actor) > 0
+                                               THEN split_part(s.actor, ':', 2) ELSE s.actor END) = actor_name)
+              AND (want_anchor IS NULL OR (want_anchor COLLATE "C" >= s.anchor_first
+                                           AND want_anchor COLLATE "C" <= s.anchor_last))
+              AND (want_displays IS NULL OR EXISTS (SELECT 1 FROM unnest(s.kinds) k
+                                                    WHERE s.display_prefix || initcap(k) = ANY(want_displays)))
             ORDER BY s.first_log_id DESC;
     ELSIF want_job IS NOT NULL THEN
         OPEN chunks NO SCROLL FOR
             SELECT * FROM provisioning_log_sets s
-            WHERE s.job_id = want_job AND (before IS NULL OR s.first_log_id < before)
+            WHERE s.job_id = want_job
+              AND (before IS NULL OR s.first_log_id < before)
+              AND (want_status IS NULL OR s.status = want_status)
+              AND (want_since IS NULL OR s.at >= want_since)
+              AND (want_until IS NULL OR s.at < want_until)
+              AND (actor_full IS NULL OR s.actor = actor_full)
+              AND (actor_name IS NULL OR (CASE WHEN position(':' IN s.actor) > 0
+                                               THEN split_part(s.actor, ':', 2) ELSE s.actor END) = actor_name)
+              AND (want_anchor IS NULL OR (want_anchor COLLATE "C" >= s.anchor_first
+                                           AND want_anchor COLLATE "C" <= s.anchor_last))
+              AND (want_displays IS NULL OR EXISTS (SELECT 1 FROM unnest(s.kinds) k
+                                                    WHERE s.display_prefix || initcap(k) = ANY(want_displays)))
             ORDER BY s.first_log_id DESC;
     ELSE
         OPEN chunks NO SCROLL FOR
             SELECT * FROM provisioning_log_sets s
             WHERE (before IS NULL OR s.first_log_id < before)
+              AND (want_status IS NULL OR s.status = want_status)
+              AND (want_since IS NULL OR s.at >= want_since)
+              AND (want_until IS NULL OR s.at < want_until)
+              AND (actor_full IS NULL OR s.actor = actor_full)
+              AND (actor_name IS NULL OR (CASE WHEN position(':' IN s.actor) > 0
+                                               THEN split_part(s.actor, ':', 2) ELSE s.actor END) = actor_name)
+              AND (want_anchor IS NULL OR (want_anchor COLLATE "C" >= s.anchor_first
+                                           AND want_anchor COLLATE "C" <= s.anchor_last))
+              AND (want_displays IS NULL OR EXISTS (SELECT 1 FROM unnest(s.kinds) k
+                                                    WHERE s.display_prefix || initcap(k) = ANY(want_displays)))
             ORDER BY s.first_log_id DESC;
     END IF;
     LOOP
         FETCH chunks INTO chunk;
         EXIT WHEN NOT FOUND;
-        CONTINUE WHEN want_status IS NOT NULL AND chunk.status <> want_status;
-        CONTINUE WHEN want_since IS NOT NULL AND chunk.at < want_since;
-        CONTINUE WHEN want_until IS NOT NULL AND chunk.at >= want_until;
-        CONTINUE WHEN actor_full IS NOT NULL AND chunk.actor <> actor_full;
-        CONTINUE WHEN actor_name IS NOT NULL
-            AND (CASE WHEN position(':' IN chunk.actor) > 0 THEN split_part(chunk.actor, ':', 2)
-                      ELSE chunk.actor END) <> actor_name;
-        CONTINUE WHEN want_anchor IS NOT NULL
-            AND (want_anchor COLLATE "C" < chunk.anchor_first OR want_anchor COLLATE "C" > chunk.anchor_last);
-        CONTINUE WHEN want_displays IS NOT NULL
-            AND NOT EXISTS (SELECT 1 FROM unnest(chunk.kinds) k
-                            WHERE chunk.display_prefix || initcap(k) = ANY(want_displays));
         -- Assigned once, the arrays are read element by element without being unpacked again.
         chunk_action_ids := chunk.action_ids;
         chunk_anchors := chunk.anchors;
