@@ -12,8 +12,8 @@
 --
 -- The entries a chunk stands for are numbered from its `first_log_id` on, in the log's own
 -- id space: the log's identity now steps by 1,024, so every id drawn (a plain row's or a
--- chunk's) owns the 1,024 numbers after it. Entries keep one order, newest first by log id,
--- whichever form recorded them; QueryProvisioningLogs reads both and the view
+-- chunk's) owns the 1,024 numbers that start with it. Entries keep one order, newest first
+-- by log id, whichever form recorded them; QueryProvisioningLogs reads both and the view
 -- `provisioning_log_entries` shows them expanded, one row per entry, as before.
 -- A transition of fewer than 64 actions (a delta's) is logged as plain rows, as before.
 
