@@ -307,13 +307,13 @@ async fn a_transition_reads_the_same_in_either_form() -> anyhow::Result<()> {
     .await?;
     assert_eq!(pushed.cycle_state, CycleState::Completed as i32);
 
-    // The same 200 staged actions logged once more by the log's writer, as a transition in
-    // each form: in four calls of 50 (plain rows) and in one call of 200 (chunks). The test
-    // calls the writer directly because no workflow logs one transition twice.
+    // The same 200 staged actions logged by the log's writer as one more transition in each
+    // form, under two statuses: in four calls of 50 (plain rows) and in one call of 200 (a
+    // chunk). The test calls the writer directly: no workflow logs such transitions.
     let mut conn = suite.database().connect().await?;
-    let log = |actor: &'static str, from: i64, to: i64| {
+    let log = |actor: &'static str, status: &'static str, from: i64, to: i64| {
         format!(
-            "SELECT syncguard_log_actions(job_id, cycle_id, NULL, 'superseded', 'Supersede', '{actor}', 'replayed', \
+            "SELECT syncguard_log_actions(job_id, cycle_id, NULL, '{status}', 'Replay', '{actor}', 'replayed', \
                  array_agg(action_id), array_agg(anchor), array_agg(action), NULL) \
              FROM (SELECT * FROM staged_actions WHERE cycle_id = '{cycle}' ORDER BY anchor COLLATE \"C\" \
                    OFFSET {from} LIMIT {limit}) a GROUP BY job_id, cycle_id",
@@ -322,21 +322,44 @@ async fn a_transition_reads_the_same_in_either_form() -> anyhow::Result<()> {
         )
     };
     for from in [0, 50, 100, 150] {
-        sqlx::query(sqlx::AssertSqlSafe(log("test:plain", from, from + 50)))
-            .execute(&mut conn)
-            .await?;
-    }
-    sqlx::query(sqlx::AssertSqlSafe(log("test:compact", 0, 200)))
+        sqlx::query(sqlx::AssertSqlSafe(log(
+            "test:plain",
+            "rejected",
+            from,
+            from + 50,
+        )))
         .execute(&mut conn)
         .await?;
+    }
+    sqlx::query(sqlx::AssertSqlSafe(log(
+        "test:compact",
+        "superseded",
+        0,
+        200,
+    )))
+    .execute(&mut conn)
+    .await?;
+    // A transition is logged once per action, whichever form holds it: again in either form,
+    // under either status, nothing more is written.
+    for (actor, status, from, to) in [
+        ("test:again", "superseded", 0, 200),
+        ("test:again", "superseded", 100, 150),
+        ("test:again", "rejected", 0, 200),
+        ("test:again", "rejected", 150, 200),
+    ] {
+        let (logged,): (i32,) = sqlx::query_as(sqlx::AssertSqlSafe(log(actor, status, from, to)))
+            .fetch_one(&mut conn)
+            .await?;
+        assert_eq!(logged, 0, "{status} {from}..{to} logged again");
+    }
     let plain_rows = count(
         &mut conn,
-        "SELECT count(*) FROM provisioning_log WHERE actor = 'test:plain'",
+        "SELECT count(*) FROM provisioning_log WHERE actor LIKE 'test:%'",
     )
     .await?;
     let chunked = count(
         &mut conn,
-        "SELECT count(*) FROM provisioning_log_sets WHERE actor = 'test:compact'",
+        "SELECT count(*) FROM provisioning_log_sets WHERE actor LIKE 'test:%'",
     )
     .await?;
     assert_eq!((plain_rows, chunked), (200, 1));
@@ -354,7 +377,7 @@ async fn a_transition_reads_the_same_in_either_form() -> anyhow::Result<()> {
     let plain = read("test:plain").await?;
     let compact = read("test:compact").await?;
     assert_eq!(plain.len(), 200);
-    // Equal but for their own log ids, times and actors.
+    // Equal but for their own log ids, times, actors and statuses.
     let comparable = |entries: Vec<v1::ProvisioningLogEntry>| -> Vec<v1::ProvisioningLogEntry> {
         entries
             .into_iter()
@@ -362,6 +385,7 @@ async fn a_transition_reads_the_same_in_either_form() -> anyhow::Result<()> {
                 log_id: 0,
                 at: None,
                 actor: String::new(),
+                status: 0,
                 ..entry
             })
             .collect()
@@ -371,7 +395,8 @@ async fn a_transition_reads_the_same_in_either_form() -> anyhow::Result<()> {
         .iter()
         .find(|e| e.anchor == "u-00007")
         .expect("u-00007 logged");
-    assert_eq!(disabled.display_action, "SupersedeCreate");
+    assert_eq!(disabled.display_action, "ReplayCreate");
+    assert_eq!(disabled.status, ActionStatus::Superseded as i32);
     assert_eq!(disabled.detail, "replayed");
     drop(conn);
     suite.stop().await

@@ -57,7 +57,8 @@ CREATE TABLE provisioning_log_sets (
 );
 CREATE INDEX provisioning_log_sets_by_job ON provisioning_log_sets (job_id, first_log_id DESC);
 CREATE INDEX provisioning_log_sets_by_cycle ON provisioning_log_sets (cycle_id, first_log_id DESC);
--- A retried step never logs the same transition twice (as the plain rows' (action_id, status)).
+-- A retried step never logs the same transition twice: `syncguard_log_actions` leaves out
+-- actions already logged with the status in either form; this index backs it up.
 CREATE UNIQUE INDEX provisioning_log_sets_once_per_transition ON provisioning_log_sets ((action_ids[1]), status);
 
 CREATE TRIGGER provisioning_log_sets_append_only
@@ -86,6 +87,30 @@ LANGUAGE plpgsql AS $$
 DECLARE
     total integer := COALESCE(cardinality(logged_action_ids), 0);
 BEGIN
+    IF total = 0 THEN
+        RETURN 0;
+    END IF;
+    -- A transition is logged once per action whichever form holds it. Only a cycle that
+    -- already has entries of this status (a retried step, a quarantine decided in parts)
+    -- needs its actions checked one by one.
+    IF EXISTS (SELECT 1 FROM provisioning_log p WHERE p.cycle_id = log_cycle AND p.status = log_status)
+       OR EXISTS (SELECT 1 FROM provisioning_log_sets s WHERE s.cycle_id = log_cycle AND s.status = log_status) THEN
+        WITH chunked AS (
+            SELECT DISTINCT unnest(s.action_ids) AS action_id FROM provisioning_log_sets s
+            WHERE s.cycle_id = log_cycle AND s.status = log_status
+        )
+        SELECT array_agg(e.action_id ORDER BY e.ord), array_agg(e.anchor ORDER BY e.ord),
+               array_agg(e.action ORDER BY e.ord),
+               CASE WHEN logged_object_ids IS NULL THEN NULL ELSE array_agg(e.object_id ORDER BY e.ord) END
+        INTO logged_action_ids, logged_anchors, logged_actions, logged_object_ids
+        FROM unnest(logged_action_ids, logged_anchors, logged_actions, logged_object_ids)
+             WITH ORDINALITY AS e (action_id, anchor, action, object_id, ord)
+        LEFT JOIN chunked c ON c.action_id = e.action_id
+        WHERE c.action_id IS NULL
+          AND NOT EXISTS (SELECT 1 FROM provisioning_log p
+                          WHERE p.action_id = e.action_id AND p.status = log_status);
+        total := COALESCE(cardinality(logged_action_ids), 0);
+    END IF;
     IF total = 0 THEN
         RETURN 0;
     ELSIF total < 64 THEN
@@ -130,6 +155,15 @@ SELECT s.first_log_id + e.ord - 1, s.at, s.job_id, s.cycle_id, e.action_id, s.qu
 FROM provisioning_log_sets s
 CROSS JOIN LATERAL unnest(s.action_ids, s.anchors, s.actions, s.object_ids) WITH ORDINALITY AS e (action_id, anchor, action, object_id, ord)
 JOIN staged_actions a ON a.action_id = e.action_id;
+DO $grants$
+DECLARE
+    service text;
+BEGIN
+    FOREACH service IN ARRAY ARRAY['ingest', 'stager', 'gate', 'notifier', 'retention', 'exporter'] LOOP
+        EXECUTE format('GRANT SELECT ON provisioning_log_entries TO %I', 'syncguard_' || service);
+    END LOOP;
+END
+$grants$;
 
 -- One page of the compact form's entries, newest first: at most `wanted` entries with a log
 -- id below `before`, matching every filter given (NULL: no filter), as QueryProvisioningLogs
