@@ -65,15 +65,6 @@ CREATE TRIGGER provisioning_log_sets_append_only
     BEFORE UPDATE OR DELETE ON provisioning_log_sets
     FOR EACH ROW EXECUTE FUNCTION provisioning_log_is_append_only();
 
-DO $grants$
-DECLARE
-    service text;
-BEGIN
-    FOREACH service IN ARRAY ARRAY['ingest', 'stager', 'gate', 'notifier', 'retention', 'exporter'] LOOP
-        EXECUTE format('GRANT SELECT, INSERT ON provisioning_log_sets TO %I', 'syncguard_' || service);
-    END LOOP;
-END
-$grants$;
 
 -- Logs one transition of staged actions: their ids with their anchors and actions, aligned
 -- (and best in anchor byte order, so chunks cover narrow anchor ranges), and the object ids
@@ -155,11 +146,13 @@ SELECT s.first_log_id + e.ord - 1, s.at, s.job_id, s.cycle_id, e.action_id, s.qu
 FROM provisioning_log_sets s
 CROSS JOIN LATERAL unnest(s.action_ids, s.anchors, s.actions, s.object_ids) WITH ORDINALITY AS e (action_id, anchor, action, object_id, ord)
 JOIN staged_actions a ON a.action_id = e.action_id;
+-- Every service appends to the log in either form and may read it.
 DO $grants$
 DECLARE
     service text;
 BEGIN
     FOREACH service IN ARRAY ARRAY['ingest', 'stager', 'gate', 'notifier', 'retention', 'exporter'] LOOP
+        EXECUTE format('GRANT SELECT, INSERT ON provisioning_log_sets TO %I', 'syncguard_' || service);
         EXECUTE format('GRANT SELECT ON provisioning_log_entries TO %I', 'syncguard_' || service);
     END LOOP;
 END
