@@ -26,7 +26,7 @@ fn scoped_job(name: &str) -> v1::JobSpec {
     spec
 }
 
-async fn create_job(suite: &Suite, spec: v1::JobSpec) -> anyhow::Result<String> {
+pub(crate) async fn create_job(suite: &Suite, spec: v1::JobSpec) -> anyhow::Result<String> {
     Ok(suite
         .ingest(Some(&suite.tokens.operator))
         .create_job(v1::CreateJobRequest { spec: Some(spec) })

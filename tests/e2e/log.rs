@@ -11,8 +11,9 @@ use syncguard_proto::v1::{
     self, ActionKind, ActionReason, ActionStatus, CycleState, LogActionFilter, ObjectType,
 };
 
-use crate::cycle::live_objects;
+use crate::cycle::{create_job, live_objects};
 use crate::jobs::push_job;
+use crate::quarantine::{spec_with, threshold};
 
 /// Every entry a query selects, page by page (pages of 37 end inside chunks of 256).
 async fn all_entries(
@@ -58,19 +59,7 @@ async fn count(conn: &mut sqlx::PgConnection, sql: &str) -> anyhow::Result<i64> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mass_delete_logged_compactly_reads_back_entry_by_entry() -> anyhow::Result<()> {
     let suite = Suite::start().await?;
-    let mut spec = push_job("compact log");
-    spec.protection_rules = vec![v1::ProtectionRule {
-        name: "fifty".into(),
-        counted_actions: vec![ActionKind::Delete as i32, ActionKind::Disable as i32],
-        max_count: Some(50),
-        ..Default::default()
-    }];
-    let job_id = suite
-        .ingest(Some(&suite.tokens.operator))
-        .create_job(v1::CreateJobRequest { spec: Some(spec) })
-        .await?
-        .into_inner()
-        .job_id;
+    let job_id = create_job(&suite, spec_with(vec![threshold(50)])).await?;
     let mut ingest = suite.ingest(Some(&suite.tokens.operator));
     let first = push_snapshot(&mut ingest, &job_id, &directory(300, 0)).await?;
     assert_eq!(first.cycle_state, CycleState::Completed as i32);
@@ -289,14 +278,7 @@ async fn a_mass_delete_logged_compactly_reads_back_entry_by_entry() -> anyhow::R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transition_reads_the_same_in_either_form() -> anyhow::Result<()> {
     let suite = Suite::start().await?;
-    let job_id = suite
-        .ingest(Some(&suite.tokens.operator))
-        .create_job(v1::CreateJobRequest {
-            spec: Some(push_job("both forms")),
-        })
-        .await?
-        .into_inner()
-        .job_id;
+    let job_id = create_job(&suite, push_job("both forms")).await?;
     let mut objects = directory(200, 0);
     objects[7].enabled = false;
     let pushed = push_snapshot(

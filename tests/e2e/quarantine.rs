@@ -13,7 +13,7 @@ use tonic::Code;
 use crate::cycle::live_objects;
 use crate::jobs::push_job;
 
-fn threshold(count: u64) -> v1::ProtectionRule {
+pub(crate) fn threshold(count: u64) -> v1::ProtectionRule {
     v1::ProtectionRule {
         name: "test threshold".into(),
         counted_actions: vec![ActionKind::Delete as i32, ActionKind::Disable as i32],
@@ -46,7 +46,7 @@ async fn guarded_job(
     Ok(job_id)
 }
 
-fn spec_with(rules: Vec<v1::ProtectionRule>) -> v1::JobSpec {
+pub(crate) fn spec_with(rules: Vec<v1::ProtectionRule>) -> v1::JobSpec {
     let mut spec = push_job("guarded");
     spec.protection_rules = rules;
     spec
