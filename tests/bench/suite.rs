@@ -299,6 +299,37 @@ pub async fn run(total: usize) -> anyhow::Result<()> {
         })
         .await?
         .into_inner();
+    // The floor under every small call: the same client, channel, token and server layers,
+    // refused on its argument before the database is asked. What a call takes above this
+    // is its own work.
+    let gate = clients.gate.clone();
+    let floor = sequential(CALLS, |_| {
+        let mut gate = gate.clone();
+        async move {
+            let refused = gate
+                .get_quarantine(v1::GetQuarantineRequest {
+                    quarantine_id: "not-a-uuid".into(),
+                    ..Default::default()
+                })
+                .await;
+            anyhow::ensure!(
+                refused.as_ref().err().map(tonic::Status::code)
+                    == Some(tonic::Code::InvalidArgument),
+                "a malformed quarantine id was not refused: {refused:?}"
+            );
+            Ok(())
+        }
+    })
+    .await?;
+    table.add(
+        "gRPC floor: GetQuarantine refused on its argument (no database), sequential",
+        floor.summary(),
+        format!("commit {:.2} ms", ms(commit_1)),
+        Some(ms(floor.p50()) / ms(commit_1)),
+        "-",
+        None,
+    );
+
     for (name, concurrency) in [("sequential", 1usize), ("8 concurrent clients", 8)] {
         let anchor = if concurrency == 1 { commit_1 } else { commit_8 };
         let gate = clients.gate.clone();
