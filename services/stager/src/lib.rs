@@ -7,7 +7,6 @@
 mod api;
 mod diff;
 mod error;
-mod log_chunks;
 mod preview;
 mod reads;
 mod stage;

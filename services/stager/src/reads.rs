@@ -12,7 +12,6 @@ use syncguard_store::{CYCLE_RECORD_COLUMNS, CycleRecord, CycleRow, StoreError};
 use uuid::Uuid;
 
 use crate::error::StagerError;
-use crate::log_chunks::{self, ChunkEntry, LogFilter};
 
 fn to_time(
     field: &str,
@@ -308,95 +307,6 @@ fn display_actions(filter: i32) -> Result<Vec<&'static str>, FieldError> {
     })
 }
 
-/// What a chunk's entry takes from its staged action (never updated nor deleted).
-#[derive(sqlx::FromRow)]
-struct StagedDetail {
-    action_id: Uuid,
-    object_id: Option<Uuid>,
-    object_type: String,
-    reason: String,
-    changed_attributes: Vec<String>,
-}
-
-/// The newest `wanted` entries of the plain rows and the chunks' entries (each newest
-/// first), the chunks' completed from their staged actions in one lookup.
-async fn newest_of_both(
-    pool: &PgPool,
-    plain: Vec<LogRow>,
-    compact: Vec<ChunkEntry>,
-    wanted: usize,
-) -> Result<Vec<LogRow>, StagerError> {
-    let mut merged: Vec<Result<LogRow, ChunkEntry>> = Vec::with_capacity(wanted);
-    let mut plain = plain.into_iter().peekable();
-    let mut compact = compact.into_iter().peekable();
-    while merged.len() < wanted {
-        let take_plain = match (plain.peek(), compact.peek()) {
-            (Some(row), Some(entry)) => row.log_id > entry.log_id,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => break,
-        };
-        merged.push(if take_plain {
-            Ok(plain.next().expect("peeked"))
-        } else {
-            Err(compact.next().expect("peeked"))
-        });
-    }
-    let action_ids: Vec<Uuid> = merged
-        .iter()
-        .filter_map(|row| row.as_ref().err().map(|entry| entry.action_id))
-        .collect();
-    let details: std::collections::HashMap<Uuid, StagedDetail> = if action_ids.is_empty() {
-        Default::default()
-    } else {
-        sqlx::query_as::<_, StagedDetail>(
-            "SELECT action_id, object_id, object_type, reason, changed_attributes \
-             FROM staged_actions WHERE action_id = ANY($1)",
-        )
-        .bind(&action_ids)
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .map(|detail| (detail.action_id, detail))
-        .collect()
-    };
-    merged
-        .into_iter()
-        .map(|row| match row {
-            Ok(row) => Ok(row),
-            Err(entry) => {
-                let detail = details.get(&entry.action_id).ok_or_else(|| {
-                    StagerError::Store(StoreError::Corrupt(format!(
-                        "provisioning log entry {} names staged action {}, which does not exist",
-                        entry.log_id, entry.action_id
-                    )))
-                })?;
-                Ok(LogRow {
-                    log_id: entry.log_id,
-                    at: entry.at,
-                    job_id: entry.job_id,
-                    cycle_id: Some(entry.cycle_id),
-                    action_id: Some(entry.action_id),
-                    object_id: if entry.object_from_action {
-                        detail.object_id
-                    } else {
-                        entry.object_id
-                    },
-                    anchor: Some(entry.anchor),
-                    object_type: Some(detail.object_type.clone()),
-                    action: Some(entry.action),
-                    status: Some(entry.status),
-                    reason: Some(detail.reason.clone()),
-                    display_action: entry.display_action,
-                    changed_attributes: detail.changed_attributes.clone(),
-                    actor: entry.actor,
-                    detail: entry.detail,
-                })
-            }
-        })
-        .collect()
-}
-
 /// The provisioning log, newest first, filtered as administrators know it. `actor` matches
 /// the recorded `role:name` or the principal's name alone.
 pub async fn query_logs(
@@ -432,10 +342,10 @@ pub async fn query_logs(
     };
 
     // The log's two forms (see the compact_log migration): plain rows, and transitions of
-    // many actions recorded as chunks (log_chunks). Each side gives its newest `fetch`
-    // entries below the page token; the page is the newest of both.
+    // many actions recorded as chunks that `provisioning_log_set_page` expands. Each side
+    // gives its newest `fetch` entries below the page token; the page is the newest of both.
     let mut query: QueryBuilder<Postgres> = QueryBuilder::new(
-        "SELECT log_id, at, job_id, cycle_id, action_id, object_id, anchor, object_type, \
+        "SELECT * FROM ((SELECT log_id, at, job_id, cycle_id, action_id, object_id, anchor, object_type, \
                 action, status, reason, display_action, changed_attributes, actor, detail \
          FROM provisioning_log WHERE true",
     );
@@ -474,27 +384,43 @@ pub async fn query_logs(
     if let Some(before) = before {
         query.push(" AND log_id < ").push_bind(before);
     }
-    // The page size is spelled out, not bound: with `LIMIT $n` Postgres judged the cached
-    // generic plan dearer and planned every call afresh.
     query
         .push(" ORDER BY log_id DESC LIMIT ")
-        .push(page.fetch());
-    let plain: Vec<LogRow> = query.build_query_as().fetch_all(pool).await?;
-    let filter = LogFilter {
-        job_id,
-        cycle_id,
-        anchor: (!anchor.is_empty()).then_some(anchor),
-        displays: &display_actions,
-        status,
-        since,
-        until,
-        actor_name,
-        actor_full,
-        before,
-    };
-    let wanted = usize::try_from(page.fetch()).unwrap_or(usize::MAX);
-    let compact = log_chunks::newest_entries(pool, &filter, wanted).await?;
-    let mut rows = newest_of_both(pool, plain, compact, wanted).await?;
+        .push_bind(page.fetch())
+        .push(
+            ") UNION ALL (SELECT p.log_id, p.at, p.job_id, p.cycle_id, p.action_id, \
+                CASE WHEN p.object_from_action THEN a.object_id ELSE p.object_id END, p.anchor, \
+                a.object_type, p.action, p.status, a.reason, p.display_action, a.changed_attributes, \
+                p.actor, p.detail \
+             FROM provisioning_log_set_page(",
+        )
+        .push_bind(job_id)
+        .push("::uuid, ")
+        .push_bind(cycle_id)
+        .push("::uuid, ")
+        .push_bind((!anchor.is_empty()).then(|| anchor.to_owned()))
+        .push("::text, ")
+        .push_bind((!display_actions.is_empty()).then_some(display_actions))
+        .push("::text[], ")
+        .push_bind(status)
+        .push("::text, ")
+        .push_bind(since)
+        .push("::timestamptz, ")
+        .push_bind(until)
+        .push("::timestamptz, ")
+        .push_bind(actor_name.map(str::to_owned))
+        .push("::text, ")
+        .push_bind(actor_full.map(str::to_owned))
+        .push("::text, ")
+        .push_bind(before)
+        .push("::bigint, ")
+        .push_bind(page.fetch())
+        .push(
+            "::integer) p JOIN staged_actions a ON a.action_id = p.action_id)) entries \
+             ORDER BY log_id DESC LIMIT ",
+        )
+        .push_bind(page.fetch());
+    let mut rows: Vec<LogRow> = query.build_query_as().fetch_all(pool).await?;
     // Only an empty page can stem from an unknown job (a job's log rows outlive nothing of
     // it): checking first cost every page a round trip.
     if rows.is_empty() {
