@@ -182,12 +182,10 @@ async fn stage_queued(
     } else if next.object_count <= SMALL_DELTA_ROWS {
         // A delta touches its own anchors only: look each one up by key. Left to the
         // statistics of million-row snapshots, the planner hashes the whole directory
-        // (400 ms for a one-object delta on a 300,000-object job). With the plan's shape
-        // pinned, its cached generic plan is the one to use: Postgres planned the diff afresh
-        // for every delta, 1.4 ms of a one-object delta's staging (statement log).
+        // (400 ms for a one-object delta on a 300,000-object job).
         sqlx::raw_sql(
             "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
-             SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_generic_plan",
+             SET LOCAL enable_seqscan = off",
         )
         .execute(&mut *transaction)
         .await?;
