@@ -67,9 +67,13 @@ pub async fn read(
     page: Option<&v1::PageRequest>,
     search: &str,
 ) -> Result<v1::Quarantine, GateError> {
+    // Arguments are checked before a connection is taken: a malformed request costs the
+    // database nothing.
+    let named = Named::parse(quarantine_id, job_id)?;
+    search_pattern(search)?;
     let mut conn = pool.acquire().await?;
     let mut transaction = begin_view(&mut conn).await?;
-    let row = find(&mut transaction, quarantine_id, job_id).await?;
+    let row = find(&mut transaction, &named).await?;
     let view = view(&mut transaction, &row, page, search).await?;
     transaction.commit().await?;
     Ok(view)
@@ -119,52 +123,64 @@ const VIEWED_COLUMNS: &str = "(SELECT j.retention_days FROM jobs j WHERE j.job_i
                                                 'at', a.at, 'anchors', a.anchors) ORDER BY a.at), '[]') \
      FROM approvals a WHERE a.quarantine_id = q.quarantine_id AND a.decision = 'allow') AS approvals";
 
+/// Which quarantine a view names.
+enum Named {
+    /// A quarantine by its id.
+    Id(Uuid),
+    /// The open quarantine of a job.
+    OpenOf(JobId),
+}
+
+impl Named {
+    fn parse(quarantine_id: &str, job_id: &str) -> Result<Self, FieldError> {
+        if !quarantine_id.is_empty() {
+            Uuid::parse_str(quarantine_id)
+                .map(Named::Id)
+                .map_err(|_| FieldError::new("quarantine_id", "not a quarantine id (a UUID)"))
+        } else if !job_id.is_empty() {
+            Ok(Named::OpenOf(JobId::parse("job_id", job_id)?))
+        } else {
+            Err(FieldError::new(
+                "quarantine_id",
+                "name a quarantine, or a job for its open quarantine",
+            ))
+        }
+    }
+}
+
 /// Finds a quarantine by id, or the open one of a job.
-async fn find(
-    conn: &mut PgConnection,
-    quarantine_id: &str,
-    job_id: &str,
-) -> Result<ViewedQuarantine, GateError> {
-    let row: Option<ViewedQuarantine> = if !quarantine_id.is_empty() {
-        let id = Uuid::parse_str(quarantine_id)
-            .map_err(|_| FieldError::new("quarantine_id", "not a quarantine id (a UUID)"))?;
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {QUARANTINE_COLUMNS}, {VIEWED_COLUMNS} FROM quarantines q WHERE quarantine_id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-    } else if !job_id.is_empty() {
-        let job = JobId::parse("job_id", job_id)?;
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {QUARANTINE_COLUMNS}, {VIEWED_COLUMNS} FROM quarantines q \
-             WHERE job_id = $1 AND state = 'open'"
-        )))
-        .bind(job.0)
-        .fetch_optional(&mut *conn)
-        .await?
-    } else {
-        return Err(FieldError::new(
-            "quarantine_id",
-            "name a quarantine, or a job for its open quarantine",
-        )
-        .into());
+async fn find(conn: &mut PgConnection, named: &Named) -> Result<ViewedQuarantine, GateError> {
+    let row: Option<ViewedQuarantine> = match named {
+        Named::Id(id) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {QUARANTINE_COLUMNS}, {VIEWED_COLUMNS} FROM quarantines q WHERE quarantine_id = $1"
+            )))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+        Named::OpenOf(job) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {QUARANTINE_COLUMNS}, {VIEWED_COLUMNS} FROM quarantines q \
+                 WHERE job_id = $1 AND state = 'open'"
+            )))
+            .bind(job.0)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
     };
-    match row {
-        Some(row) => Ok(row),
-        None if !job_id.is_empty() => {
-            let job = JobId::parse("job_id", job_id)?;
+    match (row, named) {
+        (Some(row), _) => Ok(row),
+        (None, Named::OpenOf(job)) => {
             if syncguard_store::job_exists(&mut *conn, job.0).await? {
                 Err(GateError::NotFound(format!(
                     "job {job} has no open quarantine"
                 )))
             } else {
-                Err(GateError::JobNotFound(job))
+                Err(GateError::JobNotFound(*job))
             }
         }
-        None => Err(GateError::NotFound(format!(
-            "quarantine {quarantine_id} not found"
-        ))),
+        (None, Named::Id(id)) => Err(GateError::NotFound(format!("quarantine {id} not found"))),
     }
 }
 
