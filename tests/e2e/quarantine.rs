@@ -275,6 +275,20 @@ async fn allow_applies_exactly_the_held_cycle_and_the_next_cycle_is_healthy() ->
         CycleState::Completed as i32,
         "the allow answers once applied"
     );
+    // Read again, each held delete is applied and restorable until its object's own
+    // deadline (looked up from the soft-deleted object, no longer estimated).
+    let applied = quarantine_of_id(&suite, &quarantine.quarantine_id).await?;
+    assert_eq!(applied.held.len(), 4);
+    for held in &applied.held {
+        let action = held.action.as_ref().expect("action");
+        assert_eq!(action.status, v1::ActionStatus::Applied as i32, "{held:?}");
+        let until = held
+            .restorable_until
+            .as_ref()
+            .map(|t| t.seconds)
+            .expect("an applied delete says until when it is restorable");
+        assert!((until - in_30_days).abs() < 120, "{held:?}");
+    }
     // The held four are gone; the kept snapshot then runs as the next cycle on its own (it
     // holds one more delete, within the threshold), and the job is healthy.
     let stager = suite.stager(Some(&suite.tokens.reader));

@@ -295,7 +295,8 @@ async fn view(
     // the view by primary key fetched every row twice (0.71 -> 0.49 ms a page of 50 at
     // 10,000 held, pgbench). An applied delete's deadline is looked up by the object's
     // primary key (joining on job and anchor scanned the job's deleted objects: 8 ms at
-    // 100,000). The cursor is an index condition only when there is one: written as
+    // 100,000), and only for an applied delete: as a lateral join the lookup ran for every
+    // held row too (a third of a page's buffer reads, EXPLAIN in the benchmark's database). The cursor is an index condition only when there is one: written as
     // `$2 IS NULL OR anchor > $2`, a generic plan walks every earlier page again.
     let cursor = if after.is_some() {
         "s.anchor COLLATE \"C\" > $2"
@@ -304,11 +305,11 @@ async fn view(
     };
     let held: Vec<HeldRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT s.action_id, s.cycle_id, s.job_id, s.anchor, s.object_type, s.action, s.reason, s.status, \
-                s.changed_attributes, s.display_name, d.purge_after \
+                s.changed_attributes, s.display_name, \
+                CASE WHEN s.status = 'applied' AND s.action = 'delete' THEN \
+                     (SELECT o.purge_after FROM directory_objects o \
+                      WHERE o.object_id = s.object_id AND o.deleted_at IS NOT NULL) END AS purge_after \
          FROM action_states s \
-         LEFT JOIN LATERAL (SELECT o.purge_after FROM directory_objects o \
-                            WHERE s.status = 'applied' AND s.action = 'delete' \
-                              AND o.object_id = s.object_id AND o.deleted_at IS NOT NULL) d ON true \
          WHERE s.cycle_id = $1 AND s.action IN ('delete', 'disable') AND s.status <> 'skipped_pinned' \
            AND {cursor} \
            AND ($4::text IS NULL OR s.anchor ILIKE $4 OR s.display_name ILIKE $4 \
