@@ -70,11 +70,11 @@ pub async fn read(
     // Arguments are checked before a connection is taken: a malformed request costs the
     // database nothing.
     let named = Named::parse(quarantine_id, job_id)?;
-    search_pattern(search)?;
+    let pattern = search_pattern(search)?;
     let mut conn = pool.acquire().await?;
     let mut transaction = begin_view(&mut conn).await?;
     let row = find(&mut transaction, &named).await?;
-    let view = view(&mut transaction, &row, page, search).await?;
+    let view = view(&mut transaction, &row, page, pattern).await?;
     transaction.commit().await?;
     Ok(view)
 }
@@ -272,16 +272,15 @@ fn search_pattern(search: &str) -> Result<Option<String>, FieldError> {
 }
 
 /// The API view of a quarantine with one page of its held actions (in anchor order),
-/// only those matching `search` when it is not empty.
+/// only those matching the search `pattern` (see [`search_pattern`]) when there is one.
 async fn view(
     conn: &mut PgConnection,
     viewed: &ViewedQuarantine,
     page: Option<&v1::PageRequest>,
-    search: &str,
+    pattern: Option<String>,
 ) -> Result<v1::Quarantine, GateError> {
     let row = &viewed.row;
     let retention_days = viewed.retention_days;
-    let pattern = search_pattern(search)?;
     let page = page.cloned().unwrap_or_default();
     let size = i64::from(if page.page_size == 0 {
         1000
@@ -296,7 +295,8 @@ async fn view(
     // 10,000 held, pgbench). An applied delete's deadline is looked up by the object's
     // primary key (joining on job and anchor scanned the job's deleted objects: 8 ms at
     // 100,000), and only for an applied delete: as a lateral join the lookup ran for every
-    // held row too (a third of a page's buffer reads, EXPLAIN in the benchmark's database). The cursor is an index condition only when there is one: written as
+    // held row too (a third of a page's buffer reads, EXPLAIN in the benchmark's database).
+    // The cursor is an index condition only when there is one: written as
     // `$2 IS NULL OR anchor > $2`, a generic plan walks every earlier page again.
     let cursor = if after.is_some() {
         "s.anchor COLLATE \"C\" > $2"
@@ -448,7 +448,7 @@ pub async fn list(
                 page_size: 1,
                 page_token: String::new(),
             }),
-            "",
+            None,
         )
         .await?;
         summary.held.clear();
