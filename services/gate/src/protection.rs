@@ -58,7 +58,7 @@ async fn ensure_job_exists(conn: &mut PgConnection, job_id: JobId) -> Result<(),
 
 /// One row of [`stored`]: the job, its recorded settings (absent before the gate recorded
 /// any) and one of its rules (absent when it has none).
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize)]
 struct ProtectionRow {
     live: bool,
     enabled: Option<bool>,
@@ -75,6 +75,27 @@ struct ProtectionRow {
     window_secs: Option<i32>,
 }
 
+/// What is stored of a job's protection, as read by [`rows_json`] beside something else in
+/// the same statement (a quarantine view reads it with the quarantine).
+#[derive(serde::Deserialize)]
+#[serde(transparent)]
+pub struct StoredRows(Vec<ProtectionRow>);
+
+/// An SQL expression reading what is stored of the protection of the job `job` (an SQL
+/// expression for its id) as one JSON array of [`StoredRows`]: the job, its recorded
+/// settings and its rules in order. Empty when the job does not exist.
+pub fn rows_json(job: &str) -> String {
+    format!(
+        "(SELECT coalesce(json_agg(row_to_json(stored) ORDER BY stored.position), '[]') FROM \
+           (SELECT j.deleted_at IS NULL AS live, p.enabled, p.updated_by, p.reason, p.updated_at, \
+                   r.rule_id, r.name, r.counted_actions, r.object_type, r.max_count, r.max_percent, \
+                   r.min_population, r.window_secs, r.position \
+            FROM jobs j LEFT JOIN job_protection p ON p.job_id = j.job_id \
+            LEFT JOIN protection_rules r ON r.job_id = p.job_id \
+            WHERE j.job_id = {job}) stored)"
+    )
+}
+
 /// What is stored of a job's protection, read in one statement (it is on the path of every
 /// decision and quarantine view): `None` when the job does not exist, else whether it is
 /// live and its recorded protection (`None` when the gate never recorded one).
@@ -82,17 +103,19 @@ async fn stored(
     conn: &mut PgConnection,
     job_id: JobId,
 ) -> Result<Option<(bool, Option<StoredProtection>)>, GateError> {
-    let rows: Vec<ProtectionRow> = sqlx::query_as(
-        "SELECT j.deleted_at IS NULL AS live, p.enabled, p.updated_by, p.reason, p.updated_at, \
-                r.rule_id, r.name, r.counted_actions, r.object_type, r.max_count, r.max_percent, \
-                r.min_population, r.window_secs \
-         FROM jobs j LEFT JOIN job_protection p ON p.job_id = j.job_id \
-         LEFT JOIN protection_rules r ON r.job_id = p.job_id \
-         WHERE j.job_id = $1 ORDER BY r.position",
-    )
-    .bind(job_id.0)
-    .fetch_all(&mut *conn)
-    .await?;
+    let (rows,): (sqlx::types::Json<StoredRows>,) =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {}", rows_json("$1"))))
+            .bind(job_id.0)
+            .fetch_one(&mut *conn)
+            .await?;
+    assemble(job_id, rows.0)
+}
+
+/// [`stored`] from its rows.
+fn assemble(
+    job_id: JobId,
+    StoredRows(rows): StoredRows,
+) -> Result<Option<(bool, Option<StoredProtection>)>, GateError> {
     let Some(first) = rows.first() else {
         return Ok(None);
     };
@@ -195,7 +218,31 @@ pub async fn load_on(
     conn: &mut PgConnection,
     job_id: JobId,
 ) -> Result<StoredProtection, GateError> {
-    match stored(conn, job_id).await? {
+    let stored = stored(conn, job_id).await?;
+    effective(conn, job_id, stored).await
+}
+
+/// [`load`] from the rows a statement read with [`rows_json`]: the database is asked again
+/// only when the gate never recorded the job's protection.
+pub async fn load_from(
+    pool: &PgPool,
+    job_id: JobId,
+    rows: StoredRows,
+) -> Result<StoredProtection, GateError> {
+    match assemble(job_id, rows)? {
+        Some((true, Some(stored))) => Ok(stored),
+        stored => effective(&mut *pool.acquire().await?, job_id, stored).await,
+    }
+}
+
+/// The effective protection from what is stored: the recorded one, or what the job's creator
+/// asked for when the gate never recorded one.
+async fn effective(
+    conn: &mut PgConnection,
+    job_id: JobId,
+    stored: Option<(bool, Option<StoredProtection>)>,
+) -> Result<StoredProtection, GateError> {
+    match stored {
         Some((true, Some(stored))) => return Ok(stored),
         Some((true, None)) => {}
         _ => return Err(GateError::JobNotFound(job_id)),

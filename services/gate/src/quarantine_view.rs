@@ -2,7 +2,7 @@
 //! means for restorability), or a list of summaries.
 
 use chrono::{DateTime, Utc};
-use sqlx::{Connection as _, PgConnection, PgPool};
+use sqlx::PgPool;
 use syncguard_bootstrap::timestamp;
 use syncguard_domain::{ActionKind, ActionStatus, Breach, FieldError, JobId, QuarantineState};
 use syncguard_proto::names;
@@ -57,9 +57,9 @@ impl QuarantineRow {
     }
 }
 
-/// One quarantine with a page of its held actions, read in one transaction on one
-/// connection (a consistent view, and no pool round trip per statement): the quarantine
-/// named by id, or the open one of `job_id`.
+/// One quarantine with a page of its held actions, read in one statement (one snapshot and
+/// one round trip; see the quarantine_page migration): the quarantine named by id, or the
+/// open one of `job_id`.
 pub async fn read(
     pool: &PgPool,
     quarantine_id: &str,
@@ -67,35 +67,40 @@ pub async fn read(
     page: Option<&v1::PageRequest>,
     search: &str,
 ) -> Result<v1::Quarantine, GateError> {
-    // Arguments are checked before a connection is taken: a malformed request costs the
-    // database nothing.
+    // Arguments are checked before the database is asked: a malformed request costs it nothing.
     let named = Named::parse(quarantine_id, job_id)?;
     let pattern = search_pattern(search)?;
-    let mut conn = pool.acquire().await?;
-    let mut transaction = begin_view(&mut conn).await?;
-    let row = find(&mut transaction, &named).await?;
-    let view = view(&mut transaction, &row, page, pattern).await?;
-    transaction.commit().await?;
-    Ok(view)
+    let size = held_page_size(page);
+    let after = page
+        .map(|page| page.page_token.clone())
+        .filter(|token| !token.is_empty());
+    let mut viewed = find(pool, &named, after, size, pattern).await?;
+    let held = std::mem::take(&mut viewed.held.0);
+    let retention_days = viewed.retention_days;
+    let mut quarantine = summary(pool, viewed).await?;
+    let more = held.len() as i64 > size;
+    quarantine.held = held
+        .into_iter()
+        .take(size as usize)
+        .map(|action| held_view(action, retention_days))
+        .collect::<Result<_, _>>()?;
+    if more {
+        quarantine.next_page_token = quarantine
+            .held
+            .last()
+            .and_then(|held| held.action.as_ref())
+            .map(|action| action.anchor.clone())
+            .unwrap_or_default();
+    }
+    Ok(quarantine)
 }
 
-/// The transaction quarantine views are read in, begun in one round trip: one snapshot for
-/// the quarantine and its page, and the page cut by walking the destructive-actions index in
-/// anchor order. Right after staging, the statistics still say a cycle has a few actions, and
-/// the planner chose a bitmap scan of all 10,000 held actions plus a sort (22 ms a page,
-/// auto_explain). Its statements keep their cached generic plans: left to choose, Postgres
-/// planned the page afresh on every call (the optional search filter makes a custom plan
-/// look cheaper), 1.2-1.5 ms of planning for 0.5 ms of work; the generic plan walks the same
-/// index (EXPLAIN on a 10,000-held quarantine, with and without a cursor and a search).
-async fn begin_view(
-    conn: &mut PgConnection,
-) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, GateError> {
-    Ok(conn
-        .begin_with(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL enable_bitmapscan = off; \
-             SET LOCAL plan_cache_mode = force_generic_plan",
-        )
-        .await?)
+/// How many held actions a page shows: 1,000 unless asked, at most 5,000.
+fn held_page_size(page: Option<&v1::PageRequest>) -> i64 {
+    match page.map_or(0, |page| page.page_size) {
+        0 => 1000,
+        size => i64::from(size.min(5000)),
+    }
 }
 
 /// An approval as the quarantine's read gathers it.
@@ -108,20 +113,33 @@ struct ApprovalRow {
 }
 
 /// A quarantine with what its view needs from beside it, read in one statement: the job's
-/// retention (how long an allowed delete stays restorable) and the approvals so far.
+/// retention (how long an allowed delete stays restorable), the approvals so far, the job's
+/// protection (the rules its breaches name) and, for a single quarantine's view, a page of
+/// its held actions.
 #[derive(sqlx::FromRow)]
 struct ViewedQuarantine {
     #[sqlx(flatten)]
     row: QuarantineRow,
     retention_days: i32,
     approvals: sqlx::types::Json<Vec<ApprovalRow>>,
+    protection: sqlx::types::Json<protection::StoredRows>,
+    /// The page and one row more (there is a next page when it is there); empty in a list.
+    #[sqlx(default)]
+    held: sqlx::types::Json<Vec<HeldRow>>,
 }
 
-/// The columns of [`ViewedQuarantine`] from `quarantines q`.
-const VIEWED_COLUMNS: &str = "(SELECT j.retention_days FROM jobs j WHERE j.job_id = q.job_id) AS retention_days, \
-    (SELECT coalesce(json_agg(json_build_object('principal', a.principal, 'reason', a.reason, \
-                                                'at', a.at, 'anchors', a.anchors) ORDER BY a.at), '[]') \
-     FROM approvals a WHERE a.quarantine_id = q.quarantine_id AND a.decision = 'allow') AS approvals";
+/// The columns of [`ViewedQuarantine`] from `quarantines q`, all but the page.
+fn viewed_columns() -> String {
+    format!(
+        "{QUARANTINE_COLUMNS}, \
+         (SELECT j.retention_days FROM jobs j WHERE j.job_id = q.job_id) AS retention_days, \
+         (SELECT coalesce(json_agg(json_build_object('principal', a.principal, 'reason', a.reason, \
+                                                     'at', a.at, 'anchors', a.anchors) ORDER BY a.at), '[]') \
+          FROM approvals a WHERE a.quarantine_id = q.quarantine_id AND a.decision = 'allow') AS approvals, \
+         {} AS protection",
+        protection::rows_json("q.job_id")
+    )
+}
 
 /// Which quarantine a view names.
 enum Named {
@@ -148,31 +166,37 @@ impl Named {
     }
 }
 
-/// Finds a quarantine by id, or the open one of a job.
-async fn find(conn: &mut PgConnection, named: &Named) -> Result<ViewedQuarantine, GateError> {
-    let row: Option<ViewedQuarantine> = match named {
-        Named::Id(id) => {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {QUARANTINE_COLUMNS}, {VIEWED_COLUMNS} FROM quarantines q WHERE quarantine_id = $1"
-            )))
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
-        }
-        Named::OpenOf(job) => {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {QUARANTINE_COLUMNS}, {VIEWED_COLUMNS} FROM quarantines q \
-                 WHERE job_id = $1 AND state = 'open'"
-            )))
-            .bind(job.0)
-            .fetch_optional(&mut *conn)
-            .await?
-        }
+/// Finds a quarantine by id, or the open one of a job, with the page of its held actions
+/// after the anchor `after`: `size` of them and one more, those matching the search
+/// `pattern` (see [`search_pattern`]) when there is one.
+async fn find(
+    pool: &PgPool,
+    named: &Named,
+    after: Option<String>,
+    size: i64,
+    pattern: Option<String>,
+) -> Result<ViewedQuarantine, GateError> {
+    let (condition, id) = match named {
+        Named::Id(id) => ("q.quarantine_id = $1", *id),
+        Named::OpenOf(job) => ("q.job_id = $1 AND q.state = 'open'", job.0),
     };
+    let row: Option<ViewedQuarantine> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {}, \
+                (SELECT coalesce(json_agg(h ORDER BY h.anchor COLLATE \"C\"), '[]') \
+                 FROM quarantine_held_page(q.cycle_id, $2, $3, $4) h) AS held \
+         FROM quarantines q WHERE {condition}",
+        viewed_columns()
+    )))
+    .bind(id)
+    .bind(after)
+    .bind(size + 1)
+    .bind(pattern)
+    .fetch_optional(pool)
+    .await?;
     match (row, named) {
         (Some(row), _) => Ok(row),
         (None, Named::OpenOf(job)) => {
-            if syncguard_store::job_exists(&mut *conn, job.0).await? {
+            if syncguard_store::job_exists(pool, job.0).await? {
                 Err(GateError::NotFound(format!(
                     "job {job} has no open quarantine"
                 )))
@@ -184,7 +208,8 @@ async fn find(conn: &mut PgConnection, named: &Named) -> Result<ViewedQuarantine
     }
 }
 
-#[derive(sqlx::FromRow)]
+/// A held action as the `quarantine_held_page` function gives it.
+#[derive(serde::Deserialize)]
 struct HeldRow {
     action_id: Uuid,
     cycle_id: Uuid,
@@ -271,71 +296,9 @@ fn search_pattern(search: &str) -> Result<Option<String>, FieldError> {
     Ok(Some(format!("%{escaped}%")))
 }
 
-/// The API view of a quarantine with one page of its held actions (in anchor order),
-/// only those matching the search `pattern` (see [`search_pattern`]) when there is one.
-async fn view(
-    conn: &mut PgConnection,
-    viewed: &ViewedQuarantine,
-    page: Option<&v1::PageRequest>,
-    pattern: Option<String>,
-) -> Result<v1::Quarantine, GateError> {
+/// The API view of a quarantine without its held actions.
+async fn summary(pool: &PgPool, viewed: ViewedQuarantine) -> Result<v1::Quarantine, GateError> {
     let row = &viewed.row;
-    let retention_days = viewed.retention_days;
-    let page = page.cloned().unwrap_or_default();
-    let size = i64::from(if page.page_size == 0 {
-        1000
-    } else {
-        page.page_size.min(5000)
-    });
-    let after = Some(page.page_token).filter(|token| !token.is_empty());
-    // The page is read in the destructive-actions index's order and stops at its size: the
-    // derived state joins one decision, quarantine and applied mark (those of this cycle)
-    // and looks each row's verdict up by key. Cutting the page first and joining it back to
-    // the view by primary key fetched every row twice (0.71 -> 0.49 ms a page of 50 at
-    // 10,000 held, pgbench). An applied delete's deadline is looked up by the object's
-    // primary key (joining on job and anchor scanned the job's deleted objects: 8 ms at
-    // 100,000), and only for an applied delete: as a lateral join the lookup ran for every
-    // held row too (a third of a page's buffer reads, EXPLAIN in the benchmark's database).
-    // The cursor is an index condition only when there is one: written as
-    // `$2 IS NULL OR anchor > $2`, a generic plan walks every earlier page again.
-    let cursor = if after.is_some() {
-        "s.anchor COLLATE \"C\" > $2"
-    } else {
-        "$2::text IS NULL"
-    };
-    let held: Vec<HeldRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT s.action_id, s.cycle_id, s.job_id, s.anchor, s.object_type, s.action, s.reason, s.status, \
-                s.changed_attributes, s.display_name, \
-                CASE WHEN s.status = 'applied' AND s.action = 'delete' THEN \
-                     (SELECT o.purge_after FROM directory_objects o \
-                      WHERE o.object_id = s.object_id AND o.deleted_at IS NOT NULL) END AS purge_after \
-         FROM action_states s \
-         WHERE s.cycle_id = $1 AND s.action IN ('delete', 'disable') AND s.status <> 'skipped_pinned' \
-           AND {cursor} \
-           AND ($4::text IS NULL OR s.anchor ILIKE $4 OR s.display_name ILIKE $4 \
-                OR replace(s.reason, '_', ' ') ILIKE $4) \
-         ORDER BY s.anchor COLLATE \"C\" LIMIT $3"
-    )))
-    .bind(row.cycle_id)
-    .bind(after)
-    .bind(size + 1)
-    .bind(pattern)
-    .fetch_all(&mut *conn)
-    .await?;
-    let more = held.len() as i64 > size;
-    let held: Vec<v1::HeldAction> = held
-        .into_iter()
-        .take(size as usize)
-        .map(|action| held_view(action, retention_days))
-        .collect::<Result<_, _>>()?;
-    let next_page_token = if more {
-        held.last()
-            .and_then(|held| held.action.as_ref())
-            .map(|action| action.anchor.clone())
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
     let counts: Vec<(String, String, i64)> = match &row.counts {
         // Stored when the quarantine opened.
         Some(stored) => serde_json::from_value(stored.clone()).map_err(corrupt)?,
@@ -345,11 +308,13 @@ async fn view(
                  GROUP BY action, object_type ORDER BY action, object_type",
             )
             .bind(row.cycle_id)
-            .fetch_all(&mut *conn)
+            .fetch_all(pool)
             .await?
         }
     };
-    let rules = protection::load_on(conn, JobId(row.job_id)).await?.rules;
+    let rules = protection::load_from(pool, JobId(row.job_id), viewed.protection.0)
+        .await?
+        .rules;
     let breaches = row.breaches()?;
     Ok(v1::Quarantine {
         quarantine_id: row.quarantine_id.to_string(),
@@ -370,7 +335,7 @@ async fn view(
                 })
             })
             .collect::<Result<_, GateError>>()?,
-        held,
+        held: Vec::new(),
         digest: row.digest.clone(),
         opened_at: Some(timestamp(row.opened_at)),
         hold_until: Some(timestamp(row.hold_until)),
@@ -386,7 +351,7 @@ async fn view(
                 anchors: approval.anchors.clone(),
             })
             .collect(),
-        next_page_token,
+        next_page_token: String::new(),
     })
 }
 
@@ -424,38 +389,25 @@ pub async fn list(
     let page = syncguard_bootstrap::page(request.page.as_ref())?;
     let size = page.size;
     let before = page.token_as::<Uuid>()?;
-    let mut conn = pool.acquire().await?;
-    let mut transaction = begin_view(&mut conn).await?;
+    // One statement: one snapshot for the whole list.
     let rows: Vec<ViewedQuarantine> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {QUARANTINE_COLUMNS}, {VIEWED_COLUMNS} FROM quarantines q \
+        "SELECT {} FROM quarantines q \
          WHERE ($1::uuid IS NULL OR job_id = $1) AND (cardinality($2::text[]) = 0 OR state = ANY($2)) \
-           AND ($3::uuid IS NULL OR quarantine_id < $3) ORDER BY quarantine_id DESC LIMIT $4"
+           AND ($3::uuid IS NULL OR quarantine_id < $3) ORDER BY quarantine_id DESC LIMIT $4",
+        viewed_columns()
     )))
     .bind(job_id)
     .bind(&states)
     .bind(before)
     .bind(size + 1)
-    .fetch_all(&mut *transaction)
+    .fetch_all(pool)
     .await?;
     let more = rows.len() as i64 > size;
     let mut quarantines = Vec::new();
-    for row in rows.iter().take(size as usize) {
-        // The list shows the summary; the held actions are read with GetQuarantine.
-        let mut summary = view(
-            &mut transaction,
-            row,
-            Some(&v1::PageRequest {
-                page_size: 1,
-                page_token: String::new(),
-            }),
-            None,
-        )
-        .await?;
-        summary.held.clear();
-        summary.next_page_token.clear();
-        quarantines.push(summary);
+    // The list shows summaries; the held actions are read with GetQuarantine.
+    for row in rows.into_iter().take(size as usize) {
+        quarantines.push(summary(pool, row).await?);
     }
-    transaction.commit().await?;
     let next_page_token = if more {
         quarantines
             .last()
