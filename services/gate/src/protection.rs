@@ -218,8 +218,10 @@ pub async fn load_on(
     conn: &mut PgConnection,
     job_id: JobId,
 ) -> Result<StoredProtection, GateError> {
-    let stored = stored(conn, job_id).await?;
-    effective(conn, job_id, stored).await
+    match recorded_or_asked(job_id, stored(conn, job_id).await?)? {
+        Some(recorded) => Ok(recorded),
+        None => asked(conn, job_id).await,
+    }
 }
 
 /// [`load`] from the rows a statement read with [`rows_json`]: the database is asked again
@@ -229,24 +231,26 @@ pub async fn load_from(
     job_id: JobId,
     rows: StoredRows,
 ) -> Result<StoredProtection, GateError> {
-    match assemble(job_id, rows)? {
-        Some((true, Some(stored))) => Ok(stored),
-        stored => effective(&mut *pool.acquire().await?, job_id, stored).await,
+    match recorded_or_asked(job_id, assemble(job_id, rows)?)? {
+        Some(recorded) => Ok(recorded),
+        None => asked(&mut *pool.acquire().await?, job_id).await,
     }
 }
 
-/// The effective protection from what is stored: the recorded one, or what the job's creator
-/// asked for when the gate never recorded one.
-async fn effective(
-    conn: &mut PgConnection,
+/// The recorded protection of a live job, or `None` when the gate never recorded one (what
+/// the job's creator asked for is then in force); a missing or deleted job is not found.
+fn recorded_or_asked(
     job_id: JobId,
     stored: Option<(bool, Option<StoredProtection>)>,
-) -> Result<StoredProtection, GateError> {
+) -> Result<Option<StoredProtection>, GateError> {
     match stored {
-        Some((true, Some(stored))) => return Ok(stored),
-        Some((true, None)) => {}
-        _ => return Err(GateError::JobNotFound(job_id)),
+        Some((true, recorded)) => Ok(recorded),
+        _ => Err(GateError::JobNotFound(job_id)),
     }
+}
+
+/// The protection the job's creator asked for, in force until the gate records it.
+async fn asked(conn: &mut PgConnection, job_id: JobId) -> Result<StoredProtection, GateError> {
     let (enabled, rules, reason, created_by) = requested(conn, job_id).await?;
     Ok(StoredProtection {
         enabled,

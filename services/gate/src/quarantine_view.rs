@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use syncguard_bootstrap::timestamp;
+use syncguard_bootstrap::{Page, timestamp};
 use syncguard_domain::{ActionKind, ActionStatus, Breach, FieldError, JobId, QuarantineState};
 use syncguard_proto::names;
 use syncguard_proto::v1;
@@ -70,36 +70,32 @@ pub async fn read(
     // Arguments are checked before the database is asked: a malformed request costs it nothing.
     let named = Named::parse(quarantine_id, job_id)?;
     let pattern = search_pattern(search)?;
-    let size = held_page_size(page);
-    let after = page
-        .map(|page| page.page_token.clone())
-        .filter(|token| !token.is_empty());
-    let mut viewed = find(pool, &named, after, size, pattern).await?;
-    let held = std::mem::take(&mut viewed.held.0);
+    let page = held_page(page);
+    let mut viewed = find(pool, &named, &page, pattern).await?;
+    let mut held = std::mem::take(&mut viewed.held.0);
+    let next_page_token = page.finish(&mut held, |row| row.anchor.clone());
     let retention_days = viewed.retention_days;
     let mut quarantine = summary(pool, viewed).await?;
-    let more = held.len() as i64 > size;
     quarantine.held = held
         .into_iter()
-        .take(size as usize)
         .map(|action| held_view(action, retention_days))
         .collect::<Result<_, _>>()?;
-    if more {
-        quarantine.next_page_token = quarantine
-            .held
-            .last()
-            .and_then(|held| held.action.as_ref())
-            .map(|action| action.anchor.clone())
-            .unwrap_or_default();
-    }
+    quarantine.next_page_token = next_page_token;
     Ok(quarantine)
 }
 
-/// How many held actions a page shows: 1,000 unless asked, at most 5,000.
-fn held_page_size(page: Option<&v1::PageRequest>) -> i64 {
-    match page.map_or(0, |page| page.page_size) {
+/// A page of held actions: 1,000 unless asked, at most 5,000 (a larger size is cut, not
+/// refused), after the anchor the token names.
+fn held_page(page: Option<&v1::PageRequest>) -> Page {
+    let size = match page.map_or(0, |page| page.page_size) {
         0 => 1000,
-        size => i64::from(size.min(5000)),
+        size => size.min(5000),
+    };
+    Page {
+        size: i64::from(size),
+        token: page
+            .map(|page| page.page_token.clone())
+            .filter(|token| !token.is_empty()),
     }
 }
 
@@ -166,14 +162,13 @@ impl Named {
     }
 }
 
-/// Finds a quarantine by id, or the open one of a job, with the page of its held actions
-/// after the anchor `after`: `size` of them and one more, those matching the search
+/// Finds a quarantine by id, or the open one of a job, with the `page` of its held actions
+/// (and one more, to tell whether another page follows), only those matching the search
 /// `pattern` (see [`search_pattern`]) when there is one.
 async fn find(
     pool: &PgPool,
     named: &Named,
-    after: Option<String>,
-    size: i64,
+    page: &Page,
     pattern: Option<String>,
 ) -> Result<ViewedQuarantine, GateError> {
     let (condition, id) = match named {
@@ -188,8 +183,8 @@ async fn find(
         viewed_columns()
     )))
     .bind(id)
-    .bind(after)
-    .bind(size + 1)
+    .bind(page.token.as_deref())
+    .bind(page.fetch())
     .bind(pattern)
     .fetch_optional(pool)
     .await?;
@@ -387,10 +382,9 @@ pub async fn list(
         })
         .collect::<Result<_, _>>()?;
     let page = syncguard_bootstrap::page(request.page.as_ref())?;
-    let size = page.size;
     let before = page.token_as::<Uuid>()?;
     // One statement: one snapshot for the whole list.
-    let rows: Vec<ViewedQuarantine> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let mut rows: Vec<ViewedQuarantine> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {} FROM quarantines q \
          WHERE ($1::uuid IS NULL OR job_id = $1) AND (cardinality($2::text[]) = 0 OR state = ANY($2)) \
            AND ($3::uuid IS NULL OR quarantine_id < $3) ORDER BY quarantine_id DESC LIMIT $4",
@@ -399,23 +393,15 @@ pub async fn list(
     .bind(job_id)
     .bind(&states)
     .bind(before)
-    .bind(size + 1)
+    .bind(page.fetch())
     .fetch_all(pool)
     .await?;
-    let more = rows.len() as i64 > size;
-    let mut quarantines = Vec::new();
+    let next_page_token = page.finish(&mut rows, |row| row.row.quarantine_id.to_string());
+    let mut quarantines = Vec::with_capacity(rows.len());
     // The list shows summaries; the held actions are read with GetQuarantine.
-    for row in rows.into_iter().take(size as usize) {
+    for row in rows {
         quarantines.push(summary(pool, row).await?);
     }
-    let next_page_token = if more {
-        quarantines
-            .last()
-            .map(|q| q.quarantine_id.clone())
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
     Ok(v1::ListQuarantinesResponse {
         quarantines,
         next_page_token,
