@@ -219,6 +219,40 @@ async fn five_services_starting_at_once_leave_one_migrated_schema() -> anyhow::R
     database.drop_database().await
 }
 
+/// A bulk statement's ids come from one drawn batch: `syncguard_batch_id` must give what the
+/// Rust side expects, distinct version 7 ids ascending in row order, and two batches drawn
+/// in the same millisecond must not collide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_ids_are_distinct_version_7_ids_in_row_order() -> anyhow::Result<()> {
+    let database = TestDatabase::create().await?;
+    syncguard_store::migrate(&database.options()).await?;
+    let pool = sqlx::PgPool::connect_with(database.options()).await?;
+    let mut all = std::collections::HashSet::new();
+    for _ in 0..2 {
+        let batch = syncguard_store::BatchIds::draw();
+        let ids: Vec<(uuid::Uuid,)> = sqlx::query_as(
+            "SELECT syncguard_batch_id($1, $2, row_number() OVER ()) FROM generate_series(1, 1000)",
+        )
+        .bind(&batch.prefix)
+        .bind(batch.start)
+        .fetch_all(&pool)
+        .await?;
+        assert_eq!(ids.len(), 1000);
+        assert_eq!(ids[0].0, batch.id(1), "the SQL and the Rust side agree");
+        assert!(
+            ids.windows(2).all(|pair| pair[0].0 < pair[1].0),
+            "ascending"
+        );
+        for (id,) in ids {
+            assert_eq!(id.get_version_num(), 7);
+            assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
+            assert!(all.insert(id), "{id} drawn twice");
+        }
+    }
+    pool.close().await;
+    database.drop_database().await
+}
+
 async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
     F: std::future::Future + Send + 'static,

@@ -11,7 +11,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use syncguard_domain::{ActionKind, CycleState, JobId};
-use syncguard_store::{Claim, StoreError};
+use syncguard_store::{BatchIds, Claim, StoreError};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
@@ -388,22 +388,31 @@ impl Target {
             .await
     }
 
-    /// New objects get a new object id.
+    /// New objects get a new object id. A plain insert, not `ON CONFLICT DO NOTHING`: the
+    /// diff planned a create only for an anchor the job had no object for, and only this
+    /// apply (holding the job's claim) writes the job's objects, so a conflict would be a
+    /// broken invariant and fails the apply loudly instead of dropping the object. The
+    /// speculative insertion `ON CONFLICT` needs cost 15% of a 100,000-object first load's
+    /// insert (1.27 s against 1.08 s, EXPLAIN ANALYZE).
     async fn create(&self, conn: &mut PgConnection) -> Result<(), RetentionError> {
-        self.with_source(
-            conn,
-            format!(
-                "INSERT INTO directory_objects (object_id, job_id, anchor, object_type, distinguished_name,
-                     attributes, enabled, content_hash, created_at, updated_at)
-                 SELECT syncguard_ordered_uuid(), $1, s.anchor, s.object_type, s.distinguished_name, s.attributes,
-                     s.enabled, s.content_hash, $3, $3
-                 FROM apply_set a {source}
-                 WHERE a.action = 'create'
-                 ON CONFLICT (job_id, anchor) DO NOTHING",
-                source = self.source_rows(),
-            ),
-        )
-        .await
+        let ids = BatchIds::draw();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO directory_objects (object_id, job_id, anchor, object_type, distinguished_name,
+                 attributes, enabled, content_hash, created_at, updated_at)
+             SELECT syncguard_batch_id($4, $5, row_number() OVER ()), $1, s.anchor, s.object_type,
+                 s.distinguished_name, s.attributes, s.enabled, s.content_hash, $3, $3
+             FROM apply_set a {source}
+             WHERE a.action = 'create'",
+            source = self.source_rows(),
+        )))
+        .bind(self.job_id.0)
+        .bind(self.snapshot_id)
+        .bind(self.now)
+        .bind(&ids.prefix)
+        .bind(ids.start)
+        .execute(conn)
+        .await?;
+        Ok(())
     }
 
     /// Objects still in the source take its state: updates, enables, sign-in blocks, and

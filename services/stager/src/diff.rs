@@ -6,6 +6,7 @@
 
 use sqlx::PgConnection;
 use syncguard_domain::{DeprovisionMode, JobId, ScopeRules};
+use syncguard_store::BatchIds;
 use uuid::Uuid;
 
 use crate::error::StagerError;
@@ -47,7 +48,8 @@ impl SourceTable {
 }
 
 /// What to diff: parameters `$1` snapshot, `$2` job, `$3` attribute matches (jsonb), `$4`
-/// base DNs, `$5` scoping group, `$6` deprovision mode, `$7` cycle.
+/// base DNs, `$5` scoping group, `$6` deprovision mode, `$7` cycle (and, for the actions
+/// written, `$8`/`$9` their [`BatchIds`]).
 pub(crate) struct Diff<'a> {
     /// Where the actions go.
     pub table: ActionTable,
@@ -213,7 +215,7 @@ impl Diff<'_> {
             )
             INSERT INTO {table} (action_id, cycle_id, job_id, anchor, object_type, object_id, action,
                                  reason, status, changed_attributes, display_name)
-            SELECT syncguard_ordered_uuid(), $7, $2, p.anchor, p.object_type, p.object_id, p.action, p.reason,
+            SELECT syncguard_batch_id($8, $9, row_number() OVER ()), $7, $2, p.anchor, p.object_type, p.object_id, p.action, p.reason,
                 CASE WHEN p.action IN ('delete', 'disable')
                           AND EXISTS (SELECT 1 FROM pins pin WHERE pin.job_id = $2 AND pin.anchor = p.anchor)
                      THEN 'skipped_pinned' ELSE 'staged' END,
@@ -234,7 +236,13 @@ impl Diff<'_> {
                          p.target_attributes -> 'displayname' ->> 0, p.target_attributes -> 'cn' ->> 0, p.anchor)
             FROM actions p"
         );
-        let written = self.bind(&sql).execute(&mut *conn).await?;
+        let ids = BatchIds::draw();
+        let written = self
+            .bind(&sql)
+            .bind(&ids.prefix)
+            .bind(ids.start)
+            .execute(&mut *conn)
+            .await?;
         Ok(written.rows_affected())
     }
 

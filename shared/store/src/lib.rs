@@ -2,6 +2,7 @@
 //! database role), the schema's migrations, a commit-or-rollback helper, claims on work
 //! items, the derived cycle record, and the one place where SQLSTATE codes become errors.
 
+mod batch_ids;
 mod claims;
 mod cycle_record;
 mod error;
@@ -10,6 +11,7 @@ mod jobs;
 mod pool;
 mod transaction;
 
+pub use batch_ids::BatchIds;
 pub use claims::{Claim, claim, try_claim};
 pub use cycle_record::{
     CYCLE_RECORD_COLUMNS, CycleRecord, CycleRow, fetch_cycle, fetch_cycles, open_cycle,
