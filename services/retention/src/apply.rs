@@ -359,19 +359,15 @@ impl Target {
             // (577 ms for 1,026 deletes, EXPLAIN ANALYZE). The probe names the object type:
             // the live-objects index is (job, type, anchor), and without the type each probe
             // walked the job's whole slice of it (2.5-6.9 ms a probe at 100,000 objects; 6 us
-            // with it). Not `object_id = ANY(ARRAY(...))`: planned as a sequential scan
-            // testing every object against the whole array, 54 s for 10,000 deletes.
-            "WITH doomed AS MATERIALIZED (
-                 SELECT live.object_id FROM apply_set a
-                 CROSS JOIN LATERAL (
-                     SELECT o.object_id FROM directory_objects o
-                     WHERE o.job_id = $1 AND o.object_type = a.object_type AND o.anchor = a.anchor
-                       AND o.deleted_at IS NULL
-                     OFFSET 0
-                 ) live
-                 WHERE a.action = 'delete'
-             )
-             UPDATE directory_objects d
+            // with it). The probe yields the row's address and the update visits those rows
+            // directly (a TID scan): joined back by object id, a large allow hashed the whole
+            // objects table, every job's rows (10,000 deletes: 410 ms, 217 ms by address).
+            // Not `object_id = ANY(ARRAY(...))`: planned as a sequential scan testing every
+            // object against the whole array, 54 s for 10,000 deletes; and no other condition
+            // on `d`: with `d.job_id = $1` the planner walked the job's live objects testing
+            // each against the addresses (5 s for 10,000). The addresses stay valid: only this
+            // apply, holding the job's claim, writes the job's objects.
+            "UPDATE directory_objects d
              SET deleted_at = $2,
                  purge_after = $2 + make_interval(days => (SELECT retention_days FROM jobs WHERE job_id = $1)),
                  memberships_at_deletion = COALESCE(
@@ -379,7 +375,15 @@ impl Target {
                       FROM directory_memberships m WHERE m.job_id = d.job_id AND m.member_anchor = d.anchor),
                      '{}'),
                  updated_at = $2
-             FROM doomed WHERE d.object_id = doomed.object_id"
+             WHERE d.ctid = ANY(ARRAY(
+                 SELECT live.ctid FROM apply_set a
+                 CROSS JOIN LATERAL (
+                     SELECT o.ctid FROM directory_objects o
+                     WHERE o.job_id = $1 AND o.object_type = a.object_type AND o.anchor = a.anchor
+                       AND o.deleted_at IS NULL
+                     OFFSET 0
+                 ) live
+                 WHERE a.action = 'delete'))"
                 .to_owned(),
         )
         .await?;
