@@ -561,5 +561,10 @@ pub async fn run(total: usize) -> anyhow::Result<()> {
 
     table.print();
     std::fs::remove_dir_all(&dir)?;
+    // For EXPLAIN ANALYZE of the statements on the run's own data after it ends.
+    if std::env::var_os("SYNCGUARD_BENCH_KEEP_DATABASE").is_some() {
+        println!("kept the database for inspection: {}", database.keep());
+        return Ok(());
+    }
     database.drop_database().await
 }

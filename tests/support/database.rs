@@ -82,6 +82,12 @@ impl TestDatabase {
         self.dropped = true;
         drop_named(&self.server, &self.name).await
     }
+
+    /// Leaves the database in place and returns its URL, to inspect a run's data after it.
+    pub fn keep(mut self) -> String {
+        self.dropped = true;
+        self.url()
+    }
 }
 
 async fn drop_named(server: &PgConnectOptions, name: &str) -> anyhow::Result<()> {
