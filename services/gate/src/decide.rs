@@ -157,19 +157,20 @@ pub async fn due_jobs(pool: &PgPool) -> Result<Vec<JobId>, GateError> {
     Ok(rows.into_iter().map(|(id,)| JobId(id)).collect())
 }
 
-/// Decides the job's staged cycle, if one waits; `None` when there is nothing to decide or
-/// another gate instance is deciding it.
-pub async fn decide_next(pool: &PgPool, job_id: JobId) -> Result<Option<Decided>, GateError> {
+/// Decides `cycle_id`, the job's staged cycle the caller found waiting; `None` when it no
+/// longer waits or another gate instance is deciding it.
+pub async fn decide_next(
+    pool: &PgPool,
+    job_id: JobId,
+    cycle_id: Uuid,
+) -> Result<Option<Decided>, GateError> {
     let started = std::time::Instant::now();
     let started_at = chrono::Utc::now();
     let mut transaction = pool.begin().await.map_err(StoreError::from)?;
-    let Some(cycle_id) = undecided_cycle(&mut transaction, job_id).await? else {
-        return Ok(None);
-    };
     if !syncguard_store::try_claim(&mut transaction, Claim::DecideCycle(cycle_id)).await? {
         return Ok(None);
     }
-    // Another instance may have decided it between the look and the claim.
+    // Another instance may have decided it between the caller's look and the claim.
     if undecided_cycle(&mut transaction, job_id).await? != Some(cycle_id) {
         return Ok(None);
     }

@@ -139,7 +139,7 @@ async fn decide_and_hand_over(
         syncguard_telemetry::continue_trace(&span, traceparent);
     }
     let step = async {
-        let Some(decided) = decide::decide_next(pool, job_id).await? else {
+        let Some(decided) = decide::decide_next(pool, job_id, cycle_id).await? else {
             return Ok(false);
         };
         let span = tracing::Span::current();

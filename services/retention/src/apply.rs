@@ -40,6 +40,9 @@ struct Decided {
     trace_parent: Option<String>,
     /// Objects the cycle's push carried (a full read: about the job's size).
     source_objects: i64,
+    /// Who the applied actions are attributed to: the gate (within limits) or the approver
+    /// who made the decision final.
+    actor: Option<String>,
 }
 
 /// The job's decided cycle waiting to be applied, if any (one open cycle per job: its newest).
@@ -48,7 +51,10 @@ async fn decided_cycle(
     job_id: JobId,
 ) -> Result<Option<Decided>, RetentionError> {
     Ok(sqlx::query_as(
-        "SELECT cs.cycle_id, cs.snapshot_id, cs.state, cs.trace_parent, cs.source_objects FROM cycle_states cs \
+        "SELECT cs.cycle_id, cs.snapshot_id, cs.state, cs.trace_parent, cs.source_objects, \
+             (SELECT COALESCE(q.closed_by, d.actor) FROM decisions d \
+              LEFT JOIN quarantines q ON q.quarantine_id = d.quarantine_id WHERE d.cycle_id = cs.cycle_id) AS actor \
+         FROM cycle_states cs \
          WHERE cs.cycle_id = (SELECT cycle_id FROM cycles WHERE job_id = $1 ORDER BY seq DESC LIMIT 1) \
            AND cs.state IN ('applying', 'allowed', 'rejected')",
     )
@@ -84,19 +90,6 @@ pub async fn pending(
         .map(|cycle| (cycle.cycle_id, cycle.trace_parent)))
 }
 
-/// Who the applied actions are attributed to: the gate (within limits) or the approver who
-/// made the decision final.
-async fn actor_of(conn: &mut PgConnection, cycle_id: Uuid) -> Result<String, RetentionError> {
-    let (actor,): (String,) = sqlx::query_as(
-        "SELECT COALESCE(q.closed_by, d.actor) FROM decisions d \
-         LEFT JOIN quarantines q ON q.quarantine_id = d.quarantine_id WHERE d.cycle_id = $1",
-    )
-    .bind(cycle_id)
-    .fetch_one(conn)
-    .await?;
-    Ok(actor)
-}
-
 /// Applies the job's decided cycle; `None` when there is none (or another retention instance
 /// is applying it).
 pub async fn apply_next(
@@ -107,13 +100,11 @@ pub async fn apply_next(
     let started = Instant::now();
     let started_at = Utc::now();
     let mut transaction = pool.begin().await.map_err(StoreError::from)?;
-    if decided_cycle(&mut transaction, job_id).await?.is_none() {
-        return Ok(None);
-    }
+    // The worker saw a decided cycle a moment ago (`pending`). The claim keeps other
+    // retention instances out; the look after it sees what one of them committed before.
     if !syncguard_store::try_claim(&mut transaction, Claim::ApplyJob(job_id.0)).await? {
         return Ok(None);
     }
-    // Another instance may have applied it between the look and the claim.
     let Some(cycle) = decided_cycle(&mut transaction, job_id).await? else {
         return Ok(None);
     };
@@ -121,15 +112,17 @@ pub async fn apply_next(
         .state
         .parse()
         .map_err(|error: syncguard_domain::UnknownName| StoreError::Corrupt(error.to_string()))?;
-    let actor = actor_of(&mut transaction, cycle.cycle_id).await?;
+    let actor = cycle.actor.clone().ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "cycle {} is decided without a decision",
+            cycle.cycle_id
+        ))
+    })?;
     let kinds = collect_apply_set(&mut transaction, cycle.cycle_id).await?;
     let total: i64 = kinds.values().sum();
     let probe = probes(total, cycle.source_objects);
     if !probe {
-        sqlx::query("SET LOCAL enable_nestloop = off")
-            .execute(&mut *transaction)
-            .await?;
-        sqlx::query("SET LOCAL work_mem = '256MB'")
+        sqlx::raw_sql("SET LOCAL enable_nestloop = off; SET LOCAL work_mem = '256MB'")
             .execute(&mut *transaction)
             .await?;
     } else {
@@ -173,8 +166,7 @@ pub async fn apply_next(
     target.rewrite_memberships(&mut transaction).await?;
     target.log_applied(&mut transaction, &actor).await?;
     if total > 0 {
-        let batch = feed::next_batch(&mut transaction).await?;
-        target.feed(&mut transaction, batch).await?;
+        target.feed(&mut transaction).await?;
     }
     sqlx::query(
         "INSERT INTO applied_cycles (cycle_id, job_id, started_at, millis) VALUES ($1, $2, $3, $4)",
@@ -210,22 +202,22 @@ async fn collect_apply_set(
         .execute(&mut *conn)
         .await?;
     }
-    let collected = sqlx::query(
-        "INSERT INTO apply_set \
-         SELECT action_id, anchor, object_type, object_id, action, reason, changed_attributes \
-         FROM action_states WHERE cycle_id = $1 AND status IN ('staged', 'allowed')",
+    // Copied and counted by kind in one statement.
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "WITH collected AS (
+             INSERT INTO apply_set
+             SELECT action_id, anchor, object_type, object_id, action, reason, changed_attributes
+             FROM action_states WHERE cycle_id = $1 AND status IN ('staged', 'allowed')
+             RETURNING action)
+         SELECT action, count(*) FROM collected GROUP BY action",
     )
     .bind(cycle_id)
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
     // Planned on real counts when it matters; a few rows plan fine on defaults.
-    if collected.rows_affected() > 1000 {
+    if rows.iter().map(|(_, count)| count).sum::<i64>() > 1000 {
         sqlx::query("ANALYZE apply_set").execute(&mut *conn).await?;
     }
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT action, count(*) FROM apply_set GROUP BY action")
-            .fetch_all(&mut *conn)
-            .await?;
     rows.into_iter()
         .map(|(action, count)| {
             let kind: ActionKind =
@@ -554,25 +546,27 @@ impl Target {
         Ok(())
     }
 
-    /// Every applied change into the change feed, with the object's state after it.
-    async fn feed(&self, conn: &mut PgConnection, batch: i64) -> Result<(), RetentionError> {
+    /// Every applied change into the change feed, with the object's state after it, under
+    /// the transaction's batch number (taken in the same statement).
+    async fn feed(&self, conn: &mut PgConnection) -> Result<(), RetentionError> {
         let objects = self.job_objects(Join::Inner);
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO directory_changes (batch, position, job_id, object_id, anchor, object_type, change,
+            "{clock} INSERT INTO directory_changes (batch, position, job_id, object_id, anchor, object_type, change,
                  changed_attributes, distinguished_name, attributes, enabled, member_anchors, cycle_id, at)
-             SELECT $3, (row_number() OVER (ORDER BY a.anchor COLLATE \"C\"))::integer, $2, d.object_id, a.anchor,
+             SELECT {batch}, (row_number() OVER (ORDER BY a.anchor COLLATE \"C\"))::integer, $2, d.object_id, a.anchor,
                  a.object_type, CASE a.action WHEN 'delete' THEN 'soft_delete' ELSE a.action END,
                  a.changed_attributes, d.distinguished_name, d.attributes, d.enabled,
                  CASE WHEN a.object_type = 'group' THEN COALESCE(
                      (SELECT array_agg(m.member_anchor ORDER BY m.member_anchor COLLATE \"C\")
                       FROM directory_memberships m WHERE m.job_id = $2 AND m.group_anchor = a.anchor), '{{}}')
                  ELSE '{{}}' END,
-                 $1, $4
-             FROM apply_set a {objects}"
+                 $1, $3
+             FROM apply_set a {objects}",
+            clock = feed::CLOCK,
+            batch = feed::CLOCK_BATCH,
         )))
         .bind(self.cycle_id)
         .bind(self.job_id.0)
-        .bind(batch)
         .bind(self.now)
         .execute(conn)
         .await?;

@@ -48,6 +48,14 @@ struct Queued {
     trace_parent: Option<String>,
 }
 
+/// A queued push with the job's last staged sequence number.
+#[derive(Debug, sqlx::FromRow)]
+struct QueuedAfter {
+    last_seq: i64,
+    #[sqlx(flatten)]
+    queued: Queued,
+}
+
 /// Stages the next queued push of `job_id`, if the job has one and no open cycle.
 pub async fn stage_next(pool: &PgPool, job_id: JobId) -> Result<Staged, StagerError> {
     let started = Instant::now();
@@ -63,35 +71,27 @@ pub async fn stage_next(pool: &PgPool, job_id: JobId) -> Result<Staged, StagerEr
     {
         return Ok(Staged::Nothing);
     }
-    let (last_seq,): (Option<i64>,) =
-        sqlx::query_as("SELECT max(seq) FROM cycles WHERE job_id = $1")
-            .bind(job_id.0)
-            .fetch_one(&mut *conn)
-            .await?;
-    let last_seq = last_seq.unwrap_or(0);
-    const QUEUED: &str = "SELECT snapshot_id, cycle_id, seq, kind, object_count, trace_parent FROM snapshots \
-         WHERE job_id = $1 AND seq > $2";
-    let newest_full: Option<Queued> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{QUEUED} AND kind = 'full' ORDER BY seq DESC LIMIT 1"
-    )))
+    // The newest queued full snapshot (the deltas and reads before it are superseded), else
+    // the oldest queued push; one statement, with the last staged sequence number.
+    let queued: Option<(i64, Queued)> = sqlx::query_as::<_, QueuedAfter>(
+        "WITH last AS (SELECT COALESCE(max(seq), 0) AS seq FROM cycles WHERE job_id = $1)
+         SELECT (SELECT seq FROM last) AS last_seq,
+                snapshot_id, cycle_id, seq, kind, object_count, trace_parent FROM snapshots
+         WHERE job_id = $1 AND seq > (SELECT seq FROM last)
+         ORDER BY kind = 'full' DESC, CASE WHEN kind = 'full' THEN -seq ELSE seq END
+         LIMIT 1",
+    )
     .bind(job_id.0)
-    .bind(last_seq)
     .fetch_optional(&mut *conn)
-    .await?;
-    let next: Option<Queued> = match newest_full {
-        Some(full) => {
-            supersede_before(conn, job_id, last_seq, full.seq).await?;
-            Some(full)
+    .await?
+    .map(|row| (row.last_seq, row.queued));
+    let next = match queued {
+        Some((last_seq, next)) if next.kind == "full" => {
+            supersede_before(conn, job_id, last_seq, next.seq).await?;
+            Some(next)
         }
-        None => {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "{QUEUED} ORDER BY seq LIMIT 1"
-            )))
-            .bind(job_id.0)
-            .bind(last_seq)
-            .fetch_optional(&mut *conn)
-            .await?
-        }
+        Some((_, next)) => Some(next),
+        None => None,
     };
     let Some(next) = next else {
         transaction.commit().await.map_err(StoreError::from)?;
