@@ -184,7 +184,9 @@ pub async fn apply_next(
 }
 
 /// Copies the actions to apply into a temporary table (the view is read once), analyzes it
-/// so the statements below are planned on real counts, and counts them by kind.
+/// so the statements below are planned on real counts, and counts them by kind. Each create
+/// gets its new object's id here, so the statements after the insert (the log) know every
+/// action's object without looking the objects up again.
 async fn collect_apply_set(
     conn: &mut PgConnection,
     cycle_id: Uuid,
@@ -203,15 +205,21 @@ async fn collect_apply_set(
         .await?;
     }
     // Copied and counted by kind in one statement.
+    let ids = BatchIds::draw();
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "WITH collected AS (
              INSERT INTO apply_set
-             SELECT action_id, anchor, object_type, object_id, action, reason, changed_attributes
+             SELECT action_id, anchor, object_type,
+                    CASE WHEN action = 'create' THEN syncguard_batch_id($2, $3, row_number() OVER ())
+                         ELSE object_id END,
+                    action, reason, changed_attributes
              FROM action_states WHERE cycle_id = $1 AND status IN ('staged', 'allowed')
              RETURNING action)
          SELECT action, count(*) FROM collected GROUP BY action",
     )
     .bind(cycle_id)
+    .bind(&ids.prefix)
+    .bind(ids.start)
     .fetch_all(&mut *conn)
     .await?;
     // Planned on real counts when it matters; a few rows plan fine on defaults.
@@ -249,15 +257,6 @@ struct Target {
     probe: bool,
 }
 
-/// How an apply-set row meets the rows it names.
-#[derive(Clone, Copy)]
-enum Join {
-    /// Only apply-set rows that have one.
-    Inner,
-    /// Every apply-set row, with NULLs where there is none.
-    Left,
-}
-
 impl Target {
     /// Runs `sql` with `$1` job and `$2` time.
     async fn at_now(&self, conn: &mut PgConnection, sql: String) -> Result<(), RetentionError> {
@@ -284,28 +283,24 @@ impl Target {
         Ok(())
     }
 
-    /// `{join} {table} {alias} ON {condition}`, where `condition` ties `alias` to the
+    /// `JOIN {table} {alias} ON {condition}`, where `condition` ties `alias` to the
     /// apply-set row `a` by key. In a small apply the same rows are found by a fenced key
     /// probe per apply-set row instead: a job or snapshot newer than the table's statistics
     /// is estimated at one row, and the planner then walked all of the job's objects once
     /// per statement, the apply set inside the loop (3.5 ms per 1,000 objects, auto_explain).
-    fn keyed(&self, join: Join, table: &str, alias: &str, condition: &str) -> String {
-        match (self.probe, join) {
-            (true, Join::Inner) => format!(
+    fn keyed(&self, table: &str, alias: &str, condition: &str) -> String {
+        if self.probe {
+            format!(
                 "CROSS JOIN LATERAL (SELECT * FROM {table} {alias} WHERE {condition} OFFSET 0) {alias}"
-            ),
-            (true, Join::Left) => format!(
-                "LEFT JOIN LATERAL (SELECT * FROM {table} {alias} WHERE {condition} OFFSET 0) {alias} ON true"
-            ),
-            (false, Join::Inner) => format!("JOIN {table} {alias} ON {condition}"),
-            (false, Join::Left) => format!("LEFT JOIN {table} {alias} ON {condition}"),
+            )
+        } else {
+            format!("JOIN {table} {alias} ON {condition}")
         }
     }
 
     /// The job's object (`d`; the job is `$2`) of each apply-set row.
-    fn job_objects(&self, join: Join) -> String {
+    fn job_objects(&self) -> String {
         self.keyed(
-            join,
             "directory_objects",
             "d",
             "d.job_id = $2 AND d.anchor = a.anchor",
@@ -315,7 +310,6 @@ impl Target {
     /// The cycle's source row of each apply-set row (`s`; the snapshot is `$2`).
     fn source_rows(&self) -> String {
         self.keyed(
-            Join::Inner,
             "source_objects",
             "s",
             "s.snapshot_id = $2 AND s.anchor = a.anchor",
@@ -328,7 +322,6 @@ impl Target {
         if self.probe {
             (
                 self.keyed(
-                    Join::Inner,
                     "directory_objects",
                     "hit",
                     "hit.job_id = $1 AND hit.anchor = a.anchor",
@@ -384,31 +377,26 @@ impl Target {
             .await
     }
 
-    /// New objects get a new object id. A plain insert, not `ON CONFLICT DO NOTHING`: the
+    /// New objects, with the ids the apply set gave them. A plain insert, not `ON CONFLICT DO NOTHING`: the
     /// diff planned a create only for an anchor the job had no object for, and only this
     /// apply (holding the job's claim) writes the job's objects, so a conflict would be a
     /// broken invariant and fails the apply loudly instead of dropping the object. The
     /// speculative insertion `ON CONFLICT` needs cost 15% of a 100,000-object first load's
     /// insert (1.27 s against 1.08 s, EXPLAIN ANALYZE).
     async fn create(&self, conn: &mut PgConnection) -> Result<(), RetentionError> {
-        let ids = BatchIds::draw();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO directory_objects (object_id, job_id, anchor, object_type, distinguished_name,
-                 attributes, enabled, content_hash, created_at, updated_at)
-             SELECT syncguard_batch_id($4, $5, row_number() OVER ()), $1, s.anchor, s.object_type,
-                 s.distinguished_name, s.attributes, s.enabled, s.content_hash, $3, $3
-             FROM apply_set a {source}
-             WHERE a.action = 'create'",
-            source = self.source_rows(),
-        )))
-        .bind(self.job_id.0)
-        .bind(self.snapshot_id)
-        .bind(self.now)
-        .bind(&ids.prefix)
-        .bind(ids.start)
-        .execute(conn)
-        .await?;
-        Ok(())
+        self.with_source(
+            conn,
+            format!(
+                "INSERT INTO directory_objects (object_id, job_id, anchor, object_type, distinguished_name,
+                     attributes, enabled, content_hash, created_at, updated_at)
+                 SELECT a.object_id, $1, s.anchor, s.object_type, s.distinguished_name, s.attributes,
+                     s.enabled, s.content_hash, $3, $3
+                 FROM apply_set a {source}
+                 WHERE a.action = 'create'",
+                source = self.source_rows(),
+            ),
+        )
+        .await
     }
 
     /// Objects still in the source take its state: updates, enables, sign-in blocks, and
@@ -531,13 +519,13 @@ impl Target {
         conn: &mut PgConnection,
         actor: &str,
     ) -> Result<(), RetentionError> {
-        let objects = self.job_objects(Join::Left);
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        // Each action's object is in the apply set (a create's new id included): no join.
+        sqlx::query(
             "SELECT syncguard_log_actions($2, $1, NULL, 'applied', '', $3, '',
                  array_agg(x.action_id), array_agg(x.anchor), array_agg(x.action), array_agg(x.object_id))
-             FROM (SELECT a.action_id, a.anchor, a.action, d.object_id FROM apply_set a {objects}
-                   ORDER BY a.anchor COLLATE \"C\") x"
-        )))
+             FROM (SELECT a.action_id, a.anchor, a.action, a.object_id FROM apply_set a
+                   ORDER BY a.anchor COLLATE \"C\") x",
+        )
         .bind(self.cycle_id)
         .bind(self.job_id.0)
         .bind(actor)
@@ -549,7 +537,7 @@ impl Target {
     /// Every applied change into the change feed, with the object's state after it, under
     /// the transaction's batch number (taken in the same statement).
     async fn feed(&self, conn: &mut PgConnection) -> Result<(), RetentionError> {
-        let objects = self.job_objects(Join::Inner);
+        let objects = self.job_objects();
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "{clock} INSERT INTO directory_changes (batch, position, job_id, object_id, anchor, object_type, change,
                  changed_attributes, distinguished_name, attributes, enabled, member_anchors, cycle_id, at)
