@@ -92,6 +92,66 @@ fn anchors(range: std::ops::Range<usize>) -> BTreeSet<String> {
     range.map(|n| format!("u-{n:05}")).collect()
 }
 
+/// A first load (the job has no objects yet) stages one create per wanted object, named as
+/// later cycles name their actions (display name, else common name, else anchor); objects
+/// out of scope or marked deleted in the source get none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_load_stages_one_named_create_per_wanted_object() -> anyhow::Result<()> {
+    let suite = Suite::start().await?;
+    let job_id = create_job(&suite, scoped_job("first load")).await?;
+    let mut named = user(1);
+    named.attributes.insert(
+        "displayName".into(),
+        v1::AttributeValues {
+            values: vec!["Ada Lovelace".into()],
+        },
+    );
+    let mut bare = user(3);
+    bare.attributes.remove("cn");
+    let mut gone = user(4);
+    gone.deleted_in_source = true;
+    let mut outside = user(5);
+    outside.distinguished_name = "uid=user5,ou=contractors,dc=example,dc=org".into();
+    let objects = [named, user(2), bare, gone, outside];
+    let mut ingest = suite.ingest(Some(&suite.tokens.operator));
+    let pushed = push_snapshot(&mut ingest, &job_id, &objects).await?;
+    assert_eq!(
+        pushed.cycle_state,
+        CycleState::Completed as i32,
+        "{pushed:?}"
+    );
+
+    let mut staged: Vec<(String, String, i32, i32, i32)> = all_staged(&suite, &pushed.cycle_id)
+        .await?
+        .into_iter()
+        .map(|a| (a.anchor, a.display_name, a.action, a.reason, a.status))
+        .collect();
+    staged.sort();
+    let create = |anchor: &str, name: &str| {
+        (
+            anchor.to_owned(),
+            name.to_owned(),
+            ActionKind::Create as i32,
+            ActionReason::NewInSource as i32,
+            ActionStatus::Applied as i32,
+        )
+    };
+    assert_eq!(
+        staged,
+        vec![
+            create("u-00001", "Ada Lovelace"),
+            create("u-00002", "User 2"),
+            create("u-00003", "u-00003"),
+        ]
+    );
+    let live = live_objects(&mut suite.retention(Some(&suite.tokens.reader)), &job_id).await?;
+    assert_eq!(
+        live.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["u-00001", "u-00002", "u-00003"]
+    );
+    suite.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_snapshot_stages_applies_and_logs_exactly_its_changes() -> anyhow::Result<()> {
     let suite = Suite::start().await?;

@@ -135,6 +135,9 @@ impl Diff<'_> {
     /// attributes are read back by key only for the rows that changed. Pinned objects'
     /// deletes and disables are kept, marked `skipped_pinned`.
     pub(crate) async fn write_actions(&self, conn: &mut PgConnection) -> Result<u64, StagerError> {
+        if !self.delta && !self.job_has_objects(&mut *conn).await? {
+            return self.write_first_load(conn).await;
+        }
         let in_scope = self.in_scope();
         let table = self.table.name();
         let source = self.source.name();
@@ -235,6 +238,47 @@ impl Diff<'_> {
                 COALESCE(p.source_attributes -> 'displayname' ->> 0, p.source_attributes -> 'cn' ->> 0,
                          p.target_attributes -> 'displayname' ->> 0, p.target_attributes -> 'cn' ->> 0, p.anchor)
             FROM actions p"
+        );
+        let ids = BatchIds::draw();
+        let written = self
+            .bind(&sql)
+            .bind(&ids.prefix)
+            .bind(ids.start)
+            .execute(&mut *conn)
+            .await?;
+        Ok(written.rows_affected())
+    }
+
+    /// Whether the job's target holds any object, live or soft-deleted. Read in the staging
+    /// transaction, which holds the job's claim: no apply of the job runs beside it.
+    async fn job_has_objects(&self, conn: &mut PgConnection) -> Result<bool, StagerError> {
+        let (any,): (bool,) =
+            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM directory_objects WHERE job_id = $1)")
+                .bind(self.job_id.0)
+                .fetch_one(conn)
+                .await?;
+        Ok(any)
+    }
+
+    /// The diff of a full read against an empty target: every wanted source row is a create
+    /// and nothing else happens, so the actions are written straight from the source rows,
+    /// without the join to the target and without looking each create's row up again for
+    /// its display name (0.25 s of a 100,000-object first load). The columns are those the
+    /// general diff gives a create: no changed attributes, never pinned (pins hold deletes
+    /// and disables only), the display name from the same attributes in the same order.
+    async fn write_first_load(&self, conn: &mut PgConnection) -> Result<u64, StagerError> {
+        let sql = format!(
+            "INSERT INTO {table} (action_id, cycle_id, job_id, anchor, object_type, object_id, action,
+                                 reason, status, changed_attributes, display_name)
+             SELECT syncguard_batch_id($8, $9, row_number() OVER ()), $7, $2, s.anchor, s.object_type,
+                    NULL, 'create', 'new_in_source', 'staged', '{{}}',
+                    COALESCE(s.attributes -> 'displayname' ->> 0, s.attributes -> 'cn' ->> 0, s.anchor)
+             FROM {source} s
+             WHERE s.snapshot_id = $1 AND NOT (s.deleted_in_source OR s.change = 'delete')
+               AND ({in_scope})",
+            table = self.table.name(),
+            source = self.source.name(),
+            in_scope = self.in_scope(),
         );
         let ids = BatchIds::draw();
         let written = self
