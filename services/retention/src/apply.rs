@@ -166,7 +166,10 @@ pub async fn apply_next(
     target.rewrite_memberships(&mut transaction).await?;
     target.log_applied(&mut transaction, &actor).await?;
     if total > 0 {
-        target.feed(&mut transaction).await?;
+        // Its own statement: the feed's rows are read after the clock's lock is held, so a
+        // batch never shows less than the batches numbered before it.
+        let batch = feed::next_batch(&mut transaction).await?;
+        target.feed(&mut transaction, batch).await?;
     }
     sqlx::query(
         "INSERT INTO applied_cycles (cycle_id, job_id, started_at, millis) VALUES ($1, $2, $3, $4)",
@@ -350,8 +353,9 @@ impl Target {
             // Not `object_id = ANY(ARRAY(...))`: planned as a sequential scan testing every
             // object against the whole array, 54 s for 10,000 deletes; and no other condition
             // on `d`: with `d.job_id = $1` the planner walked the job's live objects testing
-            // each against the addresses (5 s for 10,000). The addresses stay valid: only this
-            // apply, holding the job's claim, writes the job's objects.
+            // each against the addresses (5 s for 10,000). The addresses are read and used in
+            // this one statement, and only applies (one per job at a time, under its claim)
+            // change live objects: restores and purges touch soft-deleted ones only.
             "UPDATE directory_objects d
              SET deleted_at = $2,
                  purge_after = $2 + make_interval(days => (SELECT retention_days FROM jobs WHERE job_id = $1)),
@@ -377,10 +381,11 @@ impl Target {
             .await
     }
 
-    /// New objects, with the ids the apply set gave them. A plain insert, not `ON CONFLICT DO NOTHING`: the
-    /// diff planned a create only for an anchor the job had no object for, and only this
-    /// apply (holding the job's claim) writes the job's objects, so a conflict would be a
-    /// broken invariant and fails the apply loudly instead of dropping the object. The
+    /// New objects, with the ids the apply set gave them. A plain insert, not `ON CONFLICT
+    /// DO NOTHING`: the diff planned a create only for an anchor the job had no object for,
+    /// and while the cycle is open nothing else creates one (restores and purges act on
+    /// existing objects), so a conflict would be a broken invariant and fails the apply
+    /// loudly instead of dropping the object. The
     /// speculative insertion `ON CONFLICT` needs cost 15% of a 100,000-object first load's
     /// insert (1.27 s against 1.08 s, EXPLAIN ANALYZE).
     async fn create(&self, conn: &mut PgConnection) -> Result<(), RetentionError> {
@@ -534,14 +539,13 @@ impl Target {
         Ok(())
     }
 
-    /// Every applied change into the change feed, with the object's state after it, under
-    /// the transaction's batch number (taken in the same statement).
-    async fn feed(&self, conn: &mut PgConnection) -> Result<(), RetentionError> {
+    /// Every applied change into the change feed, with the object's state after it.
+    async fn feed(&self, conn: &mut PgConnection, batch: i64) -> Result<(), RetentionError> {
         let objects = self.job_objects();
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{clock} INSERT INTO directory_changes (batch, position, job_id, object_id, anchor, object_type, change,
+            "INSERT INTO directory_changes (batch, position, job_id, object_id, anchor, object_type, change,
                  changed_attributes, distinguished_name, attributes, enabled, member_anchors, cycle_id, at)
-             SELECT {batch}, (row_number() OVER (ORDER BY a.anchor COLLATE \"C\"))::integer, $2, d.object_id, a.anchor,
+             SELECT $4, (row_number() OVER (ORDER BY a.anchor COLLATE \"C\"))::integer, $2, d.object_id, a.anchor,
                  a.object_type, CASE a.action WHEN 'delete' THEN 'soft_delete' ELSE a.action END,
                  a.changed_attributes, d.distinguished_name, d.attributes, d.enabled,
                  CASE WHEN a.object_type = 'group' THEN COALESCE(
@@ -549,13 +553,12 @@ impl Target {
                       FROM directory_memberships m WHERE m.job_id = $2 AND m.group_anchor = a.anchor), '{{}}')
                  ELSE '{{}}' END,
                  $1, $3
-             FROM apply_set a {objects}",
-            clock = feed::CLOCK,
-            batch = feed::CLOCK_BATCH,
+             FROM apply_set a {objects}"
         )))
         .bind(self.cycle_id)
         .bind(self.job_id.0)
         .bind(self.now)
+        .bind(batch)
         .execute(conn)
         .await?;
         Ok(())

@@ -16,14 +16,6 @@ pub async fn next_batch(conn: &mut PgConnection) -> Result<i64, RetentionError> 
     Ok(batch)
 }
 
-/// The same numbering as [`next_batch`] inside the statement that writes the changes (one
-/// round trip fewer): put `CLOCK` before its `INSERT` and [`CLOCK_BATCH`] where the batch
-/// goes. The update runs once whether or not the statement writes rows.
-pub const CLOCK: &str = "WITH clock AS (UPDATE feed_clock SET batch = batch + 1 RETURNING batch)";
-
-/// The batch number [`CLOCK`] took, as a value in the statement.
-pub const CLOCK_BATCH: &str = "(SELECT batch FROM clock)";
-
 /// Changes kept this many days when the deployment says nothing (`SYNCGUARD_FEED_RETENTION_DAYS`).
 pub const DEFAULT_FEED_RETENTION_DAYS: u32 = 30;
 

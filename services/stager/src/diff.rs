@@ -249,8 +249,9 @@ impl Diff<'_> {
         Ok(written.rows_affected())
     }
 
-    /// Whether the job's target holds any object, live or soft-deleted. Read in the staging
-    /// transaction, which holds the job's claim: no apply of the job runs beside it.
+    /// Whether the job's target holds any object, live or soft-deleted. Read while the job
+    /// has no open cycle (checked under the stage claim), so no apply of the job runs
+    /// beside it, and restores and purges only act on objects that exist.
     async fn job_has_objects(&self, conn: &mut PgConnection) -> Result<bool, StagerError> {
         let (any,): (bool,) =
             sqlx::query_as("SELECT EXISTS (SELECT 1 FROM directory_objects WHERE job_id = $1)")
