@@ -221,7 +221,7 @@ async fn five_services_starting_at_once_leave_one_migrated_schema() -> anyhow::R
 
 /// A bulk statement's ids come from one drawn batch: `syncguard_batch_id` must give what the
 /// Rust side expects, distinct version 7 ids ascending in row order, and two batches drawn
-/// in the same millisecond must not collide.
+/// one after the other (usually in the same millisecond) must not collide.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_ids_are_distinct_version_7_ids_in_row_order() -> anyhow::Result<()> {
     let database = TestDatabase::create().await?;

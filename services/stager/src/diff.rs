@@ -239,12 +239,18 @@ impl Diff<'_> {
                          p.target_attributes -> 'displayname' ->> 0, p.target_attributes -> 'cn' ->> 0, p.anchor)
             FROM actions p"
         );
+        self.insert_actions(conn, &sql).await
+    }
+
+    /// Runs an action-writing statement: the diff's parameters, then the ids (`$8`, `$9`)
+    /// its rows are numbered under. Returns how many actions it wrote.
+    async fn insert_actions(&self, conn: &mut PgConnection, sql: &str) -> Result<u64, StagerError> {
         let ids = BatchIds::draw();
         let written = self
-            .bind(&sql)
+            .bind(sql)
             .bind(&ids.prefix)
             .bind(ids.start)
-            .execute(&mut *conn)
+            .execute(conn)
             .await?;
         Ok(written.rows_affected())
     }
@@ -281,14 +287,7 @@ impl Diff<'_> {
             source = self.source.name(),
             in_scope = self.in_scope(),
         );
-        let ids = BatchIds::draw();
-        let written = self
-            .bind(&sql)
-            .bind(&ids.prefix)
-            .bind(ids.start)
-            .execute(&mut *conn)
-            .await?;
-        Ok(written.rows_affected())
+        self.insert_actions(conn, &sql).await
     }
 
     /// Pinned anchors this source shows back in the state their rejected action would have
