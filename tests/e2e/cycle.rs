@@ -514,3 +514,68 @@ async fn broken_cancelled_and_invalid_snapshots_leave_nothing_behind() -> anyhow
     drop(conn);
     suite.stop().await
 }
+
+/// A cycle too large for key probes throughout (more than 5,000 actions, most of them
+/// deletes of a job whose source shrank) still gives its few updates, its sign-in block,
+/// its group change and its creates the source's state: those statements probe while the
+/// deletes' statements join, in one transaction with nested loops off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_cycle_of_deletes_applies_its_few_other_changes_too() -> anyhow::Result<()> {
+    let suite = Suite::start().await?;
+    let mut spec = push_job("shrinking source");
+    spec.protection_rules = vec![v1::ProtectionRule {
+        max_count: Some(100_000),
+        ..Default::default()
+    }];
+    let job_id = create_job(&suite, spec).await?;
+    let mut ingest = suite.ingest(Some(&suite.tokens.operator));
+    let loaded = push_snapshot(&mut ingest, &job_id, &directory(6_000, 10)).await?;
+    assert_eq!(
+        loaded.cycle_state,
+        CycleState::Completed as i32,
+        "{loaded:?}"
+    );
+
+    // 400 users stay (50 of them retitled, one blocked from signing in), 20 arrive, 5,600
+    // leave; group 0 loses its first member.
+    let mut kept: Vec<v1::SourceObject> = (0..400).map(user).collect();
+    for object in &mut kept[..50] {
+        object.attributes.insert(
+            "title".into(),
+            v1::AttributeValues {
+                values: vec!["Lead".into()],
+            },
+        );
+    }
+    kept[60].enabled = false;
+    kept.extend((6_000..6_020).map(user));
+    let mut groups = directory(400, 10).split_off(400);
+    groups[0].member_anchors.remove(0);
+    kept.extend(groups);
+    let shrunk = push_snapshot(&mut ingest, &job_id, &kept).await?;
+    assert_eq!(
+        shrunk.cycle_state,
+        CycleState::Completed as i32,
+        "{shrunk:?}"
+    );
+
+    let live = live_objects(&mut suite.retention(Some(&suite.tokens.reader)), &job_id).await?;
+    let expected: BTreeSet<String> = (0..400)
+        .chain(6_000..6_020)
+        .map(|n| format!("u-{n:05}"))
+        .chain((0..10).map(|g| format!("g-{g:05}")))
+        .collect();
+    assert_eq!(live.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    let title = |anchor: &str| live[anchor].attributes["title"].values.clone();
+    assert_eq!(title("u-00000"), ["Lead"]);
+    assert_eq!(title("u-00049"), ["Lead"]);
+    assert_eq!(title("u-00050"), ["Engineer"]);
+    assert!(
+        !live["u-00060"].enabled,
+        "the blocked user is still enabled"
+    );
+    assert!(live["u-06019"].enabled);
+    let members: BTreeSet<String> = live["g-00000"].member_anchors.iter().cloned().collect();
+    assert_eq!(members, anchors(1..20));
+    suite.stop().await
+}
