@@ -1,6 +1,7 @@
 //! Notifications that a job moved, from Postgres `LISTEN`: `syncguard_cycle_events` (sent by
-//! triggers when a push, a staging, a decision, a quarantine's close or an apply commits) lets
-//! a caller waiting for its cycle answer the moment the cycle settles; `syncguard_feed` (sent
+//! triggers when a move that may settle a cycle commits: a failure or supersession, a
+//! quarantine, a quarantine's close, an apply) lets a caller waiting for its cycle answer the
+//! moment the cycle settles; `syncguard_feed` (sent
 //! when changes enter the change feed) wakes the feed's readers. One listening connection
 //! per channel and service; waiters subscribe to a broadcast of job ids.
 

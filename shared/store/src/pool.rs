@@ -51,7 +51,11 @@ const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 /// compiling expressions to run for 1 ms (seen with auto_explain on a 100,000-object job);
 /// the large set-wise statements are bound by writes, not by expression evaluation.
 pub fn connect_lazy(options: PgConnectOptions, settings: &PoolSettings) -> PgPool {
-    let options = options.options([("jit", "off")]);
+    let mut options = options.options([("jit", "off")]);
+    // Named after the role, so pg_stat_activity and the statement log tell the services apart.
+    if let Some(role) = &settings.role {
+        options = options.application_name(role);
+    }
     let role = settings.role.clone();
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
