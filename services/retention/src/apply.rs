@@ -170,7 +170,7 @@ pub async fn apply_next(
     if total > 0 {
         // Its own statement: the feed's rows are read after the clock's lock is held, so a
         // batch never shows less than the batches numbered before it.
-        let batch = feed::next_batch(&mut transaction).await?;
+        let batch = feed::next_batch(&mut transaction, &[job_id.0]).await?;
         target.feed(&mut transaction, batch).await?;
     }
     sqlx::query(

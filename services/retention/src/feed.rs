@@ -4,15 +4,24 @@
 //! has seen every batch before it.
 
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use crate::error::RetentionError;
 
-/// Numbers the caller's transaction in the feed; call it last, just before committing.
-pub async fn next_batch(conn: &mut PgConnection) -> Result<i64, RetentionError> {
-    let (batch,): (i64,) =
-        sqlx::query_as("UPDATE feed_clock SET batch = batch + 1 RETURNING batch")
-            .fetch_one(conn)
-            .await?;
+/// Numbers the caller's transaction in the feed and announces the `jobs` whose changes it
+/// writes to the feed's readers (the exporter, WatchChanges), which hear it when the
+/// transaction commits; call it last, just before committing.
+///
+/// The writer announces, not a trigger: a statement trigger needs the inserted rows as a
+/// transition table, and Postgres copies every inserted row into it (a first load's whole
+/// objects, spilled to disk past `work_mem`) only for the trigger to find the one job in them.
+pub async fn next_batch(conn: &mut PgConnection, jobs: &[Uuid]) -> Result<i64, RetentionError> {
+    let (batch,): (i64,) = sqlx::query_as(
+        "WITH numbered AS (UPDATE feed_clock SET batch = batch + 1 RETURNING batch),               announced AS (SELECT count(pg_notify('syncguard_feed', job::text))                             FROM (SELECT DISTINCT unnest($1::uuid[]) AS job) jobs)          SELECT numbered.batch FROM numbered, announced",
+    )
+    .bind(jobs)
+    .fetch_one(conn)
+    .await?;
     Ok(batch)
 }
 

@@ -118,7 +118,7 @@ pub async fn restore(
         .bind(object_id)
         .execute(&mut *transaction)
         .await?;
-    let batch = crate::feed::next_batch(&mut transaction).await?;
+    let batch = crate::feed::next_batch(&mut transaction, &[job_id]).await?;
     sqlx::query(
         "INSERT INTO directory_changes (batch, position, job_id, object_id, anchor, object_type, change,
              distinguished_name, attributes, enabled, member_anchors, at)
@@ -206,11 +206,11 @@ async fn purge_locked(
     detail: &str,
 ) -> Result<Vec<Uuid>, RetentionError> {
     let select = format!(
-        "SELECT object_id FROM directory_objects WHERE deleted_at IS NOT NULL AND {condition} \
+        "SELECT object_id, job_id FROM directory_objects WHERE deleted_at IS NOT NULL AND {condition} \
          ORDER BY purge_after LIMIT {PURGE_BATCH} FOR UPDATE SKIP LOCKED"
     );
-    let query = sqlx::query_as::<_, (Uuid,)>(sqlx::AssertSqlSafe(select));
-    let due: Vec<(Uuid,)> = match parameter {
+    let query = sqlx::query_as::<_, (Uuid, Uuid)>(sqlx::AssertSqlSafe(select));
+    let due: Vec<(Uuid, Uuid)> = match parameter {
         PurgeSelector::Due => query.bind(now),
         PurgeSelector::One(object_id) => query.bind(*object_id),
     }
@@ -219,8 +219,8 @@ async fn purge_locked(
     if due.is_empty() {
         return Ok(Vec::new());
     }
-    let due: Vec<Uuid> = due.into_iter().map(|(id,)| id).collect();
-    let batch = crate::feed::next_batch(&mut *conn).await?;
+    let (due, jobs): (Vec<Uuid>, Vec<Uuid>) = due.into_iter().unzip();
+    let batch = crate::feed::next_batch(&mut *conn, &jobs).await?;
     let purged: Vec<(Uuid,)> = sqlx::query_as(
         "WITH purged AS (
              DELETE FROM directory_objects d WHERE d.object_id = ANY($1)

@@ -1,8 +1,8 @@
 //! Notifications that a job moved, from Postgres `LISTEN`: `syncguard_cycle_events` (sent by
 //! triggers when a move that may settle a cycle commits: a failure or supersession, a
 //! quarantine, a quarantine's close, an apply) lets a caller waiting for its cycle answer the
-//! moment the cycle settles; `syncguard_feed` (sent
-//! when changes enter the change feed) wakes the feed's readers. One listening connection
+//! moment the cycle settles; `syncguard_feed` (sent by retention's transaction that writes
+//! changes into the change feed) wakes the feed's readers. One listening connection
 //! per channel and service; waiters subscribe to a broadcast of job ids.
 
 use std::time::Duration;
@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 /// The channel the cycle triggers notify, with the job id as payload.
 pub const CYCLE_EVENTS_CHANNEL: &str = "syncguard_cycle_events";
-/// The channel the change feed's trigger notifies, with the job id as payload.
+/// The channel the change feed's writer notifies, with the job id as payload.
 pub const FEED_EVENTS_CHANNEL: &str = "syncguard_feed";
 
 /// Jobs that just moved on one channel, as this service hears of them.
