@@ -140,6 +140,7 @@ pub async fn apply_next(
         now,
         source_objects: cycle.source_objects,
         kinds,
+        large: !probe,
     };
     let has = |kind: ActionKind| target.count(&[kind]) > 0;
     if has(ActionKind::Delete) {
@@ -262,6 +263,16 @@ struct Target {
     source_objects: i64,
     /// The apply set's actions by kind.
     kinds: HashMap<ActionKind, i64>,
+    /// A large apply: its transaction runs with nested loops off.
+    large: bool,
+}
+
+/// Which parameters an objects update binds after `$1` (the job).
+enum Binds {
+    /// `$2` the time.
+    Now,
+    /// `$2` the snapshot, `$3` the time.
+    Source,
 }
 
 /// The actions whose objects take the source's state.
@@ -294,8 +305,9 @@ impl Target {
     /// Chosen per statement: the 1,000 updates beside an allow of 10,000 deletes are probed
     /// (each hash join would read all of the job's objects and its whole snapshot for them),
     /// while the deletes' statements join. In a large apply, where nested loops are off, a
-    /// probe is still a nested loop: the fenced lateral subquery leaves the planner no other
-    /// join.
+    /// probe is still a nested loop (the fenced lateral subquery leaves the planner no other
+    /// join); an update's probed rows are joined back to their table in nested loops too
+    /// (see [`Target::update_objects`]).
     fn probe(&self, kinds: &[ActionKind]) -> bool {
         probes(self.count(kinds), self.source_objects)
     }
@@ -303,6 +315,43 @@ impl Target {
     /// Whether the statements over the whole apply set probe.
     fn probe_all(&self) -> bool {
         probes(self.kinds.values().sum(), self.source_objects)
+    }
+
+    /// Runs an `UPDATE directory_objects d` whose rows are picked as [`Target::updated_objects`]
+    /// says for `probe`. Probed in a large apply, the statement runs with nested loops on
+    /// and hash and merge joins off, and the apply's settings return after it: with nested
+    /// loops off, the planner joined the probed rows back to `d` through a hash of the whole
+    /// objects table, every job's rows (EXPLAIN ANALYZE, 1,000 updates among 200,000
+    /// objects: 121 ms against 30 ms).
+    async fn update_objects(
+        &self,
+        conn: &mut PgConnection,
+        probe: bool,
+        binds: Binds,
+        sql: String,
+    ) -> Result<(), RetentionError> {
+        let switch = probe && self.large;
+        if switch {
+            sqlx::raw_sql(
+                "SET LOCAL enable_nestloop = on; SET LOCAL enable_hashjoin = off; \
+                 SET LOCAL enable_mergejoin = off",
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+        match binds {
+            Binds::Now => self.at_now(&mut *conn, sql).await?,
+            Binds::Source => self.with_source(&mut *conn, sql).await?,
+        }
+        if switch {
+            sqlx::raw_sql(
+                "SET LOCAL enable_nestloop = off; SET LOCAL enable_hashjoin = on; \
+                 SET LOCAL enable_mergejoin = on",
+            )
+            .execute(conn)
+            .await?;
+        }
+        Ok(())
     }
 
     /// Runs `sql` with `$1` job and `$2` time.
@@ -454,9 +503,12 @@ impl Target {
     /// Objects still in the source take its state: updates, enables, sign-in blocks, and
     /// restores of a reappeared anchor (which keep their object id).
     async fn take_source_state(&self, conn: &mut PgConnection) -> Result<(), RetentionError> {
-        let (objects, picked) = Self::updated_objects(self.probe(TAKING_SOURCE_STATE));
-        self.with_source(
+        let probe = self.probe(TAKING_SOURCE_STATE);
+        let (objects, picked) = Self::updated_objects(probe);
+        self.update_objects(
             conn,
+            probe,
+            Binds::Source,
             format!(
                 "UPDATE directory_objects d SET distinguished_name = s.distinguished_name, attributes = s.attributes,
                      enabled = s.enabled, content_hash = s.content_hash, updated_at = $3,
@@ -465,7 +517,7 @@ impl Target {
                  WHERE {picked}
                    AND (a.action IN ('update', 'enable', 'restore')
                         OR (a.action = 'disable' AND a.reason = 'disabled_in_source'))",
-                source = Self::source_rows(self.probe(TAKING_SOURCE_STATE)),
+                source = Self::source_rows(probe),
             ),
         )
         .await
@@ -497,9 +549,12 @@ impl Target {
 
     /// Deprovisioning by disabling: the object left the source or the scope.
     async fn deprovision_disabled(&self, conn: &mut PgConnection) -> Result<(), RetentionError> {
-        let (objects, picked) = Self::updated_objects(self.probe(&[ActionKind::Disable]));
-        self.at_now(
+        let probe = self.probe(&[ActionKind::Disable]);
+        let (objects, picked) = Self::updated_objects(probe);
+        self.update_objects(
             conn,
+            probe,
+            Binds::Now,
             format!(
                 "UPDATE directory_objects d SET enabled = false, updated_at = $2
                  FROM apply_set a {objects}
