@@ -312,11 +312,6 @@ impl Target {
         probes(self.count(kinds), self.source_objects)
     }
 
-    /// Whether the statements over the whole apply set probe.
-    fn probe_all(&self) -> bool {
-        probes(self.kinds.values().sum(), self.source_objects)
-    }
-
     /// Runs an `UPDATE directory_objects d` whose rows are picked as [`Target::updated_objects`]
     /// says for `probe`. Probed in a large apply, the statement runs with nested loops on
     /// and hash and merge joins off, and the apply's settings return after it: with nested
@@ -643,7 +638,7 @@ impl Target {
 
     /// Every applied change into the change feed, with the object's state after it.
     async fn feed(&self, conn: &mut PgConnection, batch: i64) -> Result<(), RetentionError> {
-        let objects = Self::job_objects(self.probe_all());
+        let objects = Self::job_objects(!self.large);
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO directory_changes (batch, position, job_id, object_id, anchor, object_type, change,
                  changed_attributes, distinguished_name, attributes, enabled, member_anchors, cycle_id, at)

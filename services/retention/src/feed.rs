@@ -17,7 +17,10 @@ use crate::error::RetentionError;
 /// objects, spilled to disk past `work_mem`) only for the trigger to find the one job in them.
 pub async fn next_batch(conn: &mut PgConnection, jobs: &[Uuid]) -> Result<i64, RetentionError> {
     let (batch,): (i64,) = sqlx::query_as(
-        "WITH numbered AS (UPDATE feed_clock SET batch = batch + 1 RETURNING batch),               announced AS (SELECT count(pg_notify('syncguard_feed', job::text))                             FROM (SELECT DISTINCT unnest($1::uuid[]) AS job) jobs)          SELECT numbered.batch FROM numbered, announced",
+        "WITH numbered AS (UPDATE feed_clock SET batch = batch + 1 RETURNING batch), \
+              announced AS (SELECT count(pg_notify('syncguard_feed', job::text)) \
+                            FROM (SELECT DISTINCT unnest($1::uuid[]) AS job) jobs) \
+         SELECT numbered.batch FROM numbered, announced",
     )
     .bind(jobs)
     .fetch_one(conn)

@@ -1,8 +1,8 @@
 -- `syncguard_cycle_events` is heard only by callers waiting for their cycle to settle
 -- (finished, held for people, or queued behind a held cycle). A one-object delta announced
--- five moves (the push, the staging, the decision, the apply and the stage's pins), and each
--- woke the waiters to read the cycle again on the connections the next steps were waiting
--- for: eight reads of `cycle_states` per delta (2 ms of the database's time, statement log of
+-- four moves (the push, the staging, the decision and the apply), and each woke the
+-- waiters to read the cycle again on the connections the next steps were waiting for:
+-- eight reads of `cycle_states` per delta (2 ms of the database's time, statement log of
 -- scripts/bench). A push, a staging and a decision to apply only hand the cycle to the next
 -- owner, so they are no longer announced; every move that may settle a cycle still is (a
 -- failure or supersession, a quarantine, a quarantine's close, an apply). A waiter still
