@@ -42,6 +42,43 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// CPU seconds used so far by every `postgres` process this user can see (the server the
+/// benchmark runs on is the only one on the machine kinds it is meant for).
+pub fn postgres_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return f64::NAN;
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "postgres")
+        })
+        .filter_map(cpu_seconds)
+        .sum()
+}
+
+/// CPU seconds used so far by each service, the Postgres server and the benchmark itself:
+/// the difference of two readings says which process a workload's time went to.
+pub fn cpu_reading(services: &Services) -> Vec<(&'static str, f64)> {
+    let mut reading: Vec<(&'static str, f64)> = services
+        .children
+        .iter()
+        .map(|(service, child)| {
+            (
+                service.as_str(),
+                child.id().and_then(cpu_seconds).unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
+    reading.push(("postgres", postgres_cpu_seconds()));
+    reading.push((
+        "benchmark",
+        cpu_seconds(std::process::id()).unwrap_or(f64::NAN),
+    ));
+    reading
+}
+
 /// The most memory a process has held, from /proc/<pid>/status.
 pub fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -18,7 +18,7 @@ use crate::cycles::{CycleFigures, print_cycle, push_and_measure};
 use crate::data::{Round, one_object_delta, snapshot};
 use crate::latency::{Latencies, concurrent, ms, sequential};
 use crate::services::{
-    Authed, MESSAGE_LIMIT, Services, authed, cpu_seconds, peak_rss_mib, start_services,
+    Authed, MESSAGE_LIMIT, Services, authed, cpu_reading, cpu_seconds, peak_rss_mib, start_services,
 };
 
 /// Objects a quarantine of the big job holds.
@@ -26,7 +26,7 @@ const HELD: usize = 10_000;
 /// Calls per latency sample: enough that its p99 is not one or two calls' luck.
 const CALLS: usize = 1_000;
 /// Deltas per delta-latency sample.
-const DELTAS: usize = 60;
+const DELTAS: usize = 200;
 
 /// One row of the table.
 struct Row {
@@ -169,6 +169,30 @@ async fn delta_latency(
         }
     })
     .await
+}
+
+/// Where the CPU time of `calls` calls went, per call and process, between two readings.
+fn print_cpu_per_call(
+    what: &str,
+    calls: usize,
+    before: &[(&'static str, f64)],
+    after: &[(&'static str, f64)],
+) {
+    let per_call: Vec<(&str, f64)> = before
+        .iter()
+        .zip(after)
+        .map(|((name, then), (_, now))| (*name, (now - then) * 1000.0 / calls.max(1) as f64))
+        .collect();
+    let total: f64 = per_call.iter().map(|(_, ms)| ms).sum();
+    let parts: Vec<String> = per_call
+        .iter()
+        .filter(|(_, ms)| *ms > 0.0)
+        .map(|(name, ms)| format!("{name} {ms:.2}"))
+        .collect();
+    println!(
+        "  CPU per {what}: {total:.2} ms ({}; clock ticks of 10 ms over {calls} calls)",
+        parts.join(", ")
+    );
 }
 
 fn seconds(duration: Duration) -> String {
@@ -431,7 +455,9 @@ pub async fn run(total: usize) -> anyhow::Result<()> {
     // Deltas on small and middle-sized jobs.
     for size in [100usize, 100_000] {
         let job = loaded_job(&mut clients, &format!("delta {size}"), size).await?;
+        let before = cpu_reading(&services);
         let latencies = delta_latency(&clients.ingest, &job, size).await?;
+        print_cpu_per_call("delta", DELTAS, &before, &cpu_reading(&services));
         let goal = if size <= 100 { 10.0 } else { 25.0 };
         table.add(
             format!("PushDelta of 1 object, job of {size}"),
