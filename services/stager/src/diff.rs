@@ -67,9 +67,25 @@ pub(crate) struct Diff<'a> {
     pub scope: &'a ScopeRules,
     /// Delete or disable what leaves.
     pub deprovision: DeprovisionMode,
+    /// The statements run under a small delta's planner settings (key probes, generic plans):
+    /// their text is marked so a plan cached under those settings serves only small deltas.
+    pub small_delta: bool,
 }
 
+/// Marks a statement planned under a small delta's settings; see [`Diff::small_delta`].
+pub(crate) const SMALL_DELTA_MARK: &str = "/* small delta */ ";
+
 impl Diff<'_> {
+    /// The mark a statement of this diff carries, so its cached plans stay with diffs of the
+    /// same kind.
+    pub(crate) fn mark(&self) -> &'static str {
+        if self.small_delta {
+            SMALL_DELTA_MARK
+        } else {
+            ""
+        }
+    }
+
     /// The scope rules compiled to a predicate over a source row `s`. Only the rules a job
     /// sets become SQL, so an unscoped job pays nothing for scoping. Base DNs match as
     /// literal suffixes (no LIKE wildcards).
@@ -156,7 +172,7 @@ impl Diff<'_> {
             ("FROM directory_objects d WHERE d.job_id = $2", "FULL JOIN")
         };
         let sql = format!(
-            "WITH src AS (
+            "{mark}WITH src AS (
                 SELECT s.anchor, s.object_type, s.enabled, (s.deleted_in_source OR s.change = 'delete') AS gone,
                        s.content_hash, ({in_scope}) AS in_scope
                 FROM {source} s WHERE s.snapshot_id = $1
@@ -237,7 +253,8 @@ impl Diff<'_> {
                 ELSE '{{}}'::text[] END,
                 COALESCE(p.source_attributes -> 'displayname' ->> 0, p.source_attributes -> 'cn' ->> 0,
                          p.target_attributes -> 'displayname' ->> 0, p.target_attributes -> 'cn' ->> 0, p.anchor)
-            FROM actions p"
+            FROM actions p",
+            mark = self.mark(),
         );
         self.insert_actions(conn, &sql).await
     }
@@ -290,28 +307,32 @@ impl Diff<'_> {
         self.insert_actions(conn, &sql).await
     }
 
-    /// Pinned anchors this source shows back in the state their rejected action would have
-    /// changed: present, in scope, and (for a rejected disable of a sign-in block) enabled.
-    pub(crate) async fn returned_pins(
+    /// Records on the cycle the pinned anchors this source shows back in the state their
+    /// rejected action would have changed (present, in scope, and, for a rejected disable of
+    /// a sign-in block, enabled), with when staging started and how long it took.
+    pub(crate) async fn record_returned_pins(
         &self,
         conn: &mut PgConnection,
-    ) -> Result<Vec<String>, StagerError> {
+        started_at: chrono::DateTime<chrono::Utc>,
+        millis: i64,
+    ) -> Result<(), StagerError> {
         let sql = format!(
-            "SELECT COALESCE(array_agg(p.anchor ORDER BY p.anchor), '{{}}') FROM pins p
-             JOIN {source} s ON s.snapshot_id = $1 AND s.anchor = p.anchor
-             WHERE p.job_id = $2 AND s.change <> 'delete' AND NOT s.deleted_in_source AND ({in_scope})
-               AND (p.rejected_reason <> 'disabled_in_source' OR s.enabled)",
+            "{mark}UPDATE cycles SET returned_pins = (
+                 SELECT COALESCE(array_agg(p.anchor ORDER BY p.anchor), '{{}}') FROM pins p
+                 JOIN {source} s ON s.snapshot_id = $1 AND s.anchor = p.anchor
+                 WHERE p.job_id = $2 AND s.change <> 'delete' AND NOT s.deleted_in_source AND ({in_scope})
+                   AND (p.rejected_reason <> 'disabled_in_source' OR s.enabled)),
+                 stage_started_at = $8, stage_millis = $9, updated_at = now()
+             WHERE cycle_id = $7",
+            mark = self.mark(),
             source = self.source.name(),
             in_scope = self.in_scope(),
         );
-        let (anchors,): (Vec<String>,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(self.snapshot_id)
-            .bind(self.job_id.0)
-            .bind(self.attribute_matches())
-            .bind(self.scope.normalized_base_dns())
-            .bind(&self.scope.member_of_group_anchor)
-            .fetch_one(conn)
+        self.bind(&sql)
+            .bind(started_at)
+            .bind(millis)
+            .execute(conn)
             .await?;
-        Ok(anchors)
+        Ok(())
     }
 }

@@ -100,6 +100,7 @@ pub async fn preview(
         delta: false,
         scope: &scope,
         deprovision,
+        small_delta: false,
     };
     diff.write_actions(&mut transaction).await?;
     let counts: Vec<(String, String, i64)> = sqlx::query_as(
