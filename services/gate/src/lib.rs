@@ -149,9 +149,11 @@ async fn decide_and_hand_over(
             (Verdict::Quarantine, Some(quarantine_id)) => {
                 notify::opened(pool, &peers.notifier, job_id.0, quarantine_id).await;
             }
-            _ => peers.wake_apply(decided.cycle_id).await,
+            _ => peers.wake_apply(job_id, decided.cycle_id).await,
         }
-        Ok(true)
+        // The job's next cycle is staged only once this one closes, and the stager wakes
+        // the gate for it: looking again now would find nothing.
+        Ok(false)
     };
     step.instrument(span).await
 }

@@ -95,7 +95,8 @@ async fn apply_and_hand_over(
         ..Default::default()
     });
     syncguard_bootstrap::wake("stager", job_id, call).await;
-    Ok(true)
+    // The job's next cycle comes through the stager and the gate, which wake retention.
+    Ok(false)
 }
 
 /// The retention service, bound and ready to run.

@@ -85,8 +85,8 @@ impl Background {
     }
 
     /// A worker doing `work(key)` for woken or due keys, at most `concurrency` keys at once.
-    /// `work` handles one item and answers whether it did something (then it runs again for
-    /// the key: more may be due). Every `tick`, `due()` lists keys with work waiting.
+    /// `work` handles one item and answers whether more may be due for the key right away
+    /// (then it runs again). Every `tick`, `due()` lists keys with work waiting.
     pub fn keyed<K, W, WF, D, DF>(
         &self,
         name: &'static str,
