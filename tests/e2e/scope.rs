@@ -221,6 +221,7 @@ async fn deltas_apply_onto_the_latest_snapshot_and_retries_are_idempotent() -> a
         .retention(Some(&suite.tokens.service))
         .apply_cycle(v1::ApplyCycleRequest {
             cycle_id: first.cycle_id.clone(),
+            ..Default::default()
         })
         .await?;
     let reapplied = suite

@@ -287,8 +287,32 @@ async fn the_service_token_cannot_get_around_a_quarantine() -> anyhow::Result<()
         .retention(Some(&suite.tokens.service))
         .apply_cycle(v1::ApplyCycleRequest {
             cycle_id: held.cycle_id.clone(),
+            ..Default::default()
         })
         .await?;
+    // Nor does the form the gate's own wake-up takes, with the job named; a job that is not
+    // an id is refused by name.
+    suite
+        .retention(Some(&suite.tokens.service))
+        .apply_cycle(v1::ApplyCycleRequest {
+            cycle_id: held.cycle_id.clone(),
+            job_id: job_id.clone(),
+        })
+        .await?;
+    let refused = suite
+        .retention(Some(&suite.tokens.service))
+        .apply_cycle(v1::ApplyCycleRequest {
+            cycle_id: held.cycle_id.clone(),
+            job_id: "not-a-job".into(),
+        })
+        .await
+        .expect_err("a malformed job id is refused");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("job_id"),
+        "{}",
+        refused.message()
+    );
     let cycle = suite
         .stager(Some(&suite.tokens.reader))
         .get_cycle(v1::GetCycleRequest {

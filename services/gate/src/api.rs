@@ -41,10 +41,11 @@ pub struct Peers {
 
 impl Peers {
     /// Wakes retention to apply a decided cycle.
-    pub async fn wake_apply(&self, cycle_id: Uuid) {
+    pub async fn wake_apply(&self, job_id: JobId, cycle_id: Uuid) {
         let mut retention = self.retention.clone();
         let call = retention.apply_cycle(v1::ApplyCycleRequest {
             cycle_id: cycle_id.to_string(),
+            job_id: job_id.to_string(),
         });
         syncguard_bootstrap::wake("retention", cycle_id, call).await;
     }
@@ -122,7 +123,7 @@ impl GateApi {
                 syncguard_telemetry::continue_trace(&span, traceparent);
             }
             let settled = async {
-                self.peers.wake_apply(cycle_id).await;
+                self.peers.wake_apply(JobId(decided.job_id), cycle_id).await;
                 notify::decided(
                     &self.peers.notifier,
                     decided.job_id,
@@ -163,6 +164,13 @@ impl GateService for GateApi {
     ) -> Result<Response<v1::DecideCycleResponse>, Status> {
         let cycle_id = Uuid::parse_str(&request.get_ref().cycle_id)
             .map_err(|_| GateError::from(FieldError::new("cycle_id", "not a cycle id (a UUID)")))?;
+        if !request.get_ref().job_id.is_empty() {
+            // The wake-up of the stager, which knows the job: the worker looks the cycle up.
+            let job_id =
+                JobId::parse("job_id", &request.get_ref().job_id).map_err(GateError::from)?;
+            self.decide.wake(job_id);
+            return Ok(Response::new(v1::DecideCycleResponse::default()));
+        }
         let cycle: Option<(Uuid, Option<String>, Option<Uuid>)> = sqlx::query_as(
             "SELECT c.job_id, d.verdict, d.quarantine_id FROM cycles c \
              LEFT JOIN decisions d ON d.cycle_id = c.cycle_id WHERE c.cycle_id = $1",

@@ -66,6 +66,13 @@ impl RetentionService for RetentionApi {
         let cycle_id = Uuid::parse_str(&request.get_ref().cycle_id).map_err(|_| {
             RetentionError::from(FieldError::new("cycle_id", "not a cycle id (a UUID)"))
         })?;
+        if !request.get_ref().job_id.is_empty() {
+            // The wake-up of the gate, which knows the job: the worker looks the cycle up.
+            let job_id =
+                JobId::parse("job_id", &request.get_ref().job_id).map_err(RetentionError::from)?;
+            self.apply.wake(job_id);
+            return Ok(Response::new(v1::ApplyCycleResponse {}));
+        }
         let job: Option<(Uuid,)> = sqlx::query_as("SELECT job_id FROM cycles WHERE cycle_id = $1")
             .bind(cycle_id)
             .fetch_optional(&self.pool)
