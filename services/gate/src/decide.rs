@@ -188,20 +188,16 @@ pub async fn decide_next(
     } else {
         Verdict::Apply
     };
-    sqlx::query(
-        "INSERT INTO decisions (cycle_id, job_id, verdict, quarantine_id, actor, started_at, millis) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    record_decision(
+        &mut transaction,
+        job_id,
+        cycle_id,
+        verdict,
+        quarantine_id,
+        started_at,
+        started.elapsed().as_millis() as i64,
     )
-    .bind(cycle_id)
-    .bind(job_id.0)
-    .bind(verdict.as_str())
-    .bind(quarantine_id)
-    .bind(WITHIN_LIMITS_ACTOR)
-    .bind(started_at)
-    .bind(started.elapsed().as_millis() as i64)
-    .execute(&mut *transaction)
     .await?;
-    release_returned_pins(&mut transaction, job_id, cycle_id).await?;
     transaction.commit().await.map_err(StoreError::from)?;
     match verdict {
         Verdict::Quarantine => {
@@ -290,15 +286,23 @@ async fn quarantine(
     Ok(quarantine_id)
 }
 
-/// Pins whose objects the cycle's source shows back (the stager recorded which) are
-/// released, each with a log row.
-async fn release_returned_pins(
+/// Records the decision and, in the same statement, releases the pins the cycle's source
+/// showed back (logged as `PinCleared`): the stager found them, the gate owns pins.
+async fn record_decision(
     conn: &mut PgConnection,
     job_id: JobId,
     cycle_id: Uuid,
+    verdict: Verdict,
+    quarantine_id: Option<Uuid>,
+    started_at: chrono::DateTime<chrono::Utc>,
+    millis: i64,
 ) -> Result<(), GateError> {
     let released: Vec<(String,)> = sqlx::query_as(
-        "WITH released AS (
+        "WITH decided AS (
+             INSERT INTO decisions (cycle_id, job_id, verdict, quarantine_id, actor, started_at, millis)
+             VALUES ($2, $1, $3, $4, $5, $6, $7)
+         ),
+         released AS (
              DELETE FROM pins p USING cycles c
              WHERE c.cycle_id = $2 AND p.job_id = $1 AND p.anchor = ANY(c.returned_pins)
              RETURNING p.anchor
@@ -310,6 +314,11 @@ async fn release_returned_pins(
     )
     .bind(job_id.0)
     .bind(cycle_id)
+    .bind(verdict.as_str())
+    .bind(quarantine_id)
+    .bind(WITHIN_LIMITS_ACTOR)
+    .bind(started_at)
+    .bind(millis)
     .fetch_all(conn)
     .await?;
     if !released.is_empty() {

@@ -431,26 +431,26 @@ impl SnapshotWriter {
         }
         // The job's next number in its order of receipt, taken last: the job row stays locked
         // only from here to the commit, so concurrent pushes of a job commit in number order
-        // and each is staged after the ones acknowledged before it.
-        let (seq,): (i64,) = sqlx::query_as(
-            "UPDATE jobs SET push_seq = push_seq + 1 WHERE job_id = $1 AND deleted_at IS NULL \
-             RETURNING push_seq",
-        )
-        .bind(self.job_id.0)
-        .fetch_optional(&mut *transaction)
-        .await?
-        .ok_or(IngestError::JobNotFound(self.job_id))?;
-        sqlx::query(
-            "UPDATE snapshots SET object_count = $2, load_started_at = $3, load_millis = $4, seq = $5 \
-             WHERE snapshot_id = $1",
+        // and each is staged after the ones acknowledged before it. One statement numbers
+        // the job and the snapshot; a job deleted meanwhile leaves the number empty.
+        let (seq,): (Option<i64>,) = sqlx::query_as(
+            "WITH numbered AS (
+                 UPDATE jobs SET push_seq = push_seq + 1 WHERE job_id = $2 AND deleted_at IS NULL
+                 RETURNING push_seq)
+             UPDATE snapshots SET object_count = $3, load_started_at = $4, load_millis = $5,
+                 seq = (SELECT push_seq FROM numbered)
+             WHERE snapshot_id = $1 RETURNING seq",
         )
         .bind(self.snapshot_id)
+        .bind(self.job_id.0)
         .bind(self.objects as i64)
         .bind(self.started_at)
         .bind(self.started.elapsed().as_millis() as i64)
-        .bind(seq)
-        .execute(&mut *transaction)
+        .fetch_one(&mut *transaction)
         .await?;
+        if seq.is_none() {
+            return Err(IngestError::JobNotFound(self.job_id));
+        }
         transaction.commit().await.map_err(StoreError::from)?;
         Ok(SnapshotSummary {
             snapshot_id: self.snapshot_id,

@@ -118,7 +118,7 @@ pub async fn apply_next(
             cycle.cycle_id
         ))
     })?;
-    let kinds = collect_apply_set(&mut transaction, cycle.cycle_id).await?;
+    let ApplySet { kinds, groups } = collect_apply_set(&mut transaction, cycle.cycle_id).await?;
     let total: i64 = kinds.values().sum();
     let probe = probes(total, cycle.source_objects);
     if !probe {
@@ -140,6 +140,7 @@ pub async fn apply_next(
         now,
         source_objects: cycle.source_objects,
         kinds,
+        groups,
         large: !probe,
     };
     let has = |kind: ActionKind| target.count(&[kind]) > 0;
@@ -166,7 +167,9 @@ pub async fn apply_next(
     if has(ActionKind::Disable) {
         target.deprovision_disabled(&mut transaction).await?;
     }
-    target.rewrite_memberships(&mut transaction).await?;
+    if target.count_groups(REWRITING_MEMBERS) > 0 {
+        target.rewrite_memberships(&mut transaction).await?;
+    }
     target.log_applied(&mut transaction, &actor).await?;
     if total > 0 {
         // Its own statement: the feed's rows are read after the clock's lock is held, so a
@@ -196,7 +199,7 @@ pub async fn apply_next(
 async fn collect_apply_set(
     conn: &mut PgConnection,
     cycle_id: Uuid,
-) -> Result<HashMap<ActionKind, i64>, RetentionError> {
+) -> Result<ApplySet, RetentionError> {
     // The table lives as long as the connection and empties at each commit: creating and
     // dropping it per cycle cost more than a small cycle's own statements.
     let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass('pg_temp.apply_set') IS NOT NULL")
@@ -212,7 +215,7 @@ async fn collect_apply_set(
     }
     // Copied and counted by kind in one statement.
     let ids = BatchIds::draw();
-    let rows: Vec<(String, i64)> = sqlx::query_as(
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
         "WITH collected AS (
              INSERT INTO apply_set
              SELECT action_id, anchor, object_type,
@@ -220,8 +223,9 @@ async fn collect_apply_set(
                          ELSE object_id END,
                     action, reason, changed_attributes
              FROM action_states WHERE cycle_id = $1 AND status IN ('staged', 'allowed')
-             RETURNING action)
-         SELECT action, count(*) FROM collected GROUP BY action",
+             RETURNING action, object_type)
+         SELECT action, count(*), count(*) FILTER (WHERE object_type = 'group')
+         FROM collected GROUP BY action",
     )
     .bind(cycle_id)
     .bind(&ids.prefix)
@@ -229,20 +233,27 @@ async fn collect_apply_set(
     .fetch_all(&mut *conn)
     .await?;
     // Planned on real counts when it matters; a few rows plan fine on defaults.
-    if rows.iter().map(|(_, count)| count).sum::<i64>() > 1000 {
+    if rows.iter().map(|(_, count, _)| count).sum::<i64>() > 1000 {
         sqlx::query("ANALYZE apply_set").execute(&mut *conn).await?;
     }
-    rows.into_iter()
-        .map(|(action, count)| {
-            let kind: ActionKind =
-                action
-                    .parse()
-                    .map_err(|error: syncguard_domain::UnknownName| {
-                        RetentionError::Store(StoreError::Corrupt(error.to_string()))
-                    })?;
-            Ok((kind, count))
-        })
-        .collect()
+    let mut set = ApplySet::default();
+    for (action, count, groups) in rows {
+        let kind: ActionKind = action
+            .parse()
+            .map_err(|error: syncguard_domain::UnknownName| {
+                RetentionError::Store(StoreError::Corrupt(error.to_string()))
+            })?;
+        set.kinds.insert(kind, count);
+        set.groups.insert(kind, groups);
+    }
+    Ok(set)
+}
+
+/// What an apply set holds: its actions by kind, and of those the actions on groups.
+#[derive(Debug, Default)]
+struct ApplySet {
+    kinds: HashMap<ActionKind, i64>,
+    groups: HashMap<ActionKind, i64>,
 }
 
 /// Which end of a membership an anchor is.
@@ -263,6 +274,8 @@ struct Target {
     source_objects: i64,
     /// The apply set's actions by kind.
     kinds: HashMap<ActionKind, i64>,
+    /// Of those, the actions on groups.
+    groups: HashMap<ActionKind, i64>,
     /// A large apply: its transaction runs with nested loops off.
     large: bool,
 }
@@ -293,6 +306,14 @@ const REWRITING_MEMBERS: &[ActionKind] = &[
 ];
 
 impl Target {
+    /// The apply set's actions of these kinds on groups.
+    fn count_groups(&self, kinds: &[ActionKind]) -> i64 {
+        kinds
+            .iter()
+            .map(|kind| self.groups.get(kind).copied().unwrap_or(0))
+            .sum()
+    }
+
     /// The apply set's actions of these kinds.
     fn count(&self, kinds: &[ActionKind]) -> i64 {
         kinds
