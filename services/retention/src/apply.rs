@@ -192,6 +192,10 @@ pub async fn apply_next(
     Ok(Some(cycle.cycle_id))
 }
 
+/// Past this size the apply set's table is truncated before it is filled again, instead of
+/// having its rows deleted: a large apply's rows, or many small applies' dead rows.
+const APPLY_SET_TRUNCATE_BYTES: i64 = 1024 * 1024;
+
 /// Copies the actions to apply into a temporary table (the view is read once), analyzes it
 /// so the statements below are planned on real counts, and counts them by kind. Each create
 /// gets its new object's id here, so the statements after the insert (the log) know every
@@ -200,23 +204,36 @@ async fn collect_apply_set(
     conn: &mut PgConnection,
     cycle_id: Uuid,
 ) -> Result<ApplySet, RetentionError> {
-    // The table lives as long as the connection and empties at each commit: creating and
-    // dropping it per cycle cost more than a small cycle's own statements.
-    let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass('pg_temp.apply_set') IS NOT NULL")
-        .fetch_one(&mut *conn)
-        .await?;
-    if !exists {
-        sqlx::query(
-            "CREATE TEMP TABLE apply_set (action_id uuid, anchor text, object_type text, \
-             object_id uuid, action text, reason text, changed_attributes text[]) ON COMMIT DELETE ROWS",
-        )
-        .execute(&mut *conn)
-        .await?;
+    // The table lives as long as the connection: creating and dropping it per cycle cost
+    // more than a small cycle's own statements. Each apply empties it as it fills it. Emptied
+    // at every commit instead (ON COMMIT DELETE ROWS), it was truncated with its TOAST table,
+    // whose index was rebuilt on disk: 0.45 ms of every apply's commit. The dead rows the
+    // deletes leave are reclaimed by truncating the table once it has grown.
+    let (size,): (Option<i64>,) =
+        sqlx::query_as("SELECT pg_relation_size(to_regclass('pg_temp.apply_set'))")
+            .fetch_one(&mut *conn)
+            .await?;
+    match size {
+        None => {
+            sqlx::query(
+                "CREATE TEMP TABLE apply_set (action_id uuid, anchor text, object_type text, \
+                 object_id uuid, action text, reason text, changed_attributes text[])",
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+        Some(bytes) if bytes > APPLY_SET_TRUNCATE_BYTES => {
+            sqlx::query("TRUNCATE apply_set")
+                .execute(&mut *conn)
+                .await?;
+        }
+        Some(_) => {}
     }
-    // Copied and counted by kind in one statement.
+    // Emptied, copied and counted by kind in one statement.
     let ids = BatchIds::draw();
     let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-        "WITH collected AS (
+        "WITH emptied AS (DELETE FROM apply_set),
+         collected AS (
              INSERT INTO apply_set
              SELECT action_id, anchor, object_type,
                     CASE WHEN action = 'create' THEN syncguard_batch_id($2, $3, row_number() OVER ())
