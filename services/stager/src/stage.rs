@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use sqlx::{PgConnection, PgPool};
-use syncguard_domain::{DeprovisionMode, JobId, ScopeRules};
+use syncguard_domain::{CycleState, DeprovisionMode, JobId, ScopeRules};
 use syncguard_store::{Claim, StoreError};
 use tracing::Instrument as _;
 use uuid::Uuid;
@@ -52,6 +52,7 @@ struct Queued {
 #[derive(Debug, sqlx::FromRow)]
 struct QueuedAfter {
     last_seq: i64,
+    latest_state: Option<String>,
     #[sqlx(flatten)]
     queued: Queued,
     #[sqlx(flatten)]
@@ -67,18 +68,15 @@ pub async fn stage_next(pool: &PgPool, job_id: JobId) -> Result<Staged, StagerEr
     if !syncguard_store::try_claim(conn, Claim::StageJob(job_id.0)).await? {
         return Ok(Staged::Nothing);
     }
-    if syncguard_store::open_cycle(&mut *conn, job_id.0)
-        .await?
-        .is_some()
-    {
-        return Ok(Staged::Nothing);
-    }
     // The newest queued full snapshot (the deltas and reads before it are superseded), else
-    // the oldest queued push; one statement, with the last staged sequence number and the
-    // job's settings.
+    // the oldest queued push; one statement, with the last staged sequence number, the state
+    // of the job's latest cycle (an open one holds the push back) and the job's settings.
     let queued = sqlx::query_as::<_, QueuedAfter>(
         "WITH last AS (SELECT COALESCE(max(seq), 0) AS seq FROM cycles WHERE job_id = $1)
          SELECT (SELECT seq FROM last) AS last_seq,
+                (SELECT cs.state FROM cycle_states cs WHERE cs.cycle_id =
+                    (SELECT c.cycle_id FROM cycles c WHERE c.job_id = $1 ORDER BY c.seq DESC LIMIT 1))
+                    AS latest_state,
                 s.snapshot_id, s.cycle_id, s.seq, s.kind, s.object_count, s.trace_parent,
                 j.scope_rules, j.deprovision_mode, j.allow_empty_source
          FROM snapshots s JOIN jobs j ON j.job_id = s.job_id
@@ -91,6 +89,7 @@ pub async fn stage_next(pool: &PgPool, job_id: JobId) -> Result<Staged, StagerEr
     .await?;
     let Some(QueuedAfter {
         last_seq,
+        latest_state,
         queued: next,
         settings,
     }) = queued
@@ -98,6 +97,16 @@ pub async fn stage_next(pool: &PgPool, job_id: JobId) -> Result<Staged, StagerEr
         transaction.commit().await.map_err(StoreError::from)?;
         return Ok(Staged::Nothing);
     };
+    if let Some(state) = latest_state {
+        let state: CycleState = state
+            .parse()
+            .map_err(|error: syncguard_domain::UnknownName| {
+                StoreError::Corrupt(error.to_string())
+            })?;
+        if state.is_open() {
+            return Ok(Staged::Nothing);
+        }
+    }
     if next.kind == "full" {
         supersede_before(conn, job_id, last_seq, next.seq).await?;
     }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use syncguard_domain::{CycleState, StepOwner};
-use syncguard_store::{CycleRecord, PgPool, StoreError, fetch_cycle, open_cycle};
+use syncguard_store::{CycleRecord, PgPool, StoreError, fetch_cycle_and_latest};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -68,19 +68,17 @@ enum Waiting {
     On(StepOwner),
 }
 
-async fn waiting_on(pool: &PgPool, cycle: &CycleRecord) -> Result<Waiting, StoreError> {
-    let state = match cycle.state {
+/// `latest` is the state of the job's latest staged cycle, read with a queued `cycle`.
+fn waiting_on(cycle: &CycleRecord, latest: Option<CycleState>) -> Waiting {
+    let state = match (cycle.state, latest) {
         // A queued cycle waits for the job's open cycle, if there is one.
-        CycleState::Queued => match open_cycle(pool, cycle.job_id).await? {
-            Some(open) => open.state,
-            None => CycleState::Queued,
-        },
-        state => state,
+        (CycleState::Queued, Some(open)) if open.is_open() => open,
+        (state, _) => state,
     };
-    Ok(match state.next_step_owner() {
+    match state.next_step_owner() {
         Some(owner) => Waiting::On(owner),
         None => Waiting::Settled,
-    })
+    }
 }
 
 /// Waits up to `wait` for `cycle_id` to settle and returns it as it then stands; `None` if
@@ -104,10 +102,10 @@ pub async fn wait_settled(
     let mut last_progress = Instant::now();
     let mut last_probe = Instant::now();
     loop {
-        let Some(cycle) = fetch_cycle(pool, cycle_id).await? else {
+        let Some((cycle, latest)) = fetch_cycle_and_latest(pool, cycle_id).await? else {
             return Ok(None);
         };
-        let owner = match waiting_on(pool, &cycle).await? {
+        let owner = match waiting_on(&cycle, latest) {
             Waiting::Settled => return Ok(Some(cycle)),
             Waiting::On(owner) => owner,
         };

@@ -119,6 +119,45 @@ pub async fn fetch_cycle<'e>(
     row.map(CycleRecord::try_from).transpose()
 }
 
+/// One cycle and, when it is still queued, the state of its job's latest staged cycle (the
+/// one a queued cycle waits behind), in one statement; `None` if no push was accepted with
+/// that id.
+pub async fn fetch_cycle_and_latest<'e>(
+    executor: impl PgExecutor<'e>,
+    cycle_id: Uuid,
+) -> Result<Option<(CycleRecord, Option<CycleState>)>, StoreError> {
+    /// A cycle's row with the state of its job's latest staged cycle.
+    #[derive(sqlx::FromRow)]
+    struct WithLatest {
+        #[sqlx(flatten)]
+        row: CycleRow,
+        latest_state: Option<String>,
+    }
+    let found: Option<WithLatest> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {CYCLE_RECORD_COLUMNS},
+             CASE WHEN cs.state = 'queued' THEN (
+                 SELECT l.state FROM cycle_states l WHERE l.cycle_id =
+                     (SELECT c.cycle_id FROM cycles c WHERE c.job_id = cs.job_id ORDER BY c.seq DESC LIMIT 1))
+             END AS latest_state
+         FROM cycle_states cs WHERE cs.cycle_id = $1"
+    )))
+    .bind(cycle_id)
+    .fetch_optional(executor)
+    .await?;
+    let Some(found) = found else {
+        return Ok(None);
+    };
+    let latest = found
+        .latest_state
+        .map(|state| {
+            state
+                .parse::<CycleState>()
+                .map_err(|error| StoreError::Corrupt(error.to_string()))
+        })
+        .transpose()?;
+    Ok(Some((CycleRecord::try_from(found.row)?, latest)))
+}
+
 /// Cycles of the query `sql` (which selects [`CYCLE_RECORD_COLUMNS`] from `cycle_states cs`).
 pub async fn fetch_cycles<'q, 'e>(
     executor: impl PgExecutor<'e>,
@@ -126,21 +165,4 @@ pub async fn fetch_cycles<'q, 'e>(
 ) -> Result<Vec<CycleRecord>, StoreError> {
     let rows = query.fetch_all(executor).await?;
     rows.into_iter().map(CycleRecord::try_from).collect()
-}
-
-/// The job's open cycle (staged, not finished), if any: while it exists the job's next
-/// queued cycle waits. One open cycle per job means it is the latest staged one.
-pub async fn open_cycle<'e>(
-    executor: impl PgExecutor<'e>,
-    job_id: Uuid,
-) -> Result<Option<CycleRecord>, StoreError> {
-    let row: Option<CycleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {CYCLE_RECORD_COLUMNS} FROM cycle_states cs \
-         WHERE cs.cycle_id = (SELECT c.cycle_id FROM cycles c WHERE c.job_id = $1 ORDER BY c.seq DESC LIMIT 1)"
-    )))
-    .bind(job_id)
-    .fetch_optional(executor)
-    .await?;
-    let latest = row.map(CycleRecord::try_from).transpose()?;
-    Ok(latest.filter(|cycle| cycle.state.is_open()))
 }

@@ -14,7 +14,7 @@ mod transaction;
 pub use batch_ids::BatchIds;
 pub use claims::{Claim, claim, try_claim};
 pub use cycle_record::{
-    CYCLE_RECORD_COLUMNS, CycleRecord, CycleRow, fetch_cycle, fetch_cycles, open_cycle,
+    CYCLE_RECORD_COLUMNS, CycleRecord, CycleRow, fetch_cycle, fetch_cycle_and_latest, fetch_cycles,
 };
 pub use error::StoreError;
 pub use jobs::job_exists;
