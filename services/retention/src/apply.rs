@@ -79,35 +79,42 @@ pub async fn due_jobs(pool: &PgPool) -> Result<Vec<JobId>, RetentionError> {
     Ok(rows.into_iter().map(|(id,)| JobId(id)).collect())
 }
 
-/// The cycle the job's apply would take up, with its trace (for the worker's span).
-pub async fn pending(
-    pool: &PgPool,
-    job_id: JobId,
-) -> Result<Option<(Uuid, Option<String>)>, RetentionError> {
-    let mut conn = pool.acquire().await.map_err(StoreError::from)?;
-    Ok(decided_cycle(&mut conn, job_id)
-        .await?
-        .map(|cycle| (cycle.cycle_id, cycle.trace_parent)))
-}
-
 /// Applies the job's decided cycle; `None` when there is none (or another retention instance
-/// is applying it).
+/// is applying it). The apply is traced as a step of the cycle's own trace.
 pub async fn apply_next(
     pool: &PgPool,
     now: DateTime<Utc>,
     job_id: JobId,
 ) -> Result<Option<Uuid>, RetentionError> {
-    let started = Instant::now();
-    let started_at = Utc::now();
+    let started = (Instant::now(), Utc::now());
     let mut transaction = pool.begin().await.map_err(StoreError::from)?;
-    // The worker saw a decided cycle a moment ago (`pending`). The claim keeps other
-    // retention instances out; the look after it sees what one of them committed before.
+    // The claim keeps other retention instances out; the look after it sees what one of
+    // them committed before.
     if !syncguard_store::try_claim(&mut transaction, Claim::ApplyJob(job_id.0)).await? {
         return Ok(None);
     }
     let Some(cycle) = decided_cycle(&mut transaction, job_id).await? else {
         return Ok(None);
     };
+    let span = tracing::info_span!("cycle.apply", job.id = %job_id, cycle.id = %cycle.cycle_id);
+    if let Some(traceparent) = &cycle.trace_parent {
+        syncguard_telemetry::continue_trace(&span, traceparent);
+    }
+    apply_decided(transaction, now, job_id, cycle, started)
+        .instrument(span)
+        .await
+        .map(Some)
+}
+
+/// Applies `cycle`, the job's decided cycle, in `transaction` (which holds the job's apply
+/// claim) and commits.
+async fn apply_decided(
+    mut transaction: sqlx::Transaction<'static, sqlx::Postgres>,
+    now: DateTime<Utc>,
+    job_id: JobId,
+    cycle: Decided,
+    (started, started_at): (Instant, DateTime<Utc>),
+) -> Result<Uuid, RetentionError> {
     let state: CycleState = cycle
         .state
         .parse()
@@ -189,7 +196,7 @@ pub async fn apply_next(
     transaction.commit().await.map_err(StoreError::from)?;
     syncguard_telemetry::cycle_outcome("completed");
     tracing::info!(job = %job_id, cycle = %cycle.cycle_id, decided = %state, actions = total, actor, millis = started.elapsed().as_millis() as u64, "cycle applied");
-    Ok(Some(cycle.cycle_id))
+    Ok(cycle.cycle_id)
 }
 
 /// Past this size the apply set's table is truncated before it is filled again, instead of

@@ -22,7 +22,6 @@ use syncguard_proto::v1;
 use syncguard_proto::v1::retention_service_server::{RetentionServiceServer, SERVICE_NAME};
 use syncguard_proto::v1::stager_service_client::StagerServiceClient;
 use tonic::service::Routes;
-use tracing::Instrument as _;
 
 use std::sync::Arc;
 
@@ -75,17 +74,10 @@ async fn apply_and_hand_over(
     stager: &StagerServiceClient<PeerChannel>,
     job_id: JobId,
 ) -> anyhow::Result<bool> {
-    let Some((cycle_id, traceparent)) = apply::pending(pool, job_id).await? else {
-        return Ok(false);
-    };
-    let span = tracing::info_span!("cycle.apply", job.id = %job_id, cycle.id = %cycle_id);
-    if let Some(traceparent) = &traceparent {
-        syncguard_telemetry::continue_trace(&span, traceparent);
-    }
-    let applied = apply::apply_next(pool, clock.now(), job_id)
-        .instrument(span)
-        .await?;
-    if applied.is_none() {
+    if apply::apply_next(pool, clock.now(), job_id)
+        .await?
+        .is_none()
+    {
         return Ok(false);
     }
     // The job's next queued push can be staged now.
