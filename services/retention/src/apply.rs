@@ -258,7 +258,10 @@ async fn collect_apply_set(
     .await?;
     // Planned on real counts when it matters; a few rows plan fine on defaults.
     if rows.iter().map(|(_, count, _)| count).sum::<i64>() > 1000 {
-        sqlx::query("ANALYZE apply_set").execute(&mut *conn).await?;
+        // The columns the statements join and filter on; not the attribute lists.
+        sqlx::query("ANALYZE apply_set (anchor, object_type, object_id, action, reason)")
+            .execute(&mut *conn)
+            .await?;
     }
     let mut set = ApplySet::default();
     for (action, count, groups) in rows {
