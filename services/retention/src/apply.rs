@@ -86,7 +86,7 @@ pub async fn apply_next(
     now: DateTime<Utc>,
     job_id: JobId,
 ) -> Result<Option<Uuid>, RetentionError> {
-    let started = (Instant::now(), Utc::now());
+    let (started, started_at) = (Instant::now(), Utc::now());
     let mut transaction = pool.begin().await.map_err(StoreError::from)?;
     // The claim keeps other retention instances out; the look after it sees what one of
     // them committed before.
@@ -100,7 +100,7 @@ pub async fn apply_next(
     if let Some(traceparent) = &cycle.trace_parent {
         syncguard_telemetry::continue_trace(&span, traceparent);
     }
-    apply_decided(transaction, now, job_id, cycle, started)
+    apply_decided(transaction, now, job_id, cycle, started, started_at)
         .instrument(span)
         .await
         .map(Some)
@@ -113,7 +113,8 @@ async fn apply_decided(
     now: DateTime<Utc>,
     job_id: JobId,
     cycle: Decided,
-    (started, started_at): (Instant, DateTime<Utc>),
+    started: Instant,
+    started_at: DateTime<Utc>,
 ) -> Result<Uuid, RetentionError> {
     let state: CycleState = cycle
         .state

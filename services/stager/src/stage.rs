@@ -71,19 +71,17 @@ pub async fn stage_next(pool: &PgPool, job_id: JobId) -> Result<Staged, StagerEr
     // The newest queued full snapshot (the deltas and reads before it are superseded), else
     // the oldest queued push; one statement, with the last staged sequence number, the state
     // of the job's latest cycle (an open one holds the push back) and the job's settings.
-    let queued = sqlx::query_as::<_, QueuedAfter>(
+    let queued = sqlx::query_as::<_, QueuedAfter>(sqlx::AssertSqlSafe(format!(
         "WITH last AS (SELECT COALESCE(max(seq), 0) AS seq FROM cycles WHERE job_id = $1)
-         SELECT (SELECT seq FROM last) AS last_seq,
-                (SELECT cs.state FROM cycle_states cs WHERE cs.cycle_id =
-                    (SELECT c.cycle_id FROM cycles c WHERE c.job_id = $1 ORDER BY c.seq DESC LIMIT 1))
-                    AS latest_state,
+         SELECT (SELECT seq FROM last) AS last_seq, {latest} AS latest_state,
                 s.snapshot_id, s.cycle_id, s.seq, s.kind, s.object_count, s.trace_parent,
                 j.scope_rules, j.deprovision_mode, j.allow_empty_source
          FROM snapshots s JOIN jobs j ON j.job_id = s.job_id
          WHERE s.job_id = $1 AND s.seq > (SELECT seq FROM last)
          ORDER BY s.kind = 'full' DESC, CASE WHEN s.kind = 'full' THEN -s.seq ELSE s.seq END
          LIMIT 1",
-    )
+        latest = syncguard_store::latest_cycle_state_of("$1"),
+    )))
     .bind(job_id.0)
     .fetch_optional(&mut *conn)
     .await?;
@@ -97,15 +95,8 @@ pub async fn stage_next(pool: &PgPool, job_id: JobId) -> Result<Staged, StagerEr
         transaction.commit().await.map_err(StoreError::from)?;
         return Ok(Staged::Nothing);
     };
-    if let Some(state) = latest_state {
-        let state: CycleState = state
-            .parse()
-            .map_err(|error: syncguard_domain::UnknownName| {
-                StoreError::Corrupt(error.to_string())
-            })?;
-        if state.is_open() {
-            return Ok(Staged::Nothing);
-        }
+    if syncguard_store::parse_latest_state(latest_state)?.is_some_and(CycleState::is_open) {
+        return Ok(Staged::Nothing);
     }
     if next.kind == "full" {
         supersede_before(conn, job_id, last_seq, next.seq).await?;

@@ -135,11 +135,9 @@ pub async fn fetch_cycle_and_latest<'e>(
     }
     let found: Option<WithLatest> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {CYCLE_RECORD_COLUMNS},
-             CASE WHEN cs.state = 'queued' THEN (
-                 SELECT l.state FROM cycle_states l WHERE l.cycle_id =
-                     (SELECT c.cycle_id FROM cycles c WHERE c.job_id = cs.job_id ORDER BY c.seq DESC LIMIT 1))
-             END AS latest_state
-         FROM cycle_states cs WHERE cs.cycle_id = $1"
+             CASE WHEN cs.state = 'queued' THEN {latest} END AS latest_state
+         FROM cycle_states cs WHERE cs.cycle_id = $1",
+        latest = latest_cycle_state_of("cs.job_id"),
     )))
     .bind(cycle_id)
     .fetch_optional(executor)
@@ -147,15 +145,28 @@ pub async fn fetch_cycle_and_latest<'e>(
     let Some(found) = found else {
         return Ok(None);
     };
-    let latest = found
-        .latest_state
+    let latest = parse_latest_state(found.latest_state)?;
+    Ok(Some((CycleRecord::try_from(found.row)?, latest)))
+}
+
+/// A scalar subquery for the state of the latest staged cycle of the job `job` (an SQL
+/// expression): the cycle a queued push waits behind while it is open (one per job).
+pub fn latest_cycle_state_of(job: &str) -> String {
+    format!(
+        "(SELECT l.state FROM cycle_states l WHERE l.cycle_id =
+             (SELECT c.cycle_id FROM cycles c WHERE c.job_id = {job} ORDER BY c.seq DESC LIMIT 1))"
+    )
+}
+
+/// The state read by [`latest_cycle_state_of`]; `None` for a job with no staged cycle.
+pub fn parse_latest_state(state: Option<String>) -> Result<Option<CycleState>, StoreError> {
+    state
         .map(|state| {
             state
                 .parse::<CycleState>()
                 .map_err(|error| StoreError::Corrupt(error.to_string()))
         })
-        .transpose()?;
-    Ok(Some((CycleRecord::try_from(found.row)?, latest)))
+        .transpose()
 }
 
 /// Cycles of the query `sql` (which selects [`CYCLE_RECORD_COLUMNS`] from `cycle_states cs`).

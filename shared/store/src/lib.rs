@@ -15,6 +15,7 @@ pub use batch_ids::BatchIds;
 pub use claims::{Claim, claim, try_claim};
 pub use cycle_record::{
     CYCLE_RECORD_COLUMNS, CycleRecord, CycleRow, fetch_cycle, fetch_cycle_and_latest, fetch_cycles,
+    latest_cycle_state_of, parse_latest_state,
 };
 pub use error::StoreError;
 pub use jobs::job_exists;
