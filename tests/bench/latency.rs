@@ -74,13 +74,37 @@ where
     F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send,
 {
-    let warmed = std::sync::Arc::new(tokio::sync::Barrier::new(clients));
+    Ok(concurrent_metered(clients, calls, call, || ()).await?.0)
+}
+
+/// [`concurrent`], with `at_start` run once at the instant the timed calls start (after every
+/// caller's warm-up: a new pooled connection's first calls cost tens of milliseconds of
+/// server CPU that a running service does not pay), its value returned beside the latencies.
+pub async fn concurrent_metered<F, Fut, S, T>(
+    clients: usize,
+    calls: usize,
+    call: F,
+    at_start: S,
+) -> anyhow::Result<(Latencies, T)>
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+    S: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    use std::sync::{Arc, Mutex};
+    let at_start = Arc::new(Mutex::new(Some(at_start)));
+    let started: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
+    // Two barriers: all warmed up; then, once one caller has run `at_start`, all go.
+    let warmed = Arc::new(tokio::sync::Barrier::new(clients));
+    let go = Arc::new(tokio::sync::Barrier::new(clients));
     let mut tasks = Vec::new();
     for client in 0..clients {
         let call = call.clone();
-        let warmed = warmed.clone();
+        let (warmed, go) = (warmed.clone(), go.clone());
+        let (at_start, started) = (at_start.clone(), started.clone());
         tasks.push(tokio::spawn(async move {
-            // A caller whose warm-up fails still reaches the barrier, so the others are not
+            // A caller whose warm-up fails still reaches the barriers, so the others are not
             // left waiting; its error is reported after.
             let mut warm_up = Ok(());
             for index in 0..WARM_UP {
@@ -88,7 +112,13 @@ where
                     warm_up = call(client, index).await;
                 }
             }
-            warmed.wait().await;
+            if warmed.wait().await.is_leader() {
+                let start = at_start.lock().ok().and_then(|mut start| start.take());
+                if let (Some(start), Ok(mut started)) = (start, started.lock()) {
+                    *started = Some(start());
+                }
+            }
+            go.wait().await;
             warm_up?;
             let mut samples = Vec::with_capacity(calls);
             for index in WARM_UP..WARM_UP + calls {
@@ -103,6 +133,11 @@ where
     for task in tasks {
         samples.extend(task.await??);
     }
+    let started = started
+        .lock()
+        .ok()
+        .and_then(|mut started| started.take())
+        .ok_or_else(|| anyhow::anyhow!("no caller ran the start of the timed calls"))?;
     samples.sort();
-    Ok(Latencies(samples))
+    Ok((Latencies(samples), started))
 }

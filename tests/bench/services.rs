@@ -58,25 +58,42 @@ pub fn postgres_cpu_seconds() -> f64 {
         .sum()
 }
 
-/// CPU seconds used so far by each service, the Postgres server and the benchmark itself:
-/// the difference of two readings says which process a workload's time went to.
-pub fn cpu_reading(services: &Services) -> Vec<(&'static str, f64)> {
-    let mut reading: Vec<(&'static str, f64)> = services
-        .children
-        .iter()
-        .map(|(service, child)| {
-            (
-                service.as_str(),
-                child.id().and_then(cpu_seconds).unwrap_or(f64::NAN),
-            )
-        })
-        .collect();
-    reading.push(("postgres", postgres_cpu_seconds()));
-    reading.push((
-        "benchmark",
-        cpu_seconds(std::process::id()).unwrap_or(f64::NAN),
-    ));
-    reading
+/// The processes whose CPU time a workload is split across: each service, the Postgres
+/// server and the benchmark itself. Cheap to clone, so a caller can read it at the instant
+/// its timed calls start (after their warm-up).
+#[derive(Clone)]
+pub struct CpuMeter(Vec<(&'static str, Option<u32>)>);
+
+/// CPU seconds used so far by each process of a [`CpuMeter`], in its order.
+pub type CpuReading = Vec<(&'static str, f64)>;
+
+impl CpuMeter {
+    /// The running services' processes, the Postgres server's and this one.
+    pub fn of(services: &Services) -> Self {
+        Self(
+            services
+                .children
+                .iter()
+                .map(|(service, child)| (service.as_str(), child.id()))
+                .collect(),
+        )
+    }
+
+    /// CPU seconds used so far by each process: the difference of two readings says which
+    /// process a workload's time went to.
+    pub fn read(&self) -> CpuReading {
+        let mut reading: CpuReading = self
+            .0
+            .iter()
+            .map(|(name, pid)| (*name, pid.and_then(cpu_seconds).unwrap_or(f64::NAN)))
+            .collect();
+        reading.push(("postgres", postgres_cpu_seconds()));
+        reading.push((
+            "benchmark",
+            cpu_seconds(std::process::id()).unwrap_or(f64::NAN),
+        ));
+        reading
+    }
 }
 
 /// The most memory a process has held, from /proc/<pid>/status.

@@ -16,9 +16,9 @@ use syncguard_proto::v1::{self, CycleState};
 use crate::anchors::{allow_in_sql, pgbench_commit, time_psql_copy};
 use crate::cycles::{CycleFigures, print_cycle, push_and_measure};
 use crate::data::{Round, one_object_delta, snapshot};
-use crate::latency::{Latencies, concurrent, ms, sequential};
+use crate::latency::{Latencies, concurrent, concurrent_metered, ms, sequential};
 use crate::services::{
-    Authed, MESSAGE_LIMIT, Services, authed, cpu_reading, cpu_seconds, peak_rss_mib, start_services,
+    Authed, CpuMeter, MESSAGE_LIMIT, Services, authed, cpu_seconds, peak_rss_mib, start_services,
 };
 
 /// Objects a quarantine of the big job holds.
@@ -193,6 +193,47 @@ fn print_cpu_per_call(
         "  CPU per {what}: {total:.2} ms ({}; clock ticks of 10 ms over {calls} calls)",
         parts.join(", ")
     );
+}
+
+/// Times `call` from `concurrency` callers ([`CALLS`] calls in all), prints the CPU each
+/// process spent per call once the callers were warmed up (so a closed loop's latency can be
+/// read against the CPU it needs on two cores), and adds the call's row, named by the call and
+/// how it was called, beside the commit `anchor` of the same concurrency.
+async fn small_call_row<F, Fut>(
+    table: &mut Table,
+    services: &Services,
+    (call_name, how): (&str, &str),
+    concurrency: usize,
+    anchor: Duration,
+    call: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let meter = CpuMeter::of(services);
+    let at_start = meter.clone();
+    let (latencies, before) =
+        concurrent_metered(concurrency, CALLS / concurrency.max(1), call, move || {
+            at_start.read()
+        })
+        .await?;
+    print_cpu_per_call(
+        &format!("{call_name}, {how}"),
+        CALLS,
+        &before,
+        &meter.read(),
+    );
+    let met = ms(latencies.p50()) <= 1.5 && ms(latencies.p99()) <= 5.0;
+    table.add(
+        format!("{call_name} (page of 50), {how}"),
+        latencies.summary(),
+        format!("commit {:.2} ms", ms(anchor)),
+        Some(ms(latencies.p50()) / ms(anchor)),
+        "p50 <= 1.5 ms, p99 <= 5 ms",
+        Some(met),
+    );
+    Ok(())
 }
 
 fn seconds(duration: Duration) -> String {
@@ -381,16 +422,15 @@ pub async fn run(total: usize) -> anyhow::Result<()> {
                 Ok(())
             }
         };
-        let latencies = concurrent(concurrency, CALLS / concurrency.max(1), get_quarantine).await?;
-        let met = ms(latencies.p50()) <= 1.5 && ms(latencies.p99()) <= 5.0;
-        table.add(
-            format!("GetQuarantine (page of 50), {name}"),
-            latencies.summary(),
-            format!("commit {:.2} ms", ms(anchor)),
-            Some(ms(latencies.p50()) / ms(anchor)),
-            "p50 <= 1.5 ms, p99 <= 5 ms",
-            Some(met),
-        );
+        small_call_row(
+            &mut table,
+            &services,
+            ("GetQuarantine", name),
+            concurrency,
+            anchor,
+            get_quarantine,
+        )
+        .await?;
         let stager = clients.stager.clone();
         let job = big.clone();
         let query_logs = move |_: usize, _: usize| {
@@ -410,16 +450,15 @@ pub async fn run(total: usize) -> anyhow::Result<()> {
                 Ok(())
             }
         };
-        let latencies = concurrent(concurrency, CALLS / concurrency.max(1), query_logs).await?;
-        let met = ms(latencies.p50()) <= 1.5 && ms(latencies.p99()) <= 5.0;
-        table.add(
-            format!("QueryProvisioningLogs (page of 50), {name}"),
-            latencies.summary(),
-            format!("commit {:.2} ms", ms(anchor)),
-            Some(ms(latencies.p50()) / ms(anchor)),
-            "p50 <= 1.5 ms, p99 <= 5 ms",
-            Some(met),
-        );
+        small_call_row(
+            &mut table,
+            &services,
+            ("QueryProvisioningLogs", name),
+            concurrency,
+            anchor,
+            query_logs,
+        )
+        .await?;
     }
 
     // Allowing the 10,000, until all are soft-deleted, beside the same rows in plain SQL.
@@ -455,9 +494,10 @@ pub async fn run(total: usize) -> anyhow::Result<()> {
     // Deltas on small and middle-sized jobs.
     for size in [100usize, 100_000] {
         let job = loaded_job(&mut clients, &format!("delta {size}"), size).await?;
-        let before = cpu_reading(&services);
+        let meter = CpuMeter::of(&services);
+        let before = meter.read();
         let latencies = delta_latency(&clients.ingest, &job, size).await?;
-        print_cpu_per_call("delta", DELTAS, &before, &cpu_reading(&services));
+        print_cpu_per_call("delta", DELTAS, &before, &meter.read());
         let goal = if size <= 100 { 10.0 } else { 25.0 };
         table.add(
             format!("PushDelta of 1 object, job of {size}"),
