@@ -223,9 +223,16 @@ async fn collect_apply_set(
             .await?;
     match size {
         None => {
-            sqlx::query(
+            // Statistics from a sample of 3,000 rows (target 10) instead of every row of a
+            // set up to 30,000: the kinds, types and reasons have a handful of values each and
+            // the anchors and ids are all distinct, which a sample shows as well as the whole
+            // set. ANALYZE of 10,000 rows: 3 ms instead of 10 ms (psql, this machine kind).
+            sqlx::raw_sql(
                 "CREATE TEMP TABLE apply_set (action_id uuid, anchor text, object_type text, \
-                 object_id uuid, action text, reason text, changed_attributes text[])",
+                 object_id uuid, action text, reason text, changed_attributes text[]); \
+                 ALTER TABLE apply_set ALTER anchor SET STATISTICS 10, \
+                 ALTER object_type SET STATISTICS 10, ALTER object_id SET STATISTICS 10, \
+                 ALTER action SET STATISTICS 10, ALTER reason SET STATISTICS 10",
             )
             .execute(&mut *conn)
             .await?;
