@@ -38,6 +38,15 @@ async fn changes_until_now(
     Ok(changes)
 }
 
+/// The title a change's object carries.
+fn object_title(change: &v1::DirectoryChange) -> v1::AttributeValues {
+    change
+        .object
+        .as_ref()
+        .and_then(|object| object.attributes.get("title").cloned())
+        .unwrap_or_default()
+}
+
 fn kinds(changes: &[v1::DirectoryChange]) -> Vec<(ChangeKind, String)> {
     changes
         .iter()
@@ -187,8 +196,20 @@ async fn a_watcher_gets_every_applied_change_once_and_held_ones_only_after_the_a
     );
     assert_eq!(resumed[0].cursor, update.cursor);
 
-    // Five leavers are held: nothing; allowed: five soft deletes.
-    let held = push_snapshot(&mut ingest, &job_id, &without(10, 0..5)).await?;
+    // Five leavers and a promotion are held: nothing; allowed: five soft deletes and the
+    // update, in anchor order.
+    let directed = |mut objects: Vec<v1::SourceObject>| {
+        for object in objects.iter_mut().filter(|o| o.anchor == "u-00007") {
+            object.attributes.insert(
+                "title".into(),
+                v1::AttributeValues {
+                    values: vec!["Director".into()],
+                },
+            );
+        }
+        objects
+    };
+    let held = push_snapshot(&mut ingest, &job_id, &directed(without(10, 0..5))).await?;
     assert_eq!(held.cycle_state, CycleState::Quarantined as i32);
     assert!(
         changes_until_now(&suite, &job_id, &update.cursor)
@@ -196,17 +217,45 @@ async fn a_watcher_gets_every_applied_change_once_and_held_ones_only_after_the_a
             .is_empty()
     );
     decide(&suite, &job_id, true).await?;
-    let deleted = changes_until_now(&suite, &job_id, &update.cursor).await?;
-    assert_eq!(deleted.len(), 5);
+    let mut deleted = changes_until_now(&suite, &job_id, &update.cursor).await?;
+    assert_eq!(deleted.len(), 6);
+    let promotion = deleted.pop().unwrap_or_default();
+    assert_eq!(promotion.kind(), ChangeKind::Update);
+    assert_eq!(promotion.changed_attributes, vec!["title".to_owned()]);
+    let director = promotion.object.clone().unwrap_or_default();
+    assert_eq!(director.anchor, "u-00007");
+    assert_eq!(
+        director.attributes["title"].values,
+        vec!["Director".to_owned()]
+    );
     assert!(
         deleted
             .iter()
             .all(|c| c.kind() == ChangeKind::SoftDelete && !c.cycle_id.is_empty())
     );
-    let after_allow = deleted[4].cursor.clone();
+    // Each in anchor order, carrying the object it removed as it last stood: the id and name
+    // it was created with (the load's changes), its attributes (u-00003 promoted since), now
+    // marked deleted.
+    for (n, change) in deleted.iter().enumerate() {
+        let object = change.object.clone().unwrap_or_default();
+        let created = loaded[n].object.clone().unwrap_or_default();
+        let mut last = created.attributes.clone();
+        if n == 3 {
+            last.insert("title".into(), object_title(&update));
+        }
+        assert_eq!(object.anchor, format!("u-{n:05}"));
+        assert_eq!(object.object_id, created.object_id);
+        assert_eq!(object.distinguished_name, created.distinguished_name);
+        assert_eq!(object.attributes, last);
+        assert!(
+            object.deleted_at.is_some(),
+            "a soft delete's object is marked deleted: {object:?}"
+        );
+    }
+    let after_allow = promotion.cursor.clone();
 
     // Three more leavers and a fourth, rejected: never in the feed.
-    let rejected = push_snapshot(&mut ingest, &job_id, &without(10, 0..9)).await?;
+    let rejected = push_snapshot(&mut ingest, &job_id, &directed(without(10, 0..9))).await?;
     assert_eq!(rejected.cycle_state, CycleState::Quarantined as i32);
     decide(&suite, &job_id, false).await?;
     wait_for(
