@@ -217,41 +217,41 @@ async fn collect_apply_set(
     // at every commit instead (ON COMMIT DELETE ROWS), it was truncated with its TOAST table,
     // whose index was rebuilt on disk: 0.45 ms of every apply's commit. The dead rows the
     // deletes leave are reclaimed by truncating the table once it has grown.
-    // `soft_deleted` lives beside it: the objects the apply's soft delete changed, as the
-    // feed reports them (see `Target::soft_delete`).
+    // `soft_deleted` lives beside it: the objects the apply's soft delete changed, which the
+    // feed reports without looking them up again (see `Target::soft_delete`). Sizes include
+    // TOAST: the deleted objects' attributes live there.
     let (size, deleted_size): (Option<i64>, Option<i64>) = sqlx::query_as(
-        "SELECT pg_relation_size(to_regclass('pg_temp.apply_set')), \
-                pg_relation_size(to_regclass('pg_temp.soft_deleted'))",
+        "SELECT pg_table_size(to_regclass('pg_temp.apply_set')), \
+                pg_table_size(to_regclass('pg_temp.soft_deleted'))",
     )
     .fetch_one(&mut *conn)
     .await?;
-    match size {
-        None => {
+    match (size, deleted_size) {
+        (Some(bytes), Some(deleted_bytes)) => {
+            if bytes.max(deleted_bytes) > APPLY_SET_TRUNCATE_BYTES {
+                sqlx::query("TRUNCATE apply_set, soft_deleted")
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        _ => {
             // Statistics from a sample of 3,000 rows (target 10) instead of every row of a
             // set up to 30,000: the kinds, types and reasons have a handful of values each and
             // the anchors and ids are all distinct, which a sample shows as well as the whole
             // set. ANALYZE of 10,000 rows: 3 ms instead of 10 ms (psql, this machine kind).
             sqlx::raw_sql(
-                "CREATE TEMP TABLE apply_set (action_id uuid, anchor text, object_type text, \
-                 object_id uuid, action text, reason text, changed_attributes text[]); \
+                "CREATE TEMP TABLE IF NOT EXISTS apply_set (action_id uuid, anchor text, \
+                 object_type text, object_id uuid, action text, reason text, \
+                 changed_attributes text[]); \
                  ALTER TABLE apply_set ALTER anchor SET STATISTICS 10, \
                  ALTER object_type SET STATISTICS 10, ALTER object_id SET STATISTICS 10, \
                  ALTER action SET STATISTICS 10, ALTER reason SET STATISTICS 10; \
-                 CREATE TEMP TABLE soft_deleted (object_id uuid, anchor text, object_type text, \
-                 distinguished_name text, attributes jsonb, enabled boolean)",
+                 CREATE TEMP TABLE IF NOT EXISTS soft_deleted (object_id uuid, anchor text, \
+                 object_type text, distinguished_name text, attributes jsonb, enabled boolean)",
             )
             .execute(&mut *conn)
             .await?;
         }
-        Some(bytes)
-            if bytes > APPLY_SET_TRUNCATE_BYTES
-                || deleted_size.unwrap_or(0) > APPLY_SET_TRUNCATE_BYTES =>
-        {
-            sqlx::query("TRUNCATE apply_set, soft_deleted")
-                .execute(&mut *conn)
-                .await?;
-        }
-        Some(_) => {}
     }
     // Emptied, copied and counted by kind in one statement.
     let ids = BatchIds::draw();
@@ -341,7 +341,8 @@ const TAKING_SOURCE_STATE: &[ActionKind] = &[
     ActionKind::Disable,
 ];
 
-/// The actions whose objects the feed looks up (a soft delete's are kept by its statement).
+/// The actions whose objects the feed looks up: every kind but a delete, whose objects the
+/// soft delete keeps as it leaves them.
 const LOOKED_UP_FOR_THE_FEED: &[ActionKind] = &[
     ActionKind::Create,
     ActionKind::Update,
@@ -527,8 +528,9 @@ impl Target {
             // the job's objects were joined by a hash, built on whichever side the statistics
             // said was smaller: right after a first load they say the job has a few hundred
             // objects, and the hash held all 100,000 of them (feed of 10,000 deletes: 87 ms,
-            // auto_explain). This transaction holds the rows' locks until it commits, so they
-            // cannot change before the feed is written.
+            // auto_explain). This transaction holds the rows' locks until it commits, so no
+            // other can change them before the feed is written, and none of its own later
+            // statements does: a cycle has one action per anchor.
             "WITH deleted AS (
              UPDATE directory_objects d
              SET deleted_at = $2,
@@ -548,7 +550,8 @@ impl Target {
                  ) live
                  WHERE a.action = 'delete'))
              RETURNING d.object_id, d.anchor, d.object_type, d.distinguished_name, d.attributes, d.enabled)
-             INSERT INTO soft_deleted SELECT * FROM deleted"
+             INSERT INTO soft_deleted (object_id, anchor, object_type, distinguished_name, attributes, enabled)
+             SELECT object_id, anchor, object_type, distinguished_name, attributes, enabled FROM deleted"
                 .to_owned(),
         )
         .await?;
