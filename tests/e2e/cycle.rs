@@ -152,6 +152,48 @@ async fn a_first_load_stages_one_named_create_per_wanted_object() -> anyhow::Res
     suite.stop().await
 }
 
+/// A delete acts on the object the target holds: when the source marks an anchor deleted
+/// and now calls it a group, the user the target holds under that anchor is soft-deleted
+/// (the action names the target's type), not logged as applied while it stays live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_removes_the_target_object_whatever_type_the_source_now_gives_it()
+-> anyhow::Result<()> {
+    let suite = Suite::start().await?;
+    let job_id = create_job(&suite, push_job("retyped")).await?;
+    let mut ingest = suite.ingest(Some(&suite.tokens.operator));
+    push_snapshot(&mut ingest, &job_id, &(1..=4).map(user).collect::<Vec<_>>()).await?;
+    let mut retyped = user(4);
+    retyped.object_type = ObjectType::Group as i32;
+    retyped.deleted_in_source = true;
+    let objects = [user(1), user(2), user(3), retyped];
+    let pushed = push_snapshot(&mut ingest, &job_id, &objects).await?;
+    assert_eq!(
+        pushed.cycle_state,
+        CycleState::Completed as i32,
+        "{pushed:?}"
+    );
+    let staged: Vec<(String, i32, i32, i32)> = all_staged(&suite, &pushed.cycle_id)
+        .await?
+        .into_iter()
+        .map(|a| (a.anchor, a.action, a.object_type, a.status))
+        .collect();
+    assert_eq!(
+        staged,
+        vec![(
+            "u-00004".to_owned(),
+            ActionKind::Delete as i32,
+            ObjectType::User as i32,
+            ActionStatus::Applied as i32,
+        )]
+    );
+    let live = live_objects(&mut suite.retention(Some(&suite.tokens.reader)), &job_id).await?;
+    assert_eq!(
+        live.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["u-00001", "u-00002", "u-00003"]
+    );
+    suite.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_snapshot_stages_applies_and_logs_exactly_its_changes() -> anyhow::Result<()> {
     let suite = Suite::start().await?;

@@ -183,7 +183,12 @@ impl Diff<'_> {
             ),
             joined AS (
                 SELECT COALESCE(src.anchor, tgt.anchor) AS anchor,
-                       COALESCE(src.object_type, tgt.object_type) AS object_type,
+                       -- A wanted object is what the source says it is; one that goes is the
+                       -- object the target holds under that anchor, whatever type the source
+                       -- now gives it (retention finds a deleted object by its type).
+                       CASE WHEN src.anchor IS NOT NULL AND src.in_scope AND NOT src.gone
+                            THEN src.object_type
+                            ELSE COALESCE(tgt.object_type, src.object_type) END AS object_type,
                        tgt.object_id,
                        src.anchor IS NOT NULL AND src.in_scope AND NOT src.gone AS wanted,
                        src.anchor IS NULL OR src.gone AS gone_from_source,
