@@ -38,6 +38,15 @@ async fn changes_until_now(
     Ok(changes)
 }
 
+/// `change` is an update of `anchor` that changed only its title, to `title`.
+fn assert_title_update(change: &v1::DirectoryChange, anchor: &str, title: &str) {
+    assert_eq!(change.kind(), ChangeKind::Update);
+    assert_eq!(change.changed_attributes, vec!["title".to_owned()]);
+    let object = change.object.clone().unwrap_or_default();
+    assert_eq!(object.anchor, anchor);
+    assert_eq!(object.attributes["title"].values, vec![title.to_owned()]);
+}
+
 /// The title a change's object carries.
 fn object_title(change: &v1::DirectoryChange) -> v1::AttributeValues {
     change
@@ -171,14 +180,7 @@ async fn a_watcher_gets_every_applied_change_once_and_held_ones_only_after_the_a
             break change;
         }
     };
-    assert_eq!(update.kind(), ChangeKind::Update);
-    assert_eq!(update.changed_attributes, vec!["title".to_owned()]);
-    let object = update.object.clone().unwrap_or_default();
-    assert_eq!(object.anchor, "u-00003");
-    assert_eq!(
-        object.attributes["title"].values,
-        vec!["Manager".to_owned()]
-    );
+    assert_title_update(&update, "u-00003", "Manager");
     let heartbeat = tokio::time::timeout(Duration::from_secs(10), live.message())
         .await??
         .and_then(|message| message.event);
@@ -220,14 +222,7 @@ async fn a_watcher_gets_every_applied_change_once_and_held_ones_only_after_the_a
     let mut deleted = changes_until_now(&suite, &job_id, &update.cursor).await?;
     assert_eq!(deleted.len(), 6);
     let promotion = deleted.pop().unwrap_or_default();
-    assert_eq!(promotion.kind(), ChangeKind::Update);
-    assert_eq!(promotion.changed_attributes, vec!["title".to_owned()]);
-    let director = promotion.object.clone().unwrap_or_default();
-    assert_eq!(director.anchor, "u-00007");
-    assert_eq!(
-        director.attributes["title"].values,
-        vec!["Director".to_owned()]
-    );
+    assert_title_update(&promotion, "u-00007", "Director");
     assert!(
         deleted
             .iter()

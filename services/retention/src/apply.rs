@@ -341,16 +341,6 @@ const TAKING_SOURCE_STATE: &[ActionKind] = &[
     ActionKind::Disable,
 ];
 
-/// The actions whose objects the feed looks up: every kind but a delete, whose objects the
-/// soft delete keeps as it leaves them.
-const LOOKED_UP_FOR_THE_FEED: &[ActionKind] = &[
-    ActionKind::Create,
-    ActionKind::Update,
-    ActionKind::Enable,
-    ActionKind::Restore,
-    ActionKind::Disable,
-];
-
 /// The actions that may rewrite a group's members.
 const REWRITING_MEMBERS: &[ActionKind] = &[
     ActionKind::Create,
@@ -727,7 +717,9 @@ impl Target {
     /// Every applied change into the change feed, with the object's state after it: the
     /// soft-deleted objects as their statement left them, the others looked up by anchor.
     async fn feed(&self, conn: &mut PgConnection, batch: i64) -> Result<(), RetentionError> {
-        let objects = Self::job_objects(self.probe(LOOKED_UP_FOR_THE_FEED));
+        // Every action but a delete is looked up, probed or joined by how many there are.
+        let looked_up = self.kinds.values().sum::<i64>() - self.count(&[ActionKind::Delete]);
+        let objects = Self::job_objects(probes(looked_up, self.source_objects));
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO directory_changes (batch, position, job_id, object_id, anchor, object_type, change,
                  changed_attributes, distinguished_name, attributes, enabled, member_anchors, cycle_id, at)
