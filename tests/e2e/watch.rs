@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use syncguard_e2e::directory::{directory, push_snapshot, user};
-use syncguard_e2e::{Suite, SuiteOptions, wait_for};
+use syncguard_e2e::{Suite, SuiteOptions, TestDatabase, wait_for};
 use syncguard_proto::v1::watch_changes_response::Event;
 use syncguard_proto::v1::{self, ChangeKind, CycleState};
 use tonic::Code;
@@ -296,4 +296,47 @@ async fn a_watcher_gets_every_applied_change_once_and_held_ones_only_after_the_a
     assert_eq!(bad.code(), Code::InvalidArgument);
     assert!(bad.message().contains("after"), "{}", bad.message());
     suite.stop().await
+}
+
+/// Retention drops the feed's old changes oldest batch first, in steps of at most 50 batches,
+/// and never past a batch younger than the cutoff: a reader resuming from a cursor in it must
+/// still find it. Every change of a batch carries its transaction's time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_is_pruned_from_its_oldest_batch_up_to_the_first_younger_one() -> anyhow::Result<()>
+{
+    let database = TestDatabase::create().await?;
+    syncguard_store::migrate(&database.options()).await?;
+    let pool = sqlx::PgPool::connect_with(database.options()).await?;
+    let now = chrono::Utc::now();
+    let keep = chrono::Duration::days(30);
+    // 120 batches of three changes, 40 days old, but batch 70 one day old.
+    sqlx::query(
+        "INSERT INTO directory_changes (batch, position, job_id, object_id, anchor, object_type, change, at)
+         SELECT b, p, $1, gen_random_uuid(), 'a-' || b || '-' || p, 'user', 'create',
+                $2 - CASE WHEN b = 70 THEN interval '1 day' ELSE interval '40 days' END
+         FROM generate_series(1, 120) b, generate_series(1, 3) p",
+    )
+    .bind(uuid::Uuid::new_v4())
+    .bind(now)
+    .execute(&pool)
+    .await?;
+    let kept = || async {
+        sqlx::query_as::<_, (Option<i64>, i64, i64)>(
+            "SELECT min(batch), count(*), (SELECT pruned_through FROM feed_clock) FROM directory_changes",
+        )
+        .fetch_one(&pool)
+        .await
+    };
+
+    let dropped = syncguard_retention::feed::prune(&pool, now, keep).await?;
+    assert_eq!(dropped, 69 * 3, "batches 1 to 69, in two steps");
+    assert_eq!(kept().await?, (Some(70), 51 * 3, 69), "from batch 70 on");
+
+    // Once batch 70 is old as well, the rest goes.
+    let later = now + keep;
+    let dropped = syncguard_retention::feed::prune(&pool, later, keep).await?;
+    assert_eq!(dropped, 51 * 3);
+    assert_eq!(kept().await?, (None, 0, 120));
+    pool.close().await;
+    database.drop_database().await
 }

@@ -43,12 +43,26 @@ pub async fn prune(
     let mut dropped = 0;
     loop {
         let mut transaction = pool.begin().await?;
-        // The newest batch whose every change is older than the cutoff, at most 50 batches
-        // past the last pruned one (each step is a short transaction).
+        // The last of the batches past the last pruned one that are all older than the
+        // cutoff, at most 50 (each step is a short transaction); a younger batch stops the
+        // step, so no batch is dropped before its time. Every change of a batch carries its
+        // transaction's time, so a batch is looked at in its first change only, found by key:
+        // grouping every change kept to find them read the whole feed on each maintenance
+        // tick (99 ms with 300,000 changes kept, beside an allow it slowed by a third).
         let (through,): (Option<i64>,) = sqlx::query_as(
-            "SELECT max(batch) FROM (SELECT batch FROM directory_changes \
-             WHERE batch > (SELECT pruned_through FROM feed_clock) GROUP BY batch \
-             HAVING max(at) < $1 ORDER BY batch LIMIT 50) old",
+            "WITH RECURSIVE batches AS (
+                 (SELECT batch, at, 1 AS seen FROM directory_changes
+                  WHERE batch > (SELECT pruned_through FROM feed_clock)
+                  ORDER BY batch, position LIMIT 1)
+                 UNION ALL
+                 SELECT next.batch, next.at, b.seen + 1 FROM batches b
+                 CROSS JOIN LATERAL (
+                     SELECT c.batch, c.at FROM directory_changes c WHERE c.batch > b.batch
+                     ORDER BY c.batch, c.position LIMIT 1
+                 ) next
+                 WHERE b.at < $1 AND b.seen < 50
+             )
+             SELECT max(batch) FROM batches WHERE at < $1",
         )
         .bind(cutoff)
         .fetch_one(&mut *transaction)

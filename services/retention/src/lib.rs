@@ -7,7 +7,7 @@ mod apply;
 pub mod clock;
 mod directory;
 mod error;
-mod feed;
+pub mod feed;
 mod recovery;
 mod watch;
 
