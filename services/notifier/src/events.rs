@@ -273,13 +273,17 @@ async fn describe_decision(
 ) -> Result<(), NotifierError> {
     let (allowed, rejected, applied, restorable_until): (i64, i64, bool, Option<DateTime<Utc>>) =
         sqlx::query_as(
+            // An applied delete's object is looked up by its id, and only for applied deletes:
+            // joined on (job, anchor), the 10,000 deletes of an allow took 58-75 ms, composed
+            // while retention was soft-deleting the same objects (statement log).
             "SELECT count(*) FILTER (WHERE s.status IN ('allowed', 'applied')), \
                     count(*) FILTER (WHERE s.status = 'rejected'), \
                     EXISTS (SELECT 1 FROM applied_cycles ac WHERE ac.cycle_id = $1), \
-                    COALESCE(max(d.purge_after), now() + make_interval(days => max(j.retention_days))) \
+                    COALESCE(max(CASE WHEN s.action = 'delete' AND s.status = 'applied' THEN \
+                                 (SELECT d.purge_after FROM directory_objects d \
+                                  WHERE d.object_id = s.object_id AND d.deleted_at IS NOT NULL) END), \
+                             now() + make_interval(days => max(j.retention_days))) \
              FROM action_states s JOIN jobs j ON j.job_id = s.job_id \
-             LEFT JOIN directory_objects d ON s.action = 'delete' AND s.status = 'applied' \
-                  AND d.job_id = s.job_id AND d.anchor = s.anchor AND d.deleted_at IS NOT NULL \
              WHERE s.cycle_id = $1 AND s.action IN ('delete', 'disable')",
         )
         .bind(cycle_id)
