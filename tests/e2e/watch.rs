@@ -300,7 +300,7 @@ async fn a_watcher_gets_every_applied_change_once_and_held_ones_only_after_the_a
 
 /// Retention drops the feed's old changes oldest batch first, in steps of at most 50 batches,
 /// and never past a batch younger than the cutoff: a reader resuming from a cursor in it must
-/// still find it. Every change of a batch carries its transaction's time.
+/// still find it. Every change of a batch carries the one time its writer bound for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_feed_is_pruned_from_its_oldest_batch_up_to_the_first_younger_one() -> anyhow::Result<()>
 {

@@ -217,19 +217,20 @@ async fn collect_apply_set(
     // at every commit instead (ON COMMIT DELETE ROWS), it was truncated with its TOAST table,
     // whose index was rebuilt on disk: 0.45 ms of every apply's commit. The dead rows the
     // deletes leave are reclaimed by truncating the table once it has grown.
-    // `soft_deleted` lives beside it: the objects the apply's soft delete changed, which the
+    // `soft_deleted_set` lives beside it: the objects the apply's soft delete changed, which the
     // feed reports without looking them up again (see `Target::soft_delete`). Sizes include
-    // TOAST: the deleted objects' attributes live there.
+    // TOAST: the deleted objects' attributes live there. A temp table whose columns change
+    // takes a new name: a session a pooler hands on could still hold the old shape.
     let (size, deleted_size): (Option<i64>, Option<i64>) = sqlx::query_as(
         "SELECT pg_table_size(to_regclass('pg_temp.apply_set')), \
-                pg_table_size(to_regclass('pg_temp.soft_deleted'))",
+                pg_table_size(to_regclass('pg_temp.soft_deleted_set'))",
     )
     .fetch_one(&mut *conn)
     .await?;
     match (size, deleted_size) {
         (Some(bytes), Some(deleted_bytes)) => {
             if bytes.max(deleted_bytes) > APPLY_SET_TRUNCATE_BYTES {
-                sqlx::query("TRUNCATE apply_set, soft_deleted")
+                sqlx::query("TRUNCATE apply_set, soft_deleted_set")
                     .execute(&mut *conn)
                     .await?;
             }
@@ -246,7 +247,7 @@ async fn collect_apply_set(
                  ALTER TABLE apply_set ALTER anchor SET STATISTICS 10, \
                  ALTER object_type SET STATISTICS 10, ALTER object_id SET STATISTICS 10, \
                  ALTER action SET STATISTICS 10, ALTER reason SET STATISTICS 10; \
-                 CREATE TEMP TABLE IF NOT EXISTS soft_deleted (object_id uuid, anchor text, \
+                 CREATE TEMP TABLE IF NOT EXISTS soft_deleted_set (object_id uuid, anchor text, \
                  object_type text, distinguished_name text, attributes jsonb, enabled boolean, \
                  memberships_at_deletion text[])",
             )
@@ -258,7 +259,7 @@ async fn collect_apply_set(
     let ids = BatchIds::draw();
     let rows: Vec<(String, i64, i64)> = sqlx::query_as(
         "WITH emptied AS (DELETE FROM apply_set),
-         emptied_deleted AS (DELETE FROM soft_deleted),
+         emptied_deleted AS (DELETE FROM soft_deleted_set),
          collected AS (
              INSERT INTO apply_set
              SELECT action_id, anchor, object_type,
@@ -536,7 +537,7 @@ impl Target {
                  WHERE a.action = 'delete' AND found.job_id = $1 AND found.deleted_at IS NULL))
              RETURNING d.object_id, d.anchor, d.object_type, d.distinguished_name, d.attributes, d.enabled,
                        d.memberships_at_deletion)
-             INSERT INTO soft_deleted (object_id, anchor, object_type, distinguished_name, attributes, enabled,
+             INSERT INTO soft_deleted_set (object_id, anchor, object_type, distinguished_name, attributes, enabled,
                                        memberships_at_deletion)
              SELECT object_id, anchor, object_type, distinguished_name, attributes, enabled,
                     memberships_at_deletion FROM deleted"
@@ -547,15 +548,15 @@ impl Target {
     }
 
     /// A soft-deleted member leaves its groups; the memberships are kept on the object. The
-    /// soft delete has just read them (all of the member's, in this transaction, and only
-    /// applies of this job, one at a time, change its memberships), so each is deleted by its
-    /// key and a member in no group costs no probe: looked up again by member for every
-    /// deleted object, 10,001 probes took 22 ms (statement log) where most deleted users were
-    /// in no group.
+    /// soft delete has just read all of them in this transaction, and none can be added since:
+    /// applies of this job wait for this one, a restore adds memberships of the object it
+    /// restores only, and a purge only removes. So each is deleted by its key, and a member in
+    /// no group costs no probe: looked up again by member for every deleted object, 10,001
+    /// probes took 22 ms (statement log) where most deleted users were in no group.
     async fn leave_groups(&self, conn: &mut PgConnection) -> Result<(), RetentionError> {
         sqlx::query(
             "DELETE FROM directory_memberships m WHERE m.ctid = ANY(ARRAY(
-                 SELECT x.ctid FROM soft_deleted s
+                 SELECT x.ctid FROM soft_deleted_set s
                  CROSS JOIN LATERAL unnest(s.memberships_at_deletion) g (group_anchor)
                  CROSS JOIN LATERAL (
                      SELECT ctid FROM directory_memberships x
@@ -745,7 +746,7 @@ impl Target {
                  $1, $3
              FROM (SELECT s.object_id, s.anchor, s.object_type, 'soft_delete' AS change,
                           '{{}}'::text[] AS changed_attributes, s.distinguished_name, s.attributes, s.enabled
-                   FROM soft_deleted s
+                   FROM soft_deleted_set s
                    UNION ALL
                    SELECT d.object_id, a.anchor, a.object_type, a.action, a.changed_attributes,
                           d.distinguished_name, d.attributes, d.enabled

@@ -185,7 +185,7 @@ impl Diff<'_> {
                 SELECT COALESCE(src.anchor, tgt.anchor) AS anchor,
                        -- A wanted object is what the source says it is; one that goes is the
                        -- object the target holds under that anchor, whatever type the source
-                       -- now gives it (retention finds a deleted object by its type).
+                       -- now gives it (the log and the change feed name that type).
                        CASE WHEN src.anchor IS NOT NULL AND src.in_scope AND NOT src.gone
                             THEN src.object_type
                             ELSE COALESCE(tgt.object_type, src.object_type) END AS object_type,
