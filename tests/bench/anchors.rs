@@ -104,16 +104,14 @@ pub async fn pgbench_commit(
     Ok(Duration::from_secs_f64(average / 1000.0))
 }
 
-/// What an allow of `anchors` amounts to in plain SQL, on a copy of the job's objects with
-/// the same unique index: one transaction that marks them deleted and writes a log row
-/// each.
-pub async fn allow_in_sql(
+/// Copies the job's objects for [`allow_in_sql`], with the same unique index, and an empty
+/// log beside them; untimed, and made while the rows are live (before the allow they are
+/// compared with). A new copy each time: the last one's rows are deleted.
+pub async fn copy_for_allow_in_sql(
     database: &TestDatabase,
     job_id: uuid::Uuid,
-    anchors: &[String],
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<()> {
     let mut conn = database.connect().await?;
-    // A copy per measurement: the rows of an earlier one are deleted in theirs.
     sqlx::raw_sql("DROP TABLE IF EXISTS bench_objects, bench_log")
         .execute(&mut conn)
         .await?;
@@ -136,6 +134,20 @@ pub async fn allow_in_sql(
     sqlx::query("ANALYZE bench_objects")
         .execute(&mut conn)
         .await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// What an allow of `anchors` amounts to in plain SQL, on the copy [`copy_for_allow_in_sql`]
+/// made: one transaction that marks them deleted and writes a log row each. Timed once the
+/// database is idle (the allow's notifier and exporter done) and after a checkpoint.
+pub async fn allow_in_sql(
+    database: &TestDatabase,
+    job_id: uuid::Uuid,
+    anchors: &[String],
+) -> anyhow::Result<Duration> {
+    let mut conn = database.connect().await?;
+    wait_until_idle(&mut conn).await?;
     checkpoint(&mut conn).await?;
     let started = Instant::now();
     let mut transaction = conn.begin().await?;
@@ -160,6 +172,30 @@ pub async fn allow_in_sql(
     let took = started.elapsed();
     conn.close().await?;
     Ok(took)
+}
+
+/// Waits until no other session of the database has been working (a statement running, a
+/// transaction open, autovacuum) at five looks 20 ms apart, so that a step timed next does
+/// not share the host with what the last one set off; gives up after a minute, saying so.
+async fn wait_until_idle(conn: &mut sqlx::PgConnection) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut quiet = 0;
+    while quiet < 5 {
+        let (busy,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() \
+             AND (state IS DISTINCT FROM 'idle' OR backend_type = 'autovacuum worker')",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        quiet = if busy == 0 { quiet + 1 } else { 0 };
+        if Instant::now() >= deadline {
+            println!("  (the database was still busy after a minute; measuring anyway)");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 /// Writes every dirty buffer out before a bulk write is timed, so that neither side of a
