@@ -173,8 +173,14 @@ async fn stage_queued(
         small_delta,
     };
     if !delta {
-        // Hash joins of a million narrow rows fit in memory instead of spilling to disk.
-        sqlx::query("SET LOCAL work_mem = '256MB'")
+        // Hash joins of a million narrow rows fit in memory instead of spilling to disk. The
+        // diff reads the snapshot's rows and the job's objects through their keys' indexes
+        // (bitmap scans): a snapshot is a fifth to a half of `source_objects` (the previous
+        // read waits there until this cycle finishes), and a sequential scan read every
+        // snapshot's rows to keep this one's (EXPLAIN ANALYZE of the steady diff: 190-238 ms
+        // by sequential scans, 114-118 by bitmap scans at 100,000 objects; 2.15-2.17 s and
+        // 1.87-1.91 s at 1,000,000). Set for the diff statement only.
+        sqlx::raw_sql("SET LOCAL work_mem = '256MB'; SET LOCAL enable_seqscan = off")
             .execute(&mut *transaction)
             .await?;
     } else if small_delta {
@@ -192,6 +198,11 @@ async fn stage_queued(
         .await?;
     }
     let actions = diff.write_actions(&mut transaction).await?;
+    if !delta {
+        sqlx::query("SET LOCAL enable_seqscan = on")
+            .execute(&mut *transaction)
+            .await?;
+    }
     log_staged(&mut transaction, job_id, next.cycle_id, diff.mark()).await?;
     diff.record_returned_pins(
         &mut transaction,
