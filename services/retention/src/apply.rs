@@ -41,8 +41,8 @@ const SMALL_DELTA_ROWS: i64 = 1_000;
 /// same kind (the text is the cache's key), never a large apply. Left to choose, Postgres
 /// planned the apply's statements again for most deltas (a custom plan for the cycle's id
 /// looked cheaper than the generic one): pg_stat_statements counted 0.75 ms of planning for
-/// the collecting statement and 1.1-1.3 ms for a whole one-object apply, 5 to 40 times the
-/// statements' execution.
+/// the collecting statement and about 1.0 ms for a whole one-object apply (2.85 s over 2,842
+/// applies; 0.03 ms with the mark), several times the statements' execution.
 const SMALL_DELTA_MARK: &str = "/* small delta */ ";
 
 /// A cycle the gate decided and retention has not applied yet.
