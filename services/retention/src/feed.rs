@@ -46,9 +46,10 @@ pub async fn prune(
         // The last of the batches past the last pruned one that are all older than the
         // cutoff, at most 50 (each step is a short transaction); a younger batch stops the
         // step, so no batch is dropped before its time. Every change of a batch carries the
-        // one time its writer bound for the batch, so a batch is looked at in its first change only, found by key:
-        // grouping every change kept to find them read the whole feed on each maintenance
-        // tick (99 ms with 300,000 changes kept, beside an allow it slowed by a third).
+        // one time its writer bound for the batch, so a batch is looked at in its first
+        // change only, found by key: grouping every change kept to find them read the whole
+        // feed on each maintenance tick (99 ms with 300,000 changes kept, beside an allow it
+        // slowed by a third).
         let (through,): (Option<i64>,) = sqlx::query_as(
             "WITH RECURSIVE batches AS (
                  (SELECT batch, at, 1 AS seen FROM directory_changes
