@@ -77,6 +77,7 @@ pub struct GateApi {
     decide: KeyedWorker<JobId>,
     owners: StepOwners,
     max_wait: Duration,
+    pages: quarantine_view::QuarantinePages,
 }
 
 impl GateApi {
@@ -94,6 +95,7 @@ impl GateApi {
             decide,
             owners,
             max_wait,
+            pages: quarantine_view::QuarantinePages::new(quarantine_view::CACHED_PAGES),
         }
     }
 
@@ -139,9 +141,15 @@ impl GateApi {
                 cycle_state = names::cycle_state(cycle.state);
             }
         }
-        let view =
-            quarantine_view::read(&self.pool, &decided.quarantine_id.to_string(), "", None, "")
-                .await?;
+        let view = quarantine_view::read(
+            &self.pool,
+            &self.pages,
+            &decided.quarantine_id.to_string(),
+            "",
+            None,
+            "",
+        )
+        .await?;
         Ok(v1::DecisionResponse {
             quarantine: Some(view),
             applied: decided.apply_cycle.is_some(),
@@ -278,6 +286,7 @@ impl GateService for GateApi {
         Ok(Response::new(
             quarantine_view::read(
                 &self.pool,
+                &self.pages,
                 &body.quarantine_id,
                 &body.job_id,
                 body.page.as_ref(),

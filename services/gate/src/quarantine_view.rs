@@ -7,7 +7,7 @@ use syncguard_bootstrap::{Page, timestamp};
 use syncguard_domain::{ActionKind, ActionStatus, Breach, FieldError, JobId, QuarantineState};
 use syncguard_proto::names;
 use syncguard_proto::v1;
-use syncguard_store::StoreError;
+use syncguard_store::{SnapshotCache, StoreError};
 use uuid::Uuid;
 
 use crate::decide::breach_view;
@@ -59,9 +59,11 @@ impl QuarantineRow {
 
 /// One quarantine with a page of its held actions, read in one statement (one snapshot and
 /// one round trip; see the quarantine_page migration): the quarantine named by id, or the
-/// open one of `job_id`.
+/// open one of `job_id`. A page read again while nothing has committed in the database is
+/// answered from `cache`.
 pub async fn read(
     pool: &PgPool,
+    cache: &QuarantinePages,
     quarantine_id: &str,
     job_id: &str,
     page: Option<&v1::PageRequest>,
@@ -71,17 +73,56 @@ pub async fn read(
     let named = Named::parse(quarantine_id, job_id)?;
     let pattern = search_pattern(search)?;
     let page = held_page(page);
+    let key = format!("{named:?}\n{}\n{:?}\n{pattern:?}", page.size, page.token);
+    let paged = cache
+        .read(pool, key.into_bytes(), || {
+            read_page(pool, named, page, pattern)
+        })
+        .await?;
+    // When a held delete stays restorable depends on the clock: computed per call.
+    let mut quarantine = paged.quarantine.clone();
+    quarantine.held = paged
+        .held
+        .iter()
+        .map(|action| held_view(action.clone(), paged.retention_days))
+        .collect::<Result<_, _>>()?;
+    Ok(quarantine)
+}
+
+/// Quarantine pages as read at the database's last commit point (see
+/// [`syncguard_store::SnapshotCache`]): reviewers page and refresh an open quarantine far
+/// more often than anything commits. Each page is at most 5,000 held actions.
+pub type QuarantinePages = SnapshotCache<PagedQuarantine>;
+
+/// How many pages [`QuarantinePages`] keeps (of 5,000 actions at most, about 1.5 MB each).
+pub const CACHED_PAGES: usize = 32;
+
+/// A quarantine's view and a page of its held actions as stored, before what depends on the
+/// clock.
+pub struct PagedQuarantine {
+    /// The view, with its next page token and without its held actions.
+    quarantine: v1::Quarantine,
+    held: Vec<HeldRow>,
+    retention_days: i32,
+}
+
+async fn read_page(
+    pool: &PgPool,
+    named: Named,
+    page: Page,
+    pattern: Option<String>,
+) -> Result<PagedQuarantine, GateError> {
     let mut viewed = find(pool, &named, &page, pattern).await?;
     let mut held = std::mem::take(&mut viewed.held.0);
     let next_page_token = page.finish(&mut held, |row| row.anchor.clone());
     let retention_days = viewed.retention_days;
     let mut quarantine = summary(pool, viewed).await?;
-    quarantine.held = held
-        .into_iter()
-        .map(|action| held_view(action, retention_days))
-        .collect::<Result<_, _>>()?;
     quarantine.next_page_token = next_page_token;
-    Ok(quarantine)
+    Ok(PagedQuarantine {
+        quarantine,
+        held,
+        retention_days,
+    })
 }
 
 /// A page of held actions: 1,000 unless asked, at most 5,000 (a larger size is cut, not
@@ -138,6 +179,7 @@ fn viewed_columns() -> String {
 }
 
 /// Which quarantine a view names.
+#[derive(Debug)]
 enum Named {
     /// A quarantine by its id.
     Id(Uuid),
@@ -204,7 +246,7 @@ async fn find(
 }
 
 /// A held action as the `quarantine_held_page` function gives it.
-#[derive(serde::Deserialize)]
+#[derive(Clone, serde::Deserialize)]
 struct HeldRow {
     action_id: Uuid,
     cycle_id: Uuid,

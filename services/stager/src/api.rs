@@ -22,6 +22,7 @@ pub struct StagerApi {
     stage: KeyedWorker<JobId>,
     owners: StepOwners,
     max_wait: Duration,
+    log_pages: reads::LogPages,
 }
 
 impl StagerApi {
@@ -40,6 +41,7 @@ impl StagerApi {
             stage,
             owners,
             max_wait,
+            log_pages: reads::LogPages::new(reads::CACHED_LOG_PAGES),
         }
     }
 }
@@ -120,7 +122,7 @@ impl StagerService for StagerApi {
         request: Request<v1::QueryProvisioningLogsRequest>,
     ) -> Result<Response<v1::QueryProvisioningLogsResponse>, Status> {
         Ok(Response::new(
-            reads::query_logs(&self.pool, request.get_ref()).await?,
+            reads::query_logs(&self.pool, &self.log_pages, request.get_ref()).await?,
         ))
     }
 

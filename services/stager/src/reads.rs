@@ -3,12 +3,13 @@
 //! generic `($1 IS NULL OR column = $1)` plan cannot use the indexes).
 
 use chrono::{DateTime, Utc};
+use prost::Message;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use syncguard_bootstrap::timestamp;
 use syncguard_domain::{ActionStatus, FieldError};
 use syncguard_proto::names;
 use syncguard_proto::v1;
-use syncguard_store::{CYCLE_RECORD_COLUMNS, CycleRecord, CycleRow, StoreError};
+use syncguard_store::{CYCLE_RECORD_COLUMNS, CycleRecord, CycleRow, SnapshotCache, StoreError};
 use uuid::Uuid;
 
 use crate::error::StagerError;
@@ -308,171 +309,229 @@ fn display_actions(filter: i32) -> Result<Vec<&'static str>, FieldError> {
 }
 
 /// The provisioning log, newest first, filtered as administrators know it. `actor` matches
-/// the recorded `role:name` or the principal's name alone.
+/// the recorded `role:name` or the principal's name alone. A page asked again while nothing
+/// has committed in the database is answered from `cache`.
 pub async fn query_logs(
     pool: &PgPool,
+    cache: &LogPages,
     request: &v1::QueryProvisioningLogsRequest,
 ) -> Result<v1::QueryProvisioningLogsResponse, StagerError> {
-    let job_id = parse_uuid("job_id", &request.job_id)?;
-    let cycle_id = parse_uuid("cycle_id", &request.cycle_id)?;
-    let display_actions = display_actions(request.action)?;
-    let status = match v1::ActionStatus::try_from(request.status) {
-        Ok(v1::ActionStatus::Unspecified) => None,
-        Ok(v1::ActionStatus::Failed) => Some("failed"),
-        Ok(status) => names::domain_action_status(status).map(ActionStatus::as_str),
-        Err(_) => {
-            return Err(
-                FieldError::new("status", format!("{} is not a status", request.status)).into(),
-            );
-        }
-    };
-    let since = to_time("since", request.since.as_ref())?;
-    let until = to_time("until", request.until.as_ref())?;
-    let page = syncguard_bootstrap::page(request.page.as_ref())?;
-    let before = page.token_as::<i64>()?;
-    let anchor = request.anchor.as_str();
-    let actor = request.actor.trim();
+    // Arguments are checked before the database is asked: a malformed request costs it nothing.
+    let filter = LogFilter::parse(request)?;
+    let page = cache
+        .read(pool, request.encode_to_vec(), || filter.fetch(pool))
+        .await?;
+    Ok(v1::QueryProvisioningLogsResponse::clone(&page))
+}
 
-    // A full `role:name` also matches the role, as a filter on the name's rows; the name
-    // part (as split_part(actor, ':', 2) reads it) is what the actor index holds.
-    let (actor_name, actor_full) = match actor {
-        "" => (None, None),
-        full if full.contains(':') => (full.split(':').nth(1), Some(full)),
-        name => (Some(name), None),
-    };
+/// Log pages as read at the database's last commit point (see
+/// [`syncguard_store::SnapshotCache`]): dashboards and reviewers ask for the newest entries
+/// far more often than anything is logged. A page is at most 1,000 entries.
+pub type LogPages = SnapshotCache<v1::QueryProvisioningLogsResponse>;
 
-    // The log's two forms (see the compact_log migration): plain rows, and transitions of
-    // many actions recorded as chunks that `provisioning_log_set_page` expands. Each side
-    // gives its newest `fetch` entries below the page token; the page is the newest of both.
-    // A chunk entry's staged action is looked up by key, one probe per entry of the page
-    // (`OFFSET 0` keeps the lookup a subquery the planner cannot turn into a join): as a
-    // join, the cached generic plan hashed the whole staged_actions table for the page's
-    // 51 entries whenever the statistics said it was small (1.48 ms instead of 0.50 ms at
-    // 3,500 staged actions, EXPLAIN ANALYZE in the benchmark's database), and would keep
-    // doing so as the table grows.
-    let mut query: QueryBuilder<Postgres> = QueryBuilder::new(
-        "SELECT * FROM ((SELECT log_id, at, job_id, cycle_id, action_id, object_id, anchor, object_type, \
-                action, status, reason, display_action, changed_attributes, actor, detail \
-         FROM provisioning_log WHERE true",
-    );
-    if let Some(job_id) = job_id {
-        query.push(" AND job_id = ").push_bind(job_id);
-    }
-    if let Some(cycle_id) = cycle_id {
-        query.push(" AND cycle_id = ").push_bind(cycle_id);
-    }
-    if !anchor.is_empty() {
-        query.push(" AND anchor = ").push_bind(anchor.to_owned());
-    }
-    if !display_actions.is_empty() {
-        query
-            .push(" AND display_action = ANY(")
-            .push_bind(display_actions.clone())
-            .push(")");
-    }
-    if let Some(status) = status {
-        query.push(" AND status = ").push_bind(status);
-    }
-    if let Some(since) = since {
-        query.push(" AND at >= ").push_bind(since);
-    }
-    if let Some(until) = until {
-        query.push(" AND at < ").push_bind(until);
-    }
-    if let Some(name) = actor_name {
-        query
-            .push(" AND (CASE WHEN position(':' IN actor) > 0 THEN split_part(actor, ':', 2) ELSE actor END) = ")
-            .push_bind(name.to_owned());
-    }
-    if let Some(full) = actor_full {
-        query.push(" AND actor = ").push_bind(full.to_owned());
-    }
-    if let Some(before) = before {
-        query.push(" AND log_id < ").push_bind(before);
-    }
-    query
-        .push(" ORDER BY log_id DESC LIMIT ")
-        .push_bind(page.fetch())
-        .push(
-            ") UNION ALL (SELECT p.log_id, p.at, p.job_id, p.cycle_id, p.action_id, \
-                CASE WHEN p.object_from_action THEN a.object_id ELSE p.object_id END, p.anchor, \
-                a.object_type, p.action, p.status, a.reason, p.display_action, a.changed_attributes, \
-                p.actor, p.detail \
-             FROM provisioning_log_set_page(",
-        )
-        .push_bind(job_id)
-        .push("::uuid, ")
-        .push_bind(cycle_id)
-        .push("::uuid, ")
-        .push_bind((!anchor.is_empty()).then(|| anchor.to_owned()))
-        .push("::text, ")
-        .push_bind((!display_actions.is_empty()).then_some(display_actions))
-        .push("::text[], ")
-        .push_bind(status)
-        .push("::text, ")
-        .push_bind(since)
-        .push("::timestamptz, ")
-        .push_bind(until)
-        .push("::timestamptz, ")
-        .push_bind(actor_name.map(str::to_owned))
-        .push("::text, ")
-        .push_bind(actor_full.map(str::to_owned))
-        .push("::text, ")
-        .push_bind(before)
-        .push("::bigint, ")
-        .push_bind(page.fetch())
-        .push(
-            "::integer) p \
-             CROSS JOIN LATERAL (SELECT a.object_id, a.object_type, a.reason, a.changed_attributes \
-                                 FROM staged_actions a WHERE a.action_id = p.action_id OFFSET 0) a)) entries \
-             ORDER BY log_id DESC LIMIT ",
-        )
-        .push_bind(page.fetch());
-    let mut rows: Vec<LogRow> = query.build_query_as().fetch_all(pool).await?;
-    // Only an empty page can stem from an unknown job (a job's log rows outlive nothing of
-    // it): checking first cost every page a round trip.
-    if rows.is_empty() {
-        known_job(pool, job_id).await?;
-    }
-    let next_page_token = page.finish(&mut rows, |row| row.log_id.to_string());
-    let entries = rows
-        .into_iter()
-        .map(|row| v1::ProvisioningLogEntry {
-            log_id: row.log_id,
-            at: Some(timestamp(row.at)),
-            job_id: row.job_id.to_string(),
-            cycle_id: row.cycle_id.map(|id| id.to_string()).unwrap_or_default(),
-            action_id: row.action_id.map(|id| id.to_string()).unwrap_or_default(),
-            anchor: row.anchor.unwrap_or_default(),
-            object_type: row
-                .object_type
-                .and_then(|name| name.parse().ok())
-                .map(names::object_type)
-                .unwrap_or_default() as i32,
-            action: row
-                .action
-                .as_deref()
-                .map(names::logged_action_kind)
-                .unwrap_or_default() as i32,
-            status: row
-                .status
-                .and_then(|name| name.parse().ok())
-                .map(names::action_status)
-                .unwrap_or_default() as i32,
-            reason: row
-                .reason
-                .as_deref()
-                .map(names::logged_reason)
-                .unwrap_or_default() as i32,
-            display_action: row.display_action,
-            changed_attributes: row.changed_attributes,
-            actor: row.actor,
-            detail: row.detail,
-            object_id: row.object_id.map(|id| id.to_string()).unwrap_or_default(),
+/// How many pages [`LogPages`] keeps.
+pub const CACHED_LOG_PAGES: usize = 64;
+
+/// A log query's filters, checked.
+struct LogFilter<'a> {
+    job_id: Option<Uuid>,
+    cycle_id: Option<Uuid>,
+    display_actions: Vec<&'static str>,
+    status: Option<&'static str>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    page: syncguard_bootstrap::Page,
+    before: Option<i64>,
+    anchor: &'a str,
+    actor_name: Option<&'a str>,
+    actor_full: Option<&'a str>,
+}
+
+impl<'a> LogFilter<'a> {
+    fn parse(request: &'a v1::QueryProvisioningLogsRequest) -> Result<Self, StagerError> {
+        let status = match v1::ActionStatus::try_from(request.status) {
+            Ok(v1::ActionStatus::Unspecified) => None,
+            Ok(v1::ActionStatus::Failed) => Some("failed"),
+            Ok(status) => names::domain_action_status(status).map(ActionStatus::as_str),
+            Err(_) => {
+                return Err(FieldError::new(
+                    "status",
+                    format!("{} is not a status", request.status),
+                )
+                .into());
+            }
+        };
+        let page = syncguard_bootstrap::page(request.page.as_ref())?;
+        let before = page.token_as::<i64>()?;
+        // A full `role:name` also matches the role, as a filter on the name's rows; the name
+        // part (as split_part(actor, ':', 2) reads it) is what the actor index holds.
+        let (actor_name, actor_full) = match request.actor.trim() {
+            "" => (None, None),
+            full if full.contains(':') => (full.split(':').nth(1), Some(full)),
+            name => (Some(name), None),
+        };
+        Ok(Self {
+            job_id: parse_uuid("job_id", &request.job_id)?,
+            cycle_id: parse_uuid("cycle_id", &request.cycle_id)?,
+            display_actions: display_actions(request.action)?,
+            status,
+            since: to_time("since", request.since.as_ref())?,
+            until: to_time("until", request.until.as_ref())?,
+            page,
+            before,
+            anchor: request.anchor.as_str(),
+            actor_name,
+            actor_full,
         })
-        .collect();
-    Ok(v1::QueryProvisioningLogsResponse {
-        entries,
-        next_page_token,
-    })
+    }
+
+    async fn fetch(self, pool: &PgPool) -> Result<v1::QueryProvisioningLogsResponse, StagerError> {
+        let LogFilter {
+            job_id,
+            cycle_id,
+            display_actions,
+            status,
+            since,
+            until,
+            page,
+            before,
+            anchor,
+            actor_name,
+            actor_full,
+        } = self;
+        // The log's two forms (see the compact_log migration): plain rows, and transitions of
+        // many actions recorded as chunks that `provisioning_log_set_page` expands. Each side
+        // gives its newest `fetch` entries below the page token; the page is the newest of both.
+        // A chunk entry's staged action is looked up by key, one probe per entry of the page
+        // (`OFFSET 0` keeps the lookup a subquery the planner cannot turn into a join): as a
+        // join, the cached generic plan hashed the whole staged_actions table for the page's
+        // 51 entries whenever the statistics said it was small (1.48 ms instead of 0.50 ms at
+        // 3,500 staged actions, EXPLAIN ANALYZE in the benchmark's database), and would keep
+        // doing so as the table grows.
+        let mut query: QueryBuilder<Postgres> = QueryBuilder::new(
+            "SELECT * FROM ((SELECT log_id, at, job_id, cycle_id, action_id, object_id, anchor, object_type, \
+                    action, status, reason, display_action, changed_attributes, actor, detail \
+             FROM provisioning_log WHERE true",
+        );
+        if let Some(job_id) = job_id {
+            query.push(" AND job_id = ").push_bind(job_id);
+        }
+        if let Some(cycle_id) = cycle_id {
+            query.push(" AND cycle_id = ").push_bind(cycle_id);
+        }
+        if !anchor.is_empty() {
+            query.push(" AND anchor = ").push_bind(anchor.to_owned());
+        }
+        if !display_actions.is_empty() {
+            query
+                .push(" AND display_action = ANY(")
+                .push_bind(display_actions.clone())
+                .push(")");
+        }
+        if let Some(status) = status {
+            query.push(" AND status = ").push_bind(status);
+        }
+        if let Some(since) = since {
+            query.push(" AND at >= ").push_bind(since);
+        }
+        if let Some(until) = until {
+            query.push(" AND at < ").push_bind(until);
+        }
+        if let Some(name) = actor_name {
+            query
+                .push(" AND (CASE WHEN position(':' IN actor) > 0 THEN split_part(actor, ':', 2) ELSE actor END) = ")
+                .push_bind(name.to_owned());
+        }
+        if let Some(full) = actor_full {
+            query.push(" AND actor = ").push_bind(full.to_owned());
+        }
+        if let Some(before) = before {
+            query.push(" AND log_id < ").push_bind(before);
+        }
+        query
+            .push(" ORDER BY log_id DESC LIMIT ")
+            .push_bind(page.fetch())
+            .push(
+                ") UNION ALL (SELECT p.log_id, p.at, p.job_id, p.cycle_id, p.action_id, \
+                    CASE WHEN p.object_from_action THEN a.object_id ELSE p.object_id END, p.anchor, \
+                    a.object_type, p.action, p.status, a.reason, p.display_action, a.changed_attributes, \
+                    p.actor, p.detail \
+                 FROM provisioning_log_set_page(",
+            )
+            .push_bind(job_id)
+            .push("::uuid, ")
+            .push_bind(cycle_id)
+            .push("::uuid, ")
+            .push_bind((!anchor.is_empty()).then(|| anchor.to_owned()))
+            .push("::text, ")
+            .push_bind((!display_actions.is_empty()).then_some(display_actions))
+            .push("::text[], ")
+            .push_bind(status)
+            .push("::text, ")
+            .push_bind(since)
+            .push("::timestamptz, ")
+            .push_bind(until)
+            .push("::timestamptz, ")
+            .push_bind(actor_name.map(str::to_owned))
+            .push("::text, ")
+            .push_bind(actor_full.map(str::to_owned))
+            .push("::text, ")
+            .push_bind(before)
+            .push("::bigint, ")
+            .push_bind(page.fetch())
+            .push(
+                "::integer) p \
+                 CROSS JOIN LATERAL (SELECT a.object_id, a.object_type, a.reason, a.changed_attributes \
+                                     FROM staged_actions a WHERE a.action_id = p.action_id OFFSET 0) a)) entries \
+                 ORDER BY log_id DESC LIMIT ",
+            )
+            .push_bind(page.fetch());
+        let mut rows: Vec<LogRow> = query.build_query_as().fetch_all(pool).await?;
+        // Only an empty page can stem from an unknown job (a job's log rows outlive nothing of
+        // it): checking first cost every page a round trip.
+        if rows.is_empty() {
+            known_job(pool, job_id).await?;
+        }
+        let next_page_token = page.finish(&mut rows, |row| row.log_id.to_string());
+        let entries = rows
+            .into_iter()
+            .map(|row| v1::ProvisioningLogEntry {
+                log_id: row.log_id,
+                at: Some(timestamp(row.at)),
+                job_id: row.job_id.to_string(),
+                cycle_id: row.cycle_id.map(|id| id.to_string()).unwrap_or_default(),
+                action_id: row.action_id.map(|id| id.to_string()).unwrap_or_default(),
+                anchor: row.anchor.unwrap_or_default(),
+                object_type: row
+                    .object_type
+                    .and_then(|name| name.parse().ok())
+                    .map(names::object_type)
+                    .unwrap_or_default() as i32,
+                action: row
+                    .action
+                    .as_deref()
+                    .map(names::logged_action_kind)
+                    .unwrap_or_default() as i32,
+                status: row
+                    .status
+                    .and_then(|name| name.parse().ok())
+                    .map(names::action_status)
+                    .unwrap_or_default() as i32,
+                reason: row
+                    .reason
+                    .as_deref()
+                    .map(names::logged_reason)
+                    .unwrap_or_default() as i32,
+                display_action: row.display_action,
+                changed_attributes: row.changed_attributes,
+                actor: row.actor,
+                detail: row.detail,
+                object_id: row.object_id.map(|id| id.to_string()).unwrap_or_default(),
+            })
+            .collect();
+        Ok(v1::QueryProvisioningLogsResponse {
+            entries,
+            next_page_token,
+        })
+    }
 }

@@ -1,6 +1,7 @@
 //! The Postgres store every service shares: connection pool (each service acting as its own
 //! database role), the schema's migrations, a commit-or-rollback helper, claims on work
-//! items, the derived cycle record, and the one place where SQLSTATE codes become errors.
+//! items, a read cache kept exactly as long as nothing commits, the derived cycle record,
+//! and the one place where SQLSTATE codes become errors.
 
 mod batch_ids;
 mod claims;
@@ -9,6 +10,7 @@ mod error;
 pub mod feed;
 mod jobs;
 mod pool;
+mod snapshot_cache;
 mod transaction;
 
 pub use batch_ids::BatchIds;
@@ -20,6 +22,7 @@ pub use cycle_record::{
 pub use error::StoreError;
 pub use jobs::job_exists;
 pub use pool::{PoolSettings, answers, connect_lazy, migrate, service_role, wait_until_ready};
+pub use snapshot_cache::{CommitPoint, SnapshotCache};
 pub use transaction::in_transaction;
 
 /// The schema's migrations, embedded at build time from `shared/store/migrations`.
