@@ -109,7 +109,7 @@ async fn check_held(
         return Ok(());
     }
     let held: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT a.anchor {UNDECIDED_HELD} AND a.anchor = ANY($2)"
+        "SELECT a.anchor {UNDECIDED_HELD} AND a.anchor COLLATE \"C\" = ANY($2)"
     )))
     .bind(cycle_id)
     .bind(anchors)
@@ -210,7 +210,7 @@ async fn settle(
         "WITH decided AS (
              SELECT a.job_id, a.cycle_id, a.action_id, a.object_id, a.anchor, a.object_type, a.action,
                     a.reason, a.changed_attributes
-             {UNDECIDED_HELD} AND ($3::text[] IS NULL OR a.anchor = ANY($3))
+             {UNDECIDED_HELD} AND ($3::text[] IS NULL OR a.anchor COLLATE \"C\" = ANY($3))
          ),
          {verdicts}
          pinned AS (
