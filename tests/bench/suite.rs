@@ -14,7 +14,7 @@ use syncguard_proto::v1::stager_service_client::StagerServiceClient;
 use syncguard_proto::v1::{self, CycleState};
 
 use crate::anchors::{
-    allow_in_sql, checkpoint, copy_for_allow_in_sql, pgbench_commit, time_psql_copy,
+    allow_in_sql, checkpoint, copy_for_allow_in_sql, pgbench_commit, time_psql_copy, wait_for_idle,
 };
 use crate::cycles::{CycleFigures, print_cycle, push_and_measure};
 use crate::data::{Round, one_object_delta, snapshot};
@@ -504,6 +504,7 @@ pub async fn run(total: usize) -> anyhow::Result<()> {
         Some(decide <= Duration::from_millis(100)),
     );
 
+    wait_for_idle(&database).await?;
     // The floor under every small call: the same client, channel, token and server layers,
     // refused on its argument before the database is asked. What a call takes above this
     // is its own work.
