@@ -3,6 +3,7 @@
 //! each figure as it comes and the whole table at the end (the README's performance
 //! section is one such table).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use syncguard_bootstrap::ServiceName;
@@ -247,66 +248,100 @@ where
 /// Page tokens no small call asked for before: held anchors of the big job's open
 /// quarantine and log ids of its log, each the end of a page the next page starts after.
 struct PageTokens {
-    anchors: std::sync::Arc<Vec<String>>,
-    log_ids: std::sync::Arc<Vec<String>>,
+    anchors: Arc<Vec<String>>,
+    log_ids: Arc<Vec<String>>,
 }
 
 impl PageTokens {
     /// Up to `wanted` of each (as many as there are: a small job's quarantine holds fewer).
-    async fn read(clients: &mut Clients, job: &str, wanted: usize) -> anyhow::Result<Self> {
-        let (mut anchors, mut log_ids) = (Vec::new(), Vec::new());
-        let mut token = String::new();
-        while anchors.len() < wanted {
-            let page = clients
-                .gate
-                .get_quarantine(v1::GetQuarantineRequest {
-                    job_id: job.to_owned(),
-                    page: Some(v1::PageRequest {
-                        page_size: 1_000,
-                        page_token: token,
-                    }),
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            anchors.extend(
-                page.held
-                    .iter()
-                    .filter_map(|held| held.action.as_ref().map(|action| action.anchor.clone())),
-            );
-            token = page.next_page_token;
-            if token.is_empty() {
-                break;
+    async fn read(clients: &Clients, job: &str, wanted: usize) -> anyhow::Result<Self> {
+        let anchors = page_through(wanted, |token| {
+            let mut gate = clients.gate.clone();
+            let request = v1::GetQuarantineRequest {
+                job_id: job.to_owned(),
+                page: Some(page_of(1_000, token)),
+                ..Default::default()
+            };
+            async move {
+                let page = gate.get_quarantine(request).await?.into_inner();
+                let anchors = page.held.iter().filter_map(|held| held.action.as_ref());
+                Ok((
+                    anchors.map(|action| action.anchor.clone()).collect(),
+                    page.next_page_token,
+                ))
             }
-        }
-        let mut token = String::new();
-        while log_ids.len() < wanted {
-            let page = clients
-                .stager
-                .query_provisioning_logs(v1::QueryProvisioningLogsRequest {
-                    job_id: job.to_owned(),
-                    page: Some(v1::PageRequest {
-                        page_size: 1_000,
-                        page_token: token,
-                    }),
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            log_ids.extend(page.entries.iter().map(|entry| entry.log_id.to_string()));
-            token = page.next_page_token;
-            if token.is_empty() {
-                break;
+        })
+        .await?;
+        let log_ids = page_through(wanted, |token| {
+            let mut stager = clients.stager.clone();
+            let request = v1::QueryProvisioningLogsRequest {
+                job_id: job.to_owned(),
+                page: Some(page_of(1_000, token)),
+                ..Default::default()
+            };
+            async move {
+                let page = stager.query_provisioning_logs(request).await?.into_inner();
+                let ids = page.entries.iter().map(|entry| entry.log_id.to_string());
+                Ok((ids.collect(), page.next_page_token))
             }
-        }
+        })
+        .await?;
         anyhow::ensure!(
             !anchors.is_empty() && !log_ids.is_empty(),
             "the big job has no held actions or no log to page through"
         );
         Ok(Self {
-            anchors: std::sync::Arc::new(anchors),
-            log_ids: std::sync::Arc::new(log_ids),
+            anchors: Arc::new(anchors),
+            log_ids: Arc::new(log_ids),
         })
+    }
+}
+
+/// Reads pages (`page` answers a page's items and the next token) until `wanted` items or
+/// the last page.
+async fn page_through<F, Fut>(wanted: usize, mut page: F) -> anyhow::Result<Vec<String>>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(Vec<String>, String)>>,
+{
+    let (mut items, mut token) = (Vec::new(), String::new());
+    while items.len() < wanted {
+        let (more, next) = page(token).await?;
+        items.extend(more);
+        if next.is_empty() {
+            break;
+        }
+        token = next;
+    }
+    Ok(items)
+}
+
+fn page_of(page_size: u32, page_token: String) -> v1::PageRequest {
+    v1::PageRequest {
+        page_size,
+        page_token,
+    }
+}
+
+/// Which page each small call asks for: always the first (`None`: the repeated page a
+/// reviewer refreshes), or for call `index` of `caller` a token of its own.
+#[derive(Clone)]
+struct PageChoice(Option<(Arc<Vec<String>>, usize)>);
+
+impl PageChoice {
+    /// Tokens shared out so that no two of `per_caller` calls of any caller ask alike
+    /// (while there are enough tokens).
+    fn new_pages(tokens: &Arc<Vec<String>>, per_caller: usize) -> Self {
+        Self(Some((Arc::clone(tokens), per_caller)))
+    }
+
+    fn token(&self, caller: usize, index: usize) -> String {
+        match &self.0 {
+            None => String::new(),
+            Some((tokens, per_caller)) => {
+                tokens[(caller * per_caller + index) % tokens.len()].clone()
+            }
+        }
     }
 }
 
@@ -536,91 +571,36 @@ pub async fn run(total: usize) -> anyhow::Result<()> {
         None,
     );
 
-    for (name, concurrency) in [("sequential", 1usize), ("8 concurrent clients", 8)] {
-        let anchor = if concurrency == 1 { commit_1 } else { commit_8 };
-        let gate = clients.gate.clone();
-        let job = big.clone();
-        let get_quarantine = move |_: usize, _: usize| {
-            let mut gate = gate.clone();
-            let job = job.clone();
-            async move {
-                gate.get_quarantine(v1::GetQuarantineRequest {
-                    job_id: job,
-                    page: Some(v1::PageRequest {
-                        page_size: 50,
-                        page_token: String::new(),
-                    }),
-                    ..Default::default()
-                })
-                .await?;
-                Ok(())
-            }
-        };
-        small_call_row(
-            &mut table,
-            &services,
-            ("GetQuarantine", name),
-            (concurrency, true),
-            anchor,
-            get_quarantine,
-        )
-        .await?;
-        let stager = clients.stager.clone();
-        let job = big.clone();
-        let query_logs = move |_: usize, _: usize| {
-            let mut stager = stager.clone();
-            let job = job.clone();
-            async move {
-                stager
-                    .query_provisioning_logs(v1::QueryProvisioningLogsRequest {
-                        job_id: job,
-                        page: Some(v1::PageRequest {
-                            page_size: 50,
-                            page_token: String::new(),
-                        }),
-                        ..Default::default()
-                    })
-                    .await?;
-                Ok(())
-            }
-        };
-        small_call_row(
-            &mut table,
-            &services,
-            ("QueryProvisioningLogs", name),
-            (concurrency, true),
-            anchor,
-            query_logs,
-        )
-        .await?;
-    }
-
     // The services answer a page asked again from their read cache while nothing has
     // committed in the database (see syncguard_store::SnapshotCache). The same calls, each
     // asking for a page no call asked before (after another held anchor, before another log
     // entry), show what a call costs when something has committed since.
-    let tokens = PageTokens::read(&mut clients, &big, 8 * (WARM_UP + CALLS / 8)).await?;
-    for (name, concurrency) in [
-        ("sequential, a new page each call", 1usize),
-        ("8 concurrent clients, a new page each call", 8),
+    let tokens = PageTokens::read(&clients, &big, 8 * (WARM_UP + CALLS / 8)).await?;
+    for (name, concurrency, new_pages) in [
+        ("sequential", 1usize, false),
+        ("8 concurrent clients", 8, false),
+        ("sequential, a new page each call", 1, true),
+        ("8 concurrent clients, a new page each call", 8, true),
     ] {
         let anchor = if concurrency == 1 { commit_1 } else { commit_8 };
         let per_caller = WARM_UP + CALLS / concurrency;
-        let (gate, job, anchors) = (clients.gate.clone(), big.clone(), tokens.anchors.clone());
+        let choice = |tokens: &Arc<Vec<String>>| {
+            if new_pages {
+                PageChoice::new_pages(tokens, per_caller)
+            } else {
+                PageChoice(None)
+            }
+        };
+        let (gate, job, pages) = (clients.gate.clone(), big.clone(), choice(&tokens.anchors));
         let get_quarantine = move |caller: usize, index: usize| {
             let mut gate = gate.clone();
-            let job = job.clone();
-            let after = anchors[(caller * per_caller + index) % anchors.len()].clone();
+            let request = v1::GetQuarantineRequest {
+                job_id: job.clone(),
+                page: Some(page_of(50, pages.token(caller, index))),
+                ..Default::default()
+            };
             async move {
-                gate.get_quarantine(v1::GetQuarantineRequest {
-                    job_id: job,
-                    page: Some(v1::PageRequest {
-                        page_size: 50,
-                        page_token: after,
-                    }),
-                    ..Default::default()
-                })
-                .await?;
+                gate.get_quarantine(request).await?;
                 Ok(())
             }
         };
@@ -628,27 +608,21 @@ pub async fn run(total: usize) -> anyhow::Result<()> {
             &mut table,
             &services,
             ("GetQuarantine", name),
-            (concurrency, false),
+            (concurrency, !new_pages),
             anchor,
             get_quarantine,
         )
         .await?;
-        let (stager, job, log_ids) = (clients.stager.clone(), big.clone(), tokens.log_ids.clone());
+        let (stager, job, pages) = (clients.stager.clone(), big.clone(), choice(&tokens.log_ids));
         let query_logs = move |caller: usize, index: usize| {
             let mut stager = stager.clone();
-            let job = job.clone();
-            let before = log_ids[(caller * per_caller + index) % log_ids.len()].clone();
+            let request = v1::QueryProvisioningLogsRequest {
+                job_id: job.clone(),
+                page: Some(page_of(50, pages.token(caller, index))),
+                ..Default::default()
+            };
             async move {
-                stager
-                    .query_provisioning_logs(v1::QueryProvisioningLogsRequest {
-                        job_id: job,
-                        page: Some(v1::PageRequest {
-                            page_size: 50,
-                            page_token: before,
-                        }),
-                        ..Default::default()
-                    })
-                    .await?;
+                stager.query_provisioning_logs(request).await?;
                 Ok(())
             }
         };
@@ -656,7 +630,7 @@ pub async fn run(total: usize) -> anyhow::Result<()> {
             &mut table,
             &services,
             ("QueryProvisioningLogs", name),
-            (concurrency, false),
+            (concurrency, !new_pages),
             anchor,
             query_logs,
         )
