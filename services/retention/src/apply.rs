@@ -11,7 +11,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use syncguard_domain::{ActionKind, CycleState, JobId};
-use syncguard_store::{BatchIds, Claim, StoreError};
+use syncguard_store::{BatchIds, Claim, SMALL_DELTA_MARK, StoreError};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
@@ -36,14 +36,12 @@ fn probes(total: i64, source_objects: i64) -> bool {
 /// [`collect_apply_set`]) and always probed.
 const SMALL_DELTA_ROWS: i64 = 1_000;
 
-/// Marks the statements of a small delta's apply, which run with generic plans and without
-/// hash or merge joins: a plan cached under those settings then serves only applies of the
-/// same kind (the text is the cache's key), never a large apply. Left to choose, Postgres
-/// planned the apply's statements again for most deltas (a custom plan for the cycle's id
-/// looked cheaper than the generic one): pg_stat_statements counted 0.75 ms of planning for
-/// the collecting statement and about 1.0 ms for a whole one-object apply (2.85 s over 2,842
-/// applies; 0.03 ms with the mark), several times the statements' execution.
-const SMALL_DELTA_MARK: &str = "/* small delta */ ";
+// A small delta's apply runs with generic plans and without hash or merge joins, its
+// statements marked with `SMALL_DELTA_MARK`. Left to choose, Postgres planned the apply's
+// statements again for most deltas (a custom plan for the cycle's id looked cheaper than the
+// generic one): pg_stat_statements counted 0.75 ms of planning for the collecting statement
+// and about 1.0 ms for a whole one-object apply (2.85 s over 2,842 applies; 0.03 ms with the
+// mark), several times the statements' execution.
 
 /// A cycle the gate decided and retention has not applied yet.
 #[derive(Debug, sqlx::FromRow)]

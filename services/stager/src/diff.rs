@@ -6,7 +6,7 @@
 
 use sqlx::PgConnection;
 use syncguard_domain::{DeprovisionMode, JobId, ScopeRules};
-use syncguard_store::BatchIds;
+use syncguard_store::{BatchIds, SMALL_DELTA_MARK};
 use uuid::Uuid;
 
 use crate::error::StagerError;
@@ -71,9 +71,6 @@ pub(crate) struct Diff<'a> {
     /// their text is marked so a plan cached under those settings serves only small deltas.
     pub small_delta: bool,
 }
-
-/// Marks a statement planned under a small delta's settings; see [`Diff::small_delta`].
-pub(crate) const SMALL_DELTA_MARK: &str = "/* small delta */ ";
 
 impl Diff<'_> {
     /// The mark a statement of this diff carries, so its cached plans stay with diffs of the

@@ -25,6 +25,11 @@ pub use pool::{PoolSettings, answers, connect_lazy, migrate, service_role, wait_
 pub use snapshot_cache::{CommitPoint, SnapshotCache};
 pub use transaction::in_transaction;
 
+/// Marks the statements of a small delta (stager's staging, retention's apply), which run
+/// with generic plans and key probes only: Postgres caches plans by statement text, so a
+/// plan made under those settings then serves only small deltas, never a large cycle.
+pub const SMALL_DELTA_MARK: &str = "/* small delta */ ";
+
 /// The schema's migrations, embedded at build time from `shared/store/migrations`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
