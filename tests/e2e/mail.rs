@@ -263,6 +263,10 @@ async fn the_quarantine_mail_is_real_html_escaped_and_the_allowed_mail_says_what
     assert!(plain.contains("approver:alice allowed"), "who: {plain}");
     assert!(plain.contains("3 allowed, 0 rejected"), "counts: {plain}");
     assert!(
+        plain.contains("holds 10 live objects before it"),
+        "the target as the opening mail counted it, before the allowed deletes: {plain}"
+    );
+    assert!(
         plain.contains("HR confirmed the three leavers"),
         "why: {plain}"
     );
