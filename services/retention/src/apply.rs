@@ -745,23 +745,29 @@ impl Target {
         Ok(())
     }
 
-    /// One `applied` log row per action, attributed to `actor`.
+    /// One `applied` log entry per action, attributed to `actor`.
     async fn log_applied(
         &self,
         conn: &mut PgConnection,
         actor: &str,
     ) -> Result<(), RetentionError> {
+        let transition = syncguard_store::Transition {
+            job_id: self.job_id.0,
+            cycle_id: self.cycle_id,
+            status: "applied",
+            prefix: "",
+            actor,
+            detail: "",
+            with_objects: true,
+        };
         // Each action's object is in the apply set (a create's new id included): no join.
-        sqlx::query(sqlx::AssertSqlSafe(self.marked(
-            "SELECT syncguard_log_actions($2, $1, NULL, 'applied', '', $3, '',
-                 array_agg(x.action_id), array_agg(x.anchor), array_agg(x.action), array_agg(x.object_id))
-             FROM (SELECT a.action_id, a.anchor, a.action, a.object_id FROM apply_set a
-                   ORDER BY a.anchor COLLATE \"C\") x",
-        )))
-        .bind(self.cycle_id)
-        .bind(self.job_id.0)
-        .bind(actor)
-        .execute(conn)
+        syncguard_store::log_transition(
+            conn,
+            &transition,
+            "SELECT action_id, anchor, action, object_id FROM apply_set ORDER BY anchor COLLATE \"C\"",
+            self.kinds.values().sum(),
+            self.mark,
+        )
         .await?;
         Ok(())
     }

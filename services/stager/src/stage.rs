@@ -203,7 +203,14 @@ async fn stage_queued(
             .execute(&mut *transaction)
             .await?;
     }
-    log_staged(&mut transaction, job_id, next.cycle_id, diff.mark()).await?;
+    log_staged(
+        &mut transaction,
+        job_id,
+        next.cycle_id,
+        actions as i64,
+        diff.mark(),
+    )
+    .await?;
     diff.record_returned_pins(
         &mut transaction,
         started_at,
@@ -264,24 +271,32 @@ async fn supersede_before(
 }
 
 /// One `staged` log entry per action (`PlanCreate`, ...), in the log's compact form when
-/// there are many (see `syncguard_log_actions`).
+/// there are many (see `syncguard_store::log_transition`).
 async fn log_staged(
     conn: &mut PgConnection,
     job_id: JobId,
     cycle_id: Uuid,
+    actions: i64,
     mark: &'static str,
 ) -> Result<(), StagerError> {
-    let sql = format!(
-        "{mark}SELECT syncguard_log_actions($2, $1, NULL, 'staged', 'Plan', 'service:stager', '',
-             array_agg(a.action_id), array_agg(a.anchor), array_agg(a.action), NULL)
-         FROM (SELECT action_id, anchor, action FROM staged_actions WHERE cycle_id = $1
-               ORDER BY anchor COLLATE \"C\") a"
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(cycle_id)
-        .bind(job_id.0)
-        .execute(conn)
-        .await?;
+    let transition = syncguard_store::Transition {
+        job_id: job_id.0,
+        cycle_id,
+        status: "staged",
+        prefix: "Plan",
+        actor: "service:stager",
+        detail: "",
+        with_objects: false,
+    };
+    syncguard_store::log_transition(
+        conn,
+        &transition,
+        "SELECT action_id, anchor, action, NULL::uuid AS object_id FROM staged_actions
+         WHERE cycle_id = $1 ORDER BY anchor COLLATE \"C\"",
+        actions,
+        mark,
+    )
+    .await?;
     Ok(())
 }
 
