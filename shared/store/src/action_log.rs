@@ -74,8 +74,7 @@ pub async fn log_transition(
              FROM (SELECT n.action_id, n.anchor, n.action, n.object_id, (n.ord - 1) / 256 AS chunk
                    FROM (SELECT r.*, row_number() OVER () AS ord FROM ({rows}) r) n
                    ORDER BY chunk, n.ord) e
-             WHERE NOT EXISTS (SELECT 1 FROM provisioning_log p WHERE p.cycle_id = $1 AND p.status = $3)
-               AND NOT EXISTS (SELECT 1 FROM provisioning_log_sets s WHERE s.cycle_id = $1 AND s.status = $3)
+             WHERE NOT (SELECT syncguard_transition_logged($1, $3))
              GROUP BY e.chunk
              ORDER BY e.chunk
              ON CONFLICT DO NOTHING",
