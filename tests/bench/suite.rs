@@ -371,9 +371,10 @@ fn held_deletes(quarantine: &v1::Quarantine) -> u64 {
 
 /// Allows every delete `quarantine` holds and times the call until the cycle completed,
 /// then the SQL those deletes amount to (`anchors`, on a copy of the job's objects made
-/// while they were live). The SQL waits until the database is idle: once the allow answers,
-/// the notifier composes its message and the exporter sends the deletes. A checkpoint comes
-/// before each side (see [`checkpoint`]).
+/// while they were live). Each side waits until the database is idle (once the allow
+/// answers, the notifier composes its message and the exporter sends the deletes; before
+/// it, autovacuum may still be at the big job's tables), then for a checkpoint (see
+/// [`checkpoint`]).
 async fn allow_beside_sql(
     clients: &mut Clients,
     database: &TestDatabase,
@@ -383,6 +384,9 @@ async fn allow_beside_sql(
 ) -> anyhow::Result<AllowMeasured> {
     let job_id = uuid::Uuid::parse_str(job)?;
     copy_for_allow_in_sql(database, job_id).await?;
+    // As the SQL side does: neither starts while autovacuum or the last step's followers
+    // (the notifier, the exporter) still share the cores.
+    wait_for_idle(database).await?;
     checkpoint(&mut database.connect().await?).await?;
     let started = Instant::now();
     let decided = clients
