@@ -219,6 +219,41 @@ async fn exactly_the_threshold_passes_and_one_more_trips() -> anyhow::Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantine_shows_every_kind_its_cycle_plans_beside_what_the_rule_counted()
+-> anyhow::Result<()> {
+    let suite = Suite::start().await?;
+    let job = guarded_job(&suite, spec_with(vec![threshold(3)]), 20, 0).await?;
+    // Four leave and two arrive: the rule counts the deletes only.
+    let pushed = push(
+        &suite,
+        &job,
+        &without(
+            directory(22, 0),
+            &["u-00001", "u-00002", "u-00003", "u-00004"],
+        ),
+    )
+    .await?;
+    assert_eq!(pushed.cycle_state, CycleState::Quarantined as i32);
+    let quarantine = quarantine_of(&suite, &job).await?;
+    assert_eq!(quarantine.breaches[0].counted, 4);
+    let count_of = |action: ActionKind| -> u64 {
+        quarantine
+            .counts
+            .iter()
+            .filter(|c| c.action == action as i32)
+            .map(|c| c.count)
+            .sum()
+    };
+    assert_eq!(
+        (count_of(ActionKind::Delete), count_of(ActionKind::Create)),
+        (4, 2),
+        "the held deletes and the creates held with them: {:?}",
+        quarantine.counts
+    );
+    suite.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_applies_exactly_the_held_cycle_and_the_next_cycle_is_healthy() -> anyhow::Result<()>
 {
     let suite = Suite::start().await?;

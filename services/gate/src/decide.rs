@@ -43,31 +43,60 @@ async fn grouped_counts(
         .bind(window_secs.unwrap_or(0))
         .fetch_all(conn)
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(action, object_type, count)| ((action, object_type), count as u64))
-        .collect())
+    Ok(counts_of(rows))
 }
 
-/// The rules' verdict on a cycle's counts (pinned objects, which nothing will touch, do
-/// not count), with rolling windows and populations read from the database.
+/// Rows of (action, object type, count) as counts.
+fn counts_of(rows: Vec<(String, String, i64)>) -> Counts {
+    rows.into_iter()
+        .map(|(action, object_type, count)| ((action, object_type), count as u64))
+        .collect()
+}
+
+/// A cycle's staged actions by action and object type, of the kinds named or of every kind
+/// (pinned objects, which nothing will touch, do not count).
+async fn cycle_counts(
+    conn: &mut PgConnection,
+    cycle_id: Uuid,
+    kinds: Option<&[String]>,
+) -> Result<Counts, GateError> {
+    // The kinds are a condition on the index by (cycle, action, type): only their entries
+    // are read. Counting every kind of a 1,000,000-object first load read all its creates
+    // (0.45 s of the decide phase) to learn that it deletes nothing.
+    let sql = match kinds {
+        Some(_) => {
+            "SELECT action, object_type, count(*) FROM staged_actions \
+             WHERE cycle_id = $1 AND action = ANY($2) AND status = 'staged' \
+             GROUP BY action, object_type"
+        }
+        None => {
+            "SELECT action, object_type, count(*) FROM staged_actions \
+             WHERE cycle_id = $1 AND status = 'staged' GROUP BY action, object_type"
+        }
+    };
+    let mut query = sqlx::query_as::<_, (String, String, i64)>(sql).bind(cycle_id);
+    if let Some(kinds) = kinds {
+        query = query.bind(kinds);
+    }
+    Ok(counts_of(query.fetch_all(conn).await?))
+}
+
+/// The rules' verdict on a cycle's counts of the kinds they count, with rolling windows and
+/// populations read from the database.
 pub async fn breaches_of_cycle(
     conn: &mut PgConnection,
     job_id: JobId,
     cycle_id: Uuid,
     rules: &[Rule],
-) -> Result<(Counts, Vec<Breach>), GateError> {
-    let cycle_counts = grouped_counts(
-        conn,
-        "SELECT action, object_type, count(*) FROM staged_actions \
-         WHERE cycle_id = $1 AND status = 'staged' AND $2 >= 0 \
-         GROUP BY action, object_type",
-        cycle_id,
-        None,
-    )
-    .await?;
-    let breaches = breaches_with(conn, job_id, rules, &cycle_counts).await?;
-    Ok((cycle_counts, breaches))
+) -> Result<Vec<Breach>, GateError> {
+    let mut counted: Vec<String> = rules
+        .iter()
+        .flat_map(|rule| rule.counted_actions.iter().cloned())
+        .collect();
+    counted.sort();
+    counted.dedup();
+    let cycle_counts = cycle_counts(conn, cycle_id, Some(&counted)).await?;
+    breaches_with(conn, job_id, rules, &cycle_counts).await
 }
 
 /// The rules' verdict on counts that are not stored as a cycle (a preview).
@@ -177,8 +206,10 @@ pub async fn decide_next(
     let StoredProtection { enabled, rules, .. } =
         protection::ensure_recorded(&mut transaction, job_id).await?;
     let rules: Vec<Rule> = rules.into_iter().map(|(_, rule)| rule).collect();
-    let (counts, breaches) = breaches_of_cycle(&mut transaction, job_id, cycle_id, &rules).await?;
+    let breaches = breaches_of_cycle(&mut transaction, job_id, cycle_id, &rules).await?;
     let quarantine_id = if enabled && !breaches.is_empty() {
+        // The quarantine shows every kind the cycle plans, not only those the rules count.
+        let counts = cycle_counts(&mut transaction, cycle_id, None).await?;
         Some(quarantine(&mut transaction, job_id, cycle_id, &breaches, &counts).await?)
     } else {
         None
