@@ -1,21 +1,21 @@
 //! One transition of a cycle's actions into the provisioning log (`staged`, `applied`, ...).
 //!
 //! Many entries are stored in the log's compact form (migration 20261127000008): chunks of
-//! 256 in the order given, which `QueryProvisioningLogs` expands entry by entry. A large
-//! transition's chunks are written by one `INSERT ... SELECT` from the rows that name the
-//! actions; fewer entries, and a transition that is already partly logged (a retried step),
-//! go through `syncguard_log_actions`, which logs each action once whichever form holds it.
+//! 256 in the order given, which `QueryProvisioningLogs` expands entry by entry; a few are
+//! plain rows. A fresh transition is written in its form by one `INSERT ... SELECT` from the
+//! rows that name the actions; a transition that is already partly logged (a retried step)
+//! goes through `syncguard_log_actions`, which logs each action once whichever form holds it.
 
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::StoreError;
 
-/// From this many entries a transition is kept in chunks (as `syncguard_log_actions` does),
-/// and a fresh transition's chunks are written straight from the rows: 1,000,000 staged
-/// actions took 1.18-1.21 s that way, against 1.86-1.89 s aggregated into arrays for the
-/// function, which splits them up again (psql after a checkpoint, this machine kind; the
-/// chunks compared equal, array by array).
+/// From this many entries a transition is kept in chunks, below it as plain entries (as
+/// `syncguard_log_actions` decides). Written straight from the rows, 1,000,000 staged actions
+/// took 1.18-1.21 s, against 1.86-1.89 s aggregated into arrays for the function, which
+/// splits them up again (psql after a checkpoint, this machine kind; the chunks compared
+/// equal, array by array).
 pub const DIRECT_LOG_ENTRIES: i64 = 64;
 
 /// What a transition writes beside each of its actions.
@@ -51,52 +51,85 @@ pub async fn log_transition(
     if total == 0 {
         return Ok(());
     }
-    let objects = |column: &str| {
-        if transition.with_objects {
-            format!("array_agg({column})")
-        } else {
-            "NULL::uuid[]".to_owned()
-        }
+    // Nothing is written straight once the cycle has entries of this status: then the
+    // function logs only what is missing.
+    let direct = if total >= DIRECT_LOG_ENTRIES {
+        chunks_from_rows(rows, transition.with_objects)
+    } else {
+        entries_from_rows(rows, transition.with_objects)
     };
-    if total >= DIRECT_LOG_ENTRIES {
-        // The chunks' arrays keep the rows' order: the rows are numbered as they come, sorted
-        // by (chunk, number) (already in that order, so the sort only checks it) and grouped
-        // by chunk over that sorted input, which feeds each chunk's aggregates in row order.
-        // Nothing is written once the cycle has entries of this status: then the function
-        // below logs only what is missing.
-        let sql = format!(
-            "{mark}INSERT INTO provisioning_log_sets (entries, job_id, cycle_id, quarantine_id, status,
-                 display_prefix, actor, detail, anchor_first, anchor_last, kinds, action_ids, anchors,
-                 actions, object_ids)
-             SELECT count(*), $2, $1, NULL, $3, $4, $5, $6, min(e.anchor COLLATE \"C\"),
-                    max(e.anchor COLLATE \"C\"), array_agg(DISTINCT e.action), array_agg(e.action_id),
-                    array_agg(e.anchor), array_agg(e.action), {objects}
-             FROM (SELECT n.action_id, n.anchor, n.action, n.object_id, (n.ord - 1) / 256 AS chunk
-                   FROM (SELECT r.*, row_number() OVER () AS ord FROM ({rows}) r) n
-                   ORDER BY chunk, n.ord) e
-             WHERE NOT (SELECT syncguard_transition_logged($1, $3))
-             GROUP BY e.chunk
-             ORDER BY e.chunk
-             ON CONFLICT DO NOTHING",
-            objects = objects("e.object_id"),
-        );
-        let written = bind(sqlx::query(sqlx::AssertSqlSafe(sql)), transition)
-            .execute(&mut *conn)
-            .await?;
-        if written.rows_affected() > 0 {
-            return Ok(());
-        }
+    let written = bind(
+        sqlx::query(sqlx::AssertSqlSafe(format!("{mark}{direct}"))),
+        transition,
+    )
+    .execute(&mut *conn)
+    .await?;
+    if written.rows_affected() > 0 {
+        return Ok(());
     }
+    let objects = if transition.with_objects {
+        "array_agg(x.object_id)"
+    } else {
+        "NULL::uuid[]"
+    };
     let sql = format!(
         "{mark}SELECT syncguard_log_actions($2, $1, NULL, $3, $4, $5, $6, array_agg(x.action_id),
              array_agg(x.anchor), array_agg(x.action), {objects})
-         FROM ({rows}) x",
-        objects = objects("x.object_id"),
+         FROM ({rows}) x"
     );
     bind(sqlx::query(sqlx::AssertSqlSafe(sql)), transition)
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// A fresh transition of many actions as chunks, in the rows' order: the rows are numbered
+/// as they come, sorted by (chunk, number) (already in that order, so the sort only checks
+/// it) and grouped by chunk over that sorted input, which feeds each chunk's aggregates in
+/// row order.
+fn chunks_from_rows(rows: &str, with_objects: bool) -> String {
+    let objects = if with_objects {
+        "array_agg(e.object_id)"
+    } else {
+        "NULL::uuid[]"
+    };
+    format!(
+        "INSERT INTO provisioning_log_sets (entries, job_id, cycle_id, quarantine_id, status,
+             display_prefix, actor, detail, anchor_first, anchor_last, kinds, action_ids, anchors,
+             actions, object_ids)
+         SELECT count(*), $2, $1, NULL, $3, $4, $5, $6, min(e.anchor COLLATE \"C\"),
+                max(e.anchor COLLATE \"C\"), array_agg(DISTINCT e.action), array_agg(e.action_id),
+                array_agg(e.anchor), array_agg(e.action), {objects}
+         FROM (SELECT n.action_id, n.anchor, n.action, n.object_id, (n.ord - 1) / 256 AS chunk
+               FROM (SELECT r.*, row_number() OVER () AS ord FROM ({rows}) r) n
+               ORDER BY chunk, n.ord) e
+         WHERE NOT (SELECT syncguard_transition_logged($1, $3))
+         GROUP BY e.chunk
+         ORDER BY e.chunk
+         ON CONFLICT DO NOTHING"
+    )
+}
+
+/// A fresh transition of a few actions as one plain entry each, in the rows' order, with
+/// the staged action's type, reason and changed attributes (and its object unless the rows
+/// name one): the rows the function writes, without building and taking apart its arrays.
+fn entries_from_rows(rows: &str, with_objects: bool) -> String {
+    let object = if with_objects {
+        "e.object_id"
+    } else {
+        "a.object_id"
+    };
+    format!(
+        "INSERT INTO provisioning_log (job_id, cycle_id, action_id, quarantine_id, object_id, anchor,
+             object_type, action, status, reason, display_action, changed_attributes, actor, detail)
+         SELECT $2, $1, a.action_id, NULL, {object}, a.anchor, a.object_type, a.action, $3, a.reason,
+                $4 || initcap(a.action), a.changed_attributes, $5, $6
+         FROM (SELECT r.action_id, r.object_id, row_number() OVER () AS ord FROM ({rows}) r) e
+         JOIN staged_actions a ON a.action_id = e.action_id
+         WHERE NOT (SELECT syncguard_transition_logged($1, $3))
+         ORDER BY e.ord
+         ON CONFLICT DO NOTHING"
+    )
 }
 
 /// Binds `$1` to `$6` of both statements.
@@ -175,14 +208,14 @@ mod tests {
         .expect("chunks read")
     }
 
-    #[sqlx::test(migrations = false)]
-    async fn a_large_transition_is_chunked_in_row_order_as_the_function_chunks_it(pool: PgPool) {
-        let transition = staged_cycle(&pool, 1000).await;
+    /// Logs a staged cycle of `count` actions twice: straight from its rows as `staged`, and
+    /// through `syncguard_log_actions` as `held`, for comparing the two.
+    async fn logged_both_ways(pool: &PgPool, count: i64) -> Transition<'static> {
+        let transition = staged_cycle(pool, count).await;
         let mut conn = pool.acquire().await.expect("connection");
-        log_transition(&mut conn, &transition, STAGED_ROWS, 1000, "")
+        log_transition(&mut conn, &transition, STAGED_ROWS, count, "")
             .await
             .expect("logged");
-        // The same rows through the function, as another status of the same cycle.
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT syncguard_log_actions($2, $1, NULL, 'held', 'Plan', 'service:stager', '',
                  array_agg(x.action_id), array_agg(x.anchor), array_agg(x.action), NULL)
@@ -193,7 +226,18 @@ mod tests {
         .execute(&mut *conn)
         .await
         .expect("logged by the function");
+        transition
+    }
 
+    fn assert_in_byte_order(anchors: &[&String]) {
+        let mut in_byte_order = anchors.to_vec();
+        in_byte_order.sort();
+        assert_eq!(anchors, in_byte_order, "entries follow the rows' order");
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn a_large_transition_is_chunked_in_row_order_as_the_function_chunks_it(pool: PgPool) {
+        let transition = logged_both_ways(&pool, 1000).await;
         let direct = chunks(&pool, transition.cycle_id, "staged").await;
         let by_function = chunks(&pool, transition.cycle_id, "held").await;
         assert_eq!(
@@ -201,10 +245,54 @@ mod tests {
             [256, 256, 256, 232]
         );
         assert_eq!(direct, by_function);
-        let anchors: Vec<String> = direct.iter().flat_map(|chunk| chunk.5.clone()).collect();
-        let mut in_byte_order = anchors.clone();
-        in_byte_order.sort();
-        assert_eq!(anchors, in_byte_order, "entries follow the rows' order");
+        assert_in_byte_order(&direct.iter().flat_map(|chunk| &chunk.5).collect::<Vec<_>>());
+    }
+
+    /// A transition's plain entries in log order: every column but the id and the time.
+    type Entry = (
+        Uuid,
+        Option<Uuid>,
+        String,
+        String,
+        String,
+        String,
+        String,
+        Vec<String>,
+        String,
+        String,
+    );
+
+    async fn entries(pool: &PgPool, cycle_id: Uuid, status: &str) -> Vec<Entry> {
+        sqlx::query_as(
+            "SELECT action_id, object_id, anchor, object_type, action, reason, display_action,
+                    changed_attributes, actor, detail
+             FROM provisioning_log WHERE cycle_id = $1 AND status = $2 ORDER BY log_id",
+        )
+        .bind(cycle_id)
+        .bind(status)
+        .fetch_all(pool)
+        .await
+        .expect("entries read")
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn a_small_transition_is_logged_entry_by_entry_as_the_function_logs_it(pool: PgPool) {
+        let transition = logged_both_ways(&pool, 40).await;
+        let direct = entries(&pool, transition.cycle_id, "staged").await;
+        assert_eq!(direct.len(), 40);
+        assert_eq!(direct, entries(&pool, transition.cycle_id, "held").await);
+        assert!(direct.iter().any(|entry| entry.6 == "PlanDelete"));
+        assert_in_byte_order(&direct.iter().map(|entry| &entry.2).collect::<Vec<_>>());
+        let mut conn = pool.acquire().await.expect("connection");
+        for _ in 0..2 {
+            log_transition(&mut conn, &transition, STAGED_ROWS, 40, "")
+                .await
+                .expect("logged again");
+        }
+        assert_eq!(
+            entries(&pool, transition.cycle_id, "staged").await.len(),
+            40
+        );
     }
 
     #[sqlx::test(migrations = false)]
