@@ -1,7 +1,8 @@
 //! The Postgres store every service shares: connection pool (each service acting as its own
 //! database role), the schema's migrations, a commit-or-rollback helper, claims on work
-//! items, a read cache kept exactly as long as nothing commits, the derived cycle record,
-//! a cycle's transitions into the provisioning log, and the one place where SQLSTATE codes become errors.
+//! items, a read cache kept exactly as long as nothing commits, the derived cycle record, a
+//! cycle's transitions into the provisioning log, and the one place where SQLSTATE codes
+//! become errors.
 
 mod action_log;
 mod batch_ids;
@@ -14,7 +15,7 @@ mod pool;
 mod snapshot_cache;
 mod transaction;
 
-pub use action_log::{DIRECT_LOG_ENTRIES, Transition, log_transition};
+pub use action_log::{Transition, log_transition};
 pub use batch_ids::BatchIds;
 pub use claims::{Claim, claim, try_claim};
 pub use cycle_record::{
