@@ -11,6 +11,7 @@ mod cycle_record;
 mod error;
 pub mod feed;
 mod jobs;
+mod plan_shapes;
 mod pool;
 mod snapshot_cache;
 mod transaction;
