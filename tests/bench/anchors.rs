@@ -209,6 +209,14 @@ async fn wait_until_idle(conn: &mut sqlx::PgConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits for an idle database (see [`wait_for_idle`]) and then writes a checkpoint (see
+/// [`checkpoint`]): the state each timed bulk step starts from, so that a step does not pay
+/// for the autovacuum, dirty buffers or checkpoint that the step before it set off.
+pub async fn settle(database: &TestDatabase) -> anyhow::Result<()> {
+    wait_for_idle(database).await?;
+    checkpoint(&mut database.connect().await?).await
+}
+
 /// Writes every dirty buffer out before a bulk write is timed, so that neither side of a
 /// comparison pays for writing what the step before it left in the buffer pool (128 MB here,
 /// smaller than a 100,000-object run's tables): each starts from a clean pool, and each pays
