@@ -13,7 +13,7 @@ use syncguard_proto::v1::stager_service_client::StagerServiceClient;
 use syncguard_proto::v1::{self, AttributeValues, ObjectType};
 use tokio::process::Command;
 
-use crate::anchors::time_psql_copy;
+use crate::anchors::{median, time_psql_copy};
 use crate::services::{authed, cpu_seconds, peak_rss_mib, secrets_dir, start_services};
 
 fn entry(n: usize) -> String {
@@ -145,15 +145,17 @@ pub async fn run(total: usize) -> anyhow::Result<()> {
 
     let database = TestDatabase::create().await?;
     let objects: Vec<v1::SourceObject> = (0..total).map(source_object).collect();
-    let copy = time_psql_copy(
-        &database,
-        &dir,
-        objects
-            .into_iter()
-            .enumerate()
-            .map(|(i, o)| canonicalize(i as u64, o)),
-    )
-    .await?;
+    let copy = median(
+        &time_psql_copy(
+            &database,
+            &dir,
+            objects
+                .into_iter()
+                .enumerate()
+                .map(|(i, o)| canonicalize(i as u64, o)),
+        )
+        .await?,
+    );
 
     let tokens = Tokens::generate_for_processes();
     let token_file = dir.join("tokens");
