@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use sqlx::{PgConnection, PgPool};
 use syncguard_domain::{ActionKind, Breach, JobId, Verdict};
 use syncguard_proto::v1;
-use syncguard_store::{Claim, Counted, StoreError};
+use syncguard_store::{Claim, StoreError};
 use uuid::Uuid;
 
 use crate::error::GateError;
@@ -54,16 +54,24 @@ fn counts_of(rows: Vec<(String, String, i64)>) -> Counts {
 }
 
 /// A cycle's staged actions of `kinds` by action and object type (pinned objects, which
-/// nothing will touch, do not count). Only the kinds asked for are read: counting every kind
-/// of a 1,000,000-object first load read all its creates (0.45 s of the decide phase) to
-/// learn that it deletes nothing.
+/// nothing will touch, do not count).
 async fn cycle_counts(
     conn: &mut PgConnection,
     cycle_id: Uuid,
     kinds: &[String],
 ) -> Result<Counts, GateError> {
-    let rows =
-        syncguard_store::count_staged_actions(conn, cycle_id, Counted::Carried(kinds)).await?;
+    // The kinds are a condition on the index by (cycle, action, type): only their entries
+    // are read. Counting every kind of a 1,000,000-object first load read all its creates
+    // (0.45 s of the decide phase) to learn that it deletes nothing.
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT action, object_type, count(*) FROM staged_actions \
+         WHERE cycle_id = $1 AND action = ANY($2) AND status = 'staged' \
+         GROUP BY action, object_type",
+    )
+    .bind(cycle_id)
+    .bind(kinds)
+    .fetch_all(conn)
+    .await?;
     Ok(counts_of(rows))
 }
 

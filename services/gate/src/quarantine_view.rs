@@ -7,7 +7,7 @@ use syncguard_bootstrap::{Page, timestamp};
 use syncguard_domain::{ActionKind, ActionStatus, Breach, FieldError, JobId, QuarantineState};
 use syncguard_proto::names;
 use syncguard_proto::v1;
-use syncguard_store::{Counted, SnapshotCache, StoreError};
+use syncguard_store::{SnapshotCache, StoreError};
 use uuid::Uuid;
 
 use crate::decide::breach_view;
@@ -339,7 +339,15 @@ async fn summary(pool: &PgPool, viewed: ViewedQuarantine) -> Result<v1::Quaranti
     let counts: Vec<(String, String, i64)> = match &row.counts {
         // Stored when the quarantine opened.
         Some(stored) => serde_json::from_value(stored.clone()).map_err(corrupt)?,
-        None => syncguard_store::count_staged_actions(pool, row.cycle_id, Counted::Planned).await?,
+        None => {
+            sqlx::query_as(
+                "SELECT action, object_type, count(*) FROM staged_actions WHERE cycle_id = $1 \
+                 GROUP BY action, object_type ORDER BY action, object_type",
+            )
+            .bind(row.cycle_id)
+            .fetch_all(pool)
+            .await?
+        }
     };
     let rules = protection::load_from(pool, JobId(row.job_id), viewed.protection.0)
         .await?

@@ -148,11 +148,11 @@ impl StageSteps {
     }
 
     async fn count_staged(&self, cycle_id: uuid::Uuid) {
-        let counts = syncguard_store::count_staged_actions(
-            &self.pool,
-            cycle_id,
-            syncguard_store::Counted::Planned,
+        let counts: Result<Vec<(String, String, i64)>, sqlx::Error> = sqlx::query_as(
+            "SELECT action, object_type, count(*) FROM staged_actions WHERE cycle_id = $1 GROUP BY 1, 2",
         )
+        .bind(cycle_id)
+        .fetch_all(&self.pool)
         .await;
         for (kind, object_type, count) in counts.unwrap_or_default() {
             syncguard_telemetry::metrics().staged_actions.add(

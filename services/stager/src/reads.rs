@@ -9,9 +9,7 @@ use syncguard_bootstrap::timestamp;
 use syncguard_domain::{ActionStatus, FieldError};
 use syncguard_proto::names;
 use syncguard_proto::v1;
-use syncguard_store::{
-    CYCLE_RECORD_COLUMNS, Counted, CycleRecord, CycleRow, SnapshotCache, StoreError,
-};
+use syncguard_store::{CYCLE_RECORD_COLUMNS, CycleRecord, CycleRow, SnapshotCache, StoreError};
 use uuid::Uuid;
 
 use crate::error::StagerError;
@@ -42,7 +40,13 @@ fn corrupt(error: syncguard_domain::UnknownName) -> StagerError {
 }
 
 async fn counts(pool: &PgPool, cycle_id: Uuid) -> Result<Vec<v1::ActionCount>, StagerError> {
-    let rows = syncguard_store::count_staged_actions(pool, cycle_id, Counted::Planned).await?;
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT action, object_type, count(*) FROM staged_actions WHERE cycle_id = $1 \
+         GROUP BY action, object_type ORDER BY action, object_type",
+    )
+    .bind(cycle_id)
+    .fetch_all(pool)
+    .await?;
     rows.into_iter()
         .map(|(action, object_type, count)| {
             Ok(v1::ActionCount {

@@ -14,7 +14,6 @@ mod jobs;
 mod plan_shapes;
 mod pool;
 mod snapshot_cache;
-mod staged_counts;
 mod transaction;
 
 pub use action_log::{Transition, log_transition};
@@ -28,7 +27,6 @@ pub use error::StoreError;
 pub use jobs::job_exists;
 pub use pool::{PoolSettings, answers, connect_lazy, migrate, service_role, wait_until_ready};
 pub use snapshot_cache::{CommitPoint, SnapshotCache};
-pub use staged_counts::{Counted, count_staged_actions};
 pub use transaction::in_transaction;
 
 /// Marks the statements of a small delta (stager's staging, retention's apply), which run
