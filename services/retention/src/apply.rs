@@ -776,12 +776,20 @@ impl Target {
             detail: "",
             with_objects: true,
         };
+        let total: i64 = self.kinds.values().sum();
+        // A cycle of creates only (a first load) applies exactly what it staged, in the
+        // same order: its staged chunks are written again with the created ids.
+        if self.count(&[ActionKind::Create]) == total
+            && syncguard_store::log_applied_creates(conn, &transition, total, self.mark).await?
+        {
+            return Ok(());
+        }
         // Each action's object is in the apply set (a create's new id included): no join.
         syncguard_store::log_transition(
             conn,
             &transition,
             "SELECT action_id, anchor, action, object_id FROM apply_set ORDER BY anchor COLLATE \"C\"",
-            self.kinds.values().sum(),
+            total,
             self.mark,
         )
         .await?;

@@ -16,7 +16,7 @@ mod pool;
 mod snapshot_cache;
 mod transaction;
 
-pub use action_log::{Transition, log_transition};
+pub use action_log::{Transition, log_applied_creates, log_transition};
 pub use batch_ids::BatchIds;
 pub use claims::{Claim, claim, try_claim};
 pub use cycle_record::{
