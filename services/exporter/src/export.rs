@@ -300,21 +300,27 @@ async fn set_bootstrap(
     Ok(())
 }
 
+/// The anchors of a bootstrap page: `$1` job, `$2` the last anchor written, `$3` the page
+/// size. In the order of the job's unique (job, anchor) index (the database's collation),
+/// so a page is a range read of that index. In byte order (`COLLATE "C"`), which no index
+/// has, every page sorted all of the job's live objects: 55 ms a page at 100,000 objects,
+/// quadratic in the job's size (a 1,000,000-object job sorted a million rows 5,000 times).
+/// Migration 20261129000005 restarted the bootstraps whose cursor was in byte order.
+const BOOTSTRAP_PAGE: &str = "SELECT anchor FROM directory_objects \
+     WHERE job_id = $1 AND anchor > $2 AND deleted_at IS NULL ORDER BY anchor LIMIT $3";
+
 /// A page of the job's live objects after `after` (anchor order), as creates.
 async fn bootstrap_page(
     pool: &PgPool,
     job_id: JobId,
     after: &str,
 ) -> Result<Vec<ObjectState>, StoreError> {
-    let anchors: Vec<(String,)> = sqlx::query_as(
-        "SELECT anchor FROM directory_objects WHERE job_id = $1 AND deleted_at IS NULL \
-           AND anchor COLLATE \"C\" > $2 ORDER BY anchor COLLATE \"C\" LIMIT $3",
-    )
-    .bind(job_id.0)
-    .bind(after)
-    .bind(PAGE)
-    .fetch_all(pool)
-    .await?;
+    let anchors: Vec<(String,)> = sqlx::query_as(BOOTSTRAP_PAGE)
+        .bind(job_id.0)
+        .bind(after)
+        .bind(PAGE)
+        .fetch_all(pool)
+        .await?;
     let mut states = Vec::with_capacity(anchors.len());
     for (anchor,) in anchors {
         if let Some(mut state) = state::current(pool, job_id.0, &anchor).await? {
@@ -521,4 +527,56 @@ pub fn lag_seconds(oldest_pending: Option<DateTime<Utc>>) -> f64 {
     oldest_pending
         .map(|at| (Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0)
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::PgPool;
+    use uuid::Uuid;
+
+    /// A bootstrap page of a large job is a range of the (job, anchor) index, not a sort of
+    /// the job's objects, whatever the statistics know of the job.
+    #[sqlx::test(migrations = false)]
+    async fn a_bootstrap_page_reads_a_range_of_the_anchor_index(pool: PgPool) {
+        syncguard_store::MIGRATOR
+            .run(&pool)
+            .await
+            .expect("migrated");
+        let job = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO directory_objects (object_id, job_id, anchor, object_type, distinguished_name,
+                 attributes, enabled, content_hash, created_at, updated_at)
+             SELECT gen_random_uuid(), $1, 'a-' || md5(n::text), 'user', 'cn=' || n, '{}', true,
+                    '\\x00', now(), now()
+             FROM generate_series(1, 20000) n",
+        )
+        .bind(job)
+        .execute(&pool)
+        .await
+        .expect("objects written");
+        sqlx::query("ANALYZE directory_objects")
+            .execute(&pool)
+            .await
+            .expect("analyzed");
+        let mut conn = pool.acquire().await.expect("connection");
+        sqlx::query("SET plan_cache_mode = force_generic_plan")
+            .execute(&mut *conn)
+            .await
+            .expect("generic plans");
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN {}",
+            super::BOOTSTRAP_PAGE
+        )))
+        .bind(job)
+        .bind("a-8")
+        .bind(super::PAGE)
+        .fetch_all(&mut *conn)
+        .await
+        .expect("explained");
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("directory_objects_job_id_anchor_key") && !plan.contains("Sort"),
+            "a page is read in index order:\n{plan}"
+        );
+    }
 }
