@@ -339,15 +339,9 @@ async fn summary(pool: &PgPool, viewed: ViewedQuarantine) -> Result<v1::Quaranti
     let counts: Vec<(String, String, i64)> = match &row.counts {
         // Stored when the quarantine opened.
         Some(stored) => serde_json::from_value(stored.clone()).map_err(corrupt)?,
-        None => {
-            sqlx::query_as(
-                "SELECT action, object_type, count(*) FROM staged_actions WHERE cycle_id = $1 \
-                 GROUP BY action, object_type ORDER BY action, object_type",
-            )
-            .bind(row.cycle_id)
-            .fetch_all(pool)
-            .await?
-        }
+        None => syncguard_store::by_action_and_type(
+            &syncguard_store::staged_counts(pool, row.cycle_id).await?,
+        ),
     };
     let rules = protection::load_from(pool, JobId(row.job_id), viewed.protection.0)
         .await?

@@ -174,13 +174,8 @@ async fn describe_quarantine(
         return Err(FieldError::new("kind", "the quarantine is not decided").into());
     }
     let breaches = Breach::list_from_stored(&breaches).map_err(corrupt)?;
-    let counts: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT action, object_type, count(*) FROM staged_actions WHERE cycle_id = $1 \
-         GROUP BY action, object_type ORDER BY action, object_type",
-    )
-    .bind(cycle_id)
-    .fetch_all(pool)
-    .await?;
+    let counts =
+        syncguard_store::by_action_and_type(&syncguard_store::staged_counts(pool, cycle_id).await?);
     let sample: Vec<(Uuid, String, String, String, String, String, String)> = sqlx::query_as(
         "SELECT action_id, anchor, object_type, action, reason, status, display_name FROM action_states \
          WHERE cycle_id = $1 AND action IN ('delete', 'disable') AND status <> 'skipped_pinned' \

@@ -4,12 +4,19 @@
 //! A full read is joined whole (`FULL JOIN`: what the source no longer has is removed). A
 //! delta is joined only on the anchors it names (`LEFT JOIN`): its cost is its size.
 
+use sqlx::FromRow as _;
 use sqlx::PgConnection;
 use syncguard_domain::{DeprovisionMode, JobId, ScopeRules};
-use syncguard_store::{BatchIds, SMALL_DELTA_MARK};
+use syncguard_store::{BatchIds, SMALL_DELTA_MARK, StagedCount};
 use uuid::Uuid;
 
 use crate::error::StagerError;
+
+/// Closes an action-writing statement whose insert is the CTE `inserted`: the actions it
+/// wrote, counted as they were written (the cycle keeps these counts; counted again from the
+/// table, each reader planned and ran its own count).
+const COUNTED: &str = "RETURNING action, object_type, status)
+     SELECT action, object_type, status, count(*) AS count FROM inserted GROUP BY 1, 2, 3";
 
 /// Where staged actions are written: the real table, or a preview's temporary copy.
 #[derive(Debug, Clone, Copy)]
@@ -147,7 +154,10 @@ impl Diff<'_> {
     /// enabled, hash, scope verdict) between the source rows and the job's target;
     /// attributes are read back by key only for the rows that changed. Pinned objects'
     /// deletes and disables are kept, marked `skipped_pinned`.
-    pub(crate) async fn write_actions(&self, conn: &mut PgConnection) -> Result<u64, StagerError> {
+    pub(crate) async fn write_actions(
+        &self,
+        conn: &mut PgConnection,
+    ) -> Result<Vec<StagedCount>, StagerError> {
         if !self.delta && !self.job_has_objects(&mut *conn).await? {
             return self.write_first_load(conn).await;
         }
@@ -233,8 +243,8 @@ impl Diff<'_> {
                     WHERE p.object_id IS NOT NULL AND t.object_id = p.object_id LIMIT 1
                 ) d ON true
                 WHERE p.action IS NOT NULL
-            )
-            INSERT INTO {table} (action_id, cycle_id, job_id, anchor, object_type, object_id, action,
+            ),
+            inserted AS (INSERT INTO {table} (action_id, cycle_id, job_id, anchor, object_type, object_id, action,
                                  reason, status, changed_attributes, display_name)
             SELECT syncguard_batch_id($8, $9, row_number() OVER ()), $7, $2, p.anchor, p.object_type, p.object_id, p.action, p.reason,
                 CASE WHEN p.action IN ('delete', 'disable')
@@ -255,23 +265,30 @@ impl Diff<'_> {
                 ELSE '{{}}'::text[] END,
                 COALESCE(p.source_attributes -> 'displayname' ->> 0, p.source_attributes -> 'cn' ->> 0,
                          p.target_attributes -> 'displayname' ->> 0, p.target_attributes -> 'cn' ->> 0, p.anchor)
-            FROM actions p",
+            FROM actions p
+            {COUNTED}",
             mark = self.mark(),
         );
         self.insert_actions(conn, &sql).await
     }
 
-    /// Runs an action-writing statement: the diff's parameters, then the ids (`$8`, `$9`)
-    /// its rows are numbered under. Returns how many actions it wrote.
-    async fn insert_actions(&self, conn: &mut PgConnection, sql: &str) -> Result<u64, StagerError> {
+    /// Runs an action-writing statement (its insert named `inserted`, closed by
+    /// [`COUNTED`]): the diff's parameters, then the ids (`$8`, `$9`) its rows are numbered
+    /// under. Returns the actions it wrote, counted by action, object type and status.
+    async fn insert_actions(
+        &self,
+        conn: &mut PgConnection,
+        sql: &str,
+    ) -> Result<Vec<StagedCount>, StagerError> {
         let ids = BatchIds::draw();
-        let written = self
+        let counts = self
             .bind(sql)
             .bind(&ids.prefix)
             .bind(ids.start)
-            .execute(conn)
+            .try_map(|row: sqlx::postgres::PgRow| StagedCount::from_row(&row))
+            .fetch_all(conn)
             .await?;
-        Ok(written.rows_affected())
+        Ok(counts)
     }
 
     /// Whether the job's target holds any object, live or soft-deleted. Read while the job
@@ -292,16 +309,21 @@ impl Diff<'_> {
     /// its display name (0.25 s of a 100,000-object first load). The columns are those the
     /// general diff gives a create: no changed attributes, never pinned (pins hold deletes
     /// and disables only), the display name from the same attributes in the same order.
-    async fn write_first_load(&self, conn: &mut PgConnection) -> Result<u64, StagerError> {
+    async fn write_first_load(
+        &self,
+        conn: &mut PgConnection,
+    ) -> Result<Vec<StagedCount>, StagerError> {
         let sql = format!(
-            "INSERT INTO {table} (action_id, cycle_id, job_id, anchor, object_type, object_id, action,
+            "WITH inserted AS (
+             INSERT INTO {table} (action_id, cycle_id, job_id, anchor, object_type, object_id, action,
                                  reason, status, changed_attributes, display_name)
              SELECT syncguard_batch_id($8, $9, row_number() OVER ()), $7, $2, s.anchor, s.object_type,
                     NULL, 'create', 'new_in_source', 'staged', '{{}}',
                     COALESCE(s.attributes -> 'displayname' ->> 0, s.attributes -> 'cn' ->> 0, s.anchor)
              FROM {source} s
              WHERE s.snapshot_id = $1 AND NOT (s.deleted_in_source OR s.change = 'delete')
-               AND ({in_scope})",
+               AND ({in_scope})
+             {COUNTED}",
             table = self.table.name(),
             source = self.source.name(),
             in_scope = self.in_scope(),
@@ -311,12 +333,14 @@ impl Diff<'_> {
 
     /// Records on the cycle the pinned anchors this source shows back in the state their
     /// rejected action would have changed (present, in scope, and, for a rejected disable of
-    /// a sign-in block, enabled), with when staging started and how long it took.
-    pub(crate) async fn record_returned_pins(
+    /// a sign-in block, enabled), when staging started and how long it took, and the counts
+    /// of what it staged.
+    pub(crate) async fn record_staging(
         &self,
         conn: &mut PgConnection,
         started_at: chrono::DateTime<chrono::Utc>,
         millis: i64,
+        counts: &[StagedCount],
     ) -> Result<(), StagerError> {
         let sql = format!(
             "{mark}UPDATE cycles SET returned_pins = (
@@ -324,15 +348,14 @@ impl Diff<'_> {
                  JOIN {source} s ON s.snapshot_id = $1 AND s.anchor = p.anchor
                  WHERE p.job_id = $2 AND s.change <> 'delete' AND NOT s.deleted_in_source AND ({in_scope})
                    AND (p.rejected_reason <> 'disabled_in_source' OR s.enabled)),
-                 stage_started_at = $8, stage_millis = $9, updated_at = now()
+                 stage_started_at = $8, stage_millis = $9, staged_counts = {counts}, updated_at = now()
              WHERE cycle_id = $7",
             mark = self.mark(),
+            counts = syncguard_store::staged_counts_value(10),
             source = self.source.name(),
             in_scope = self.in_scope(),
         );
-        self.bind(&sql)
-            .bind(started_at)
-            .bind(millis)
+        syncguard_store::bind_staged_counts(self.bind(&sql).bind(started_at).bind(millis), counts)
             .execute(conn)
             .await?;
         Ok(())

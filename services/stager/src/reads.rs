@@ -40,14 +40,9 @@ fn corrupt(error: syncguard_domain::UnknownName) -> StagerError {
 }
 
 async fn counts(pool: &PgPool, cycle_id: Uuid) -> Result<Vec<v1::ActionCount>, StagerError> {
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT action, object_type, count(*) FROM staged_actions WHERE cycle_id = $1 \
-         GROUP BY action, object_type ORDER BY action, object_type",
-    )
-    .bind(cycle_id)
-    .fetch_all(pool)
-    .await?;
-    rows.into_iter()
+    let stored = syncguard_store::staged_counts(pool, cycle_id).await?;
+    syncguard_store::by_action_and_type(&stored)
+        .into_iter()
         .map(|(action, object_type, count)| {
             Ok(v1::ActionCount {
                 action: names::action_kind(action.parse().map_err(corrupt)?) as i32,

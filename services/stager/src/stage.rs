@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use sqlx::{PgConnection, PgPool};
 use syncguard_domain::{CycleState, DeprovisionMode, JobId, ScopeRules};
-use syncguard_store::{Claim, StoreError};
+use syncguard_store::{Claim, StagedCount, StoreError};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
@@ -22,8 +22,9 @@ const SMALL_DELTA_ROWS: i64 = 50_000;
 pub enum Staged {
     /// Nothing to do (no queued push, an open cycle, or another instance holds the job).
     Nothing,
-    /// A cycle was staged and waits for the gate; with the trace of its push.
-    Cycle(Uuid, Option<String>),
+    /// A cycle was staged and waits for the gate; with the trace of its push and the counts
+    /// of what it staged.
+    Cycle(Uuid, Option<String>, Vec<StagedCount>),
     /// A full read returned nothing while the target holds objects: the cycle failed
     /// instead of staging deletes of everything.
     RefusedEmpty(Uuid),
@@ -197,7 +198,8 @@ async fn stage_queued(
         .execute(&mut *transaction)
         .await?;
     }
-    let actions = diff.write_actions(&mut transaction).await?;
+    let counts = diff.write_actions(&mut transaction).await?;
+    let actions: i64 = counts.iter().map(|count| count.count).sum();
     if !delta {
         sqlx::query("SET LOCAL enable_seqscan = on")
             .execute(&mut *transaction)
@@ -207,19 +209,20 @@ async fn stage_queued(
         &mut transaction,
         job_id,
         next.cycle_id,
-        actions as i64,
+        actions,
         diff.mark(),
     )
     .await?;
-    diff.record_returned_pins(
+    diff.record_staging(
         &mut transaction,
         started_at,
         started.elapsed().as_millis() as i64,
+        &counts,
     )
     .await?;
     transaction.commit().await.map_err(StoreError::from)?;
     tracing::info!(job = %job_id, cycle = %next.cycle_id, seq = next.seq, delta, objects = next.object_count, actions, millis = started.elapsed().as_millis() as u64, "cycle staged");
-    Ok(Staged::Cycle(next.cycle_id, next.trace_parent))
+    Ok(Staged::Cycle(next.cycle_id, next.trace_parent, counts))
 }
 
 async fn insert_cycle(

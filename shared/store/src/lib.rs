@@ -14,6 +14,7 @@ mod jobs;
 mod plan_shapes;
 mod pool;
 mod snapshot_cache;
+mod staged_counts;
 mod transaction;
 
 pub use action_log::{Transition, log_applied_creates, log_transition};
@@ -27,6 +28,9 @@ pub use error::StoreError;
 pub use jobs::job_exists;
 pub use pool::{PoolSettings, answers, connect_lazy, migrate, service_role, wait_until_ready};
 pub use snapshot_cache::{CommitPoint, SnapshotCache};
+pub use staged_counts::{
+    StagedCount, bind_staged_counts, by_action_and_type, staged_counts, staged_counts_value,
+};
 pub use transaction::in_transaction;
 
 /// Marks the statements of a small delta (stager's staging, retention's apply), which run
