@@ -102,13 +102,10 @@ pub async fn preview(
         deprovision,
         small_delta: false,
     };
-    diff.write_actions(&mut transaction).await?;
-    let counts: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT action, object_type, count(*) FROM preview_actions WHERE status <> 'skipped_pinned' \
-         GROUP BY action, object_type ORDER BY action, object_type",
-    )
-    .fetch_all(&mut *transaction)
-    .await?;
+    // What the diff wrote, counted as it wrote it; pinned objects' actions never happen.
+    let mut written = diff.write_actions(&mut transaction).await?;
+    written.retain(|count| count.status != "skipped_pinned");
+    let counts = syncguard_store::by_action_and_type(&written);
     let sample: Vec<SampleRow> = sqlx::query_as(
         "SELECT anchor, object_type, action, reason, status, changed_attributes, display_name FROM preview_actions \
          ORDER BY (action IN ('delete', 'disable')) DESC, anchor COLLATE \"C\" LIMIT $1",
