@@ -32,17 +32,29 @@ pub struct Decided {
     pub breaches: Vec<Breach>,
 }
 
-async fn grouped_counts(
+/// What retention applied of `kinds` on `job_id` in the last `window_secs`: the cycles it
+/// applied, and of each the actions that were carried out. Only the kinds a rule counts are
+/// read (an index condition on each cycle's actions): counting every kind read all of a
+/// first load's creates for each decision while that load was in the window (42-47 ms with
+/// 100,000 creates, 0.8-1.1 ms with the condition; psql).
+async fn applied_in_window(
     conn: &mut PgConnection,
-    sql: &'static str,
-    id: Uuid,
-    window_secs: Option<i32>,
+    job_id: Uuid,
+    window_secs: i32,
+    kinds: &[String],
 ) -> Result<Counts, GateError> {
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(sql)
-        .bind(id)
-        .bind(window_secs.unwrap_or(0))
-        .fetch_all(conn)
-        .await?;
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT s.action, s.object_type, count(*) FROM applied_cycles ac \
+         JOIN action_states s ON s.cycle_id = ac.cycle_id \
+         WHERE ac.job_id = $1 AND ac.applied_at >= now() - make_interval(secs => $2) \
+           AND s.action = ANY($3) AND s.status = 'applied' \
+         GROUP BY s.action, s.object_type",
+    )
+    .bind(job_id)
+    .bind(window_secs)
+    .bind(kinds)
+    .fetch_all(conn)
+    .await?;
     Ok(counts_of(rows))
 }
 
@@ -110,19 +122,7 @@ async fn breaches_with(
         let counts = match rule.window_secs {
             None => Counts::new(),
             Some(seconds) => {
-                // What retention applied in the window: the cycles it applied, and of each the
-                // actions that were carried out.
-                grouped_counts(
-                    conn,
-                    "SELECT s.action, s.object_type, count(*) FROM applied_cycles ac \
-                     JOIN action_states s ON s.cycle_id = ac.cycle_id \
-                     WHERE ac.job_id = $1 AND ac.applied_at >= now() - make_interval(secs => $2) \
-                       AND s.status = 'applied' \
-                     GROUP BY s.action, s.object_type",
-                    job_id.0,
-                    Some(seconds),
-                )
-                .await?
+                applied_in_window(conn, job_id.0, seconds, &rule.counted_actions).await?
             }
         };
         window_counts.push(counts);
