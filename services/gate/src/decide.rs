@@ -127,8 +127,10 @@ async fn breaches_with(
         };
         window_counts.push(counts);
     }
-    // Counting the population is a scan of the job's objects: only percentage rules need it.
-    let populations: HashMap<String, u64> = if needs_population(rules) {
+    // Counting the population is a scan of the job's objects: only percentage rules that
+    // count something need it.
+    let populations: HashMap<String, u64> = if needs_population(rules, cycle_counts, &window_counts)
+    {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT object_type, count(*) FROM directory_objects WHERE job_id = $1 AND deleted_at IS NULL GROUP BY object_type",
         )

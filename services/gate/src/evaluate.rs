@@ -27,9 +27,19 @@ fn count(rule: &Rule, counts: &Counts) -> u64 {
         .sum()
 }
 
-/// Whether any rule needs the population of objects in scope (a percentage limit).
-pub fn needs_population(rules: &[Rule]) -> bool {
-    rules.iter().any(|rule| rule.max_percent.is_some())
+/// Whether the population of objects in scope must be counted (a scan of the job's
+/// objects): only for a rule with a percentage limit that counts something in this cycle or
+/// its window. With nothing counted no limit can be exceeded, so a delta that creates or
+/// updates never reads the whole job (a one-object delta on a 1,000,000-object job with a
+/// percentage rule counted a million objects for every decision).
+pub fn needs_population(rules: &[Rule], cycle_counts: &Counts, window_counts: &[Counts]) -> bool {
+    rules.iter().enumerate().any(|(index, rule)| {
+        let in_window = window_counts
+            .get(index)
+            .map(|counts| count(rule, counts))
+            .unwrap_or(0);
+        rule.max_percent.is_some() && count(rule, cycle_counts) + in_window > 0
+    })
 }
 
 /// The limit a rule sets for a population: the smaller of its count and (when the
@@ -147,6 +157,28 @@ mod tests {
         let large = HashMap::from([("user".to_owned(), 150)]);
         let breaches = evaluate(&[rule], &deletes, &[], &large);
         assert_eq!((breaches[0].counted, breaches[0].limit), (20, 15));
+    }
+
+    #[test]
+    fn the_population_is_counted_only_when_a_percentage_rule_counts_something() {
+        let percent = Rule {
+            max_count: None,
+            max_percent: Some(10.0),
+            ..default_rules().remove(0)
+        };
+        let updates = counts(&[("update", "user", 5), ("create", "group", 1)]);
+        let deletes = counts(&[("delete", "user", 1)]);
+        let rules = std::slice::from_ref(&percent);
+        assert!(!needs_population(rules, &updates, &[]));
+        assert!(needs_population(rules, &deletes, &[]));
+        assert!(needs_population(
+            rules,
+            &updates,
+            std::slice::from_ref(&deletes)
+        ));
+        assert!(!needs_population(&[threshold(5)], &deletes, &[]));
+        // Nothing counted can exceed no limit, whatever the population.
+        assert!(evaluate(rules, &updates, &[], &HashMap::new()).is_empty());
     }
 
     #[test]
