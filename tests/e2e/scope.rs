@@ -112,6 +112,102 @@ async fn leaving_the_scoping_group_or_an_attribute_match_plans_a_delete() -> any
     suite.stop().await
 }
 
+/// Pushes a delta of `upserts`, waits for it to complete, and returns its staged actions
+/// (anchor, action, reason) in order.
+async fn delta_actions(
+    suite: &Suite,
+    job_id: &str,
+    key: &str,
+    upserts: Vec<v1::SourceObject>,
+) -> anyhow::Result<Vec<(String, i32, i32)>> {
+    let answer = suite
+        .ingest(Some(&suite.tokens.operator))
+        .push_delta(v1::PushDeltaRequest {
+            job_id: job_id.into(),
+            idempotency_key: key.into(),
+            upserts,
+            deleted_anchors: Vec::new(),
+        })
+        .await?
+        .into_inner();
+    anyhow::ensure!(
+        answer.cycle_state == CycleState::Completed as i32,
+        "delta not applied: {answer:?}"
+    );
+    let mut actions = staged(suite, &answer.cycle_id).await?;
+    actions.sort();
+    Ok(actions)
+}
+
+/// A delta on a job scoped to a group: without the group, the target's memberships decide
+/// (a member's change applies, a non-member is not created); carrying the group, the
+/// members it lists do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_on_a_group_scoped_job_takes_membership_from_the_target_or_the_delta()
+-> anyhow::Result<()> {
+    let suite = Suite::start().await?;
+    let mut spec = push_job("group-scoped deltas");
+    spec.scope = Some(v1::ScopeRules {
+        member_of_group_anchor: "g-00000".into(),
+        ..Default::default()
+    });
+    let job_id = create(&suite, spec).await?;
+    let mut ingest = suite.ingest(Some(&suite.tokens.operator));
+    // Group 0 holds users 0-19; users 20-39 are in group 1 only.
+    let objects = directory(40, 2);
+    push_snapshot(&mut ingest, &job_id, &objects).await?;
+
+    let mut member = user(5);
+    member.distinguished_name = "uid=user5,ou=moved,dc=example,dc=org".into();
+    assert_eq!(
+        delta_actions(
+            &suite,
+            &job_id,
+            "member and outsider",
+            vec![member, user(25)]
+        )
+        .await?,
+        [(
+            "u-00005".to_owned(),
+            ActionKind::Update as i32,
+            ActionReason::AttributesChanged as i32
+        )],
+        "the member's change applies; the non-member stays out"
+    );
+
+    let mut scoping = objects
+        .iter()
+        .find(|object| object.anchor == "g-00000")
+        .cloned()
+        .expect("the scoping group");
+    scoping.member_anchors.push("u-00025".into());
+    assert_eq!(
+        delta_actions(
+            &suite,
+            &job_id,
+            "group gains a member",
+            vec![scoping, user(25)]
+        )
+        .await?,
+        [
+            (
+                "g-00000".to_owned(),
+                ActionKind::Update as i32,
+                ActionReason::AttributesChanged as i32
+            ),
+            (
+                "u-00025".to_owned(),
+                ActionKind::Create as i32,
+                ActionReason::NewInSource as i32
+            ),
+        ],
+        "the delta's group lists the new member"
+    );
+    let live = live_objects(&mut suite.retention(Some(&suite.tokens.reader)), &job_id).await?;
+    assert_eq!(live.len(), 23, "21 assigned users and 2 groups");
+    suite.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disable_mode_deprovisions_by_disabling_and_enables_on_return() -> anyhow::Result<()> {
     let suite = Suite::start().await?;

@@ -113,20 +113,29 @@ impl Diff<'_> {
             );
         }
         if !self.scope.member_of_group_anchor.is_empty() {
-            // A delta that does not carry the scoping group reads its members from the target.
-            let target_members = if self.delta {
-                "(SELECT array_agg(m.member_anchor) FROM directory_memberships m
-                  WHERE m.job_id = $2 AND m.group_anchor = $5),"
+            // The scoping group's members as the source gives them, matched by a hashed
+            // subquery (built once per statement): `s.anchor = ANY(members)` compared each
+            // row with the whole array, quadratic in the read (200,000 rows against a group
+            // of 50,000 members: 225 s, against 73 ms hashed; psql).
+            let source_members = format!(
+                "SELECT unnest(g.member_anchors) FROM {source} g
+                 WHERE g.snapshot_id = $1 AND g.anchor = $5 AND g.change <> 'delete'"
+            );
+            let member = if self.delta {
+                // A delta that does not carry the scoping group reads membership from the
+                // target, one key probe per row.
+                format!(
+                    "CASE WHEN EXISTS (SELECT 1 FROM {source} g
+                                       WHERE g.snapshot_id = $1 AND g.anchor = $5 AND g.change <> 'delete')
+                          THEN s.anchor IN ({source_members})
+                          ELSE EXISTS (SELECT 1 FROM directory_memberships m
+                                       WHERE m.job_id = $2 AND m.group_anchor = $5
+                                         AND m.member_anchor = s.anchor) END"
+                )
             } else {
-                ""
+                format!("s.anchor IN ({source_members})")
             };
-            clauses.push(format!(
-                "(s.object_type = 'group' OR s.anchor = ANY(COALESCE(
-                     (SELECT g.member_anchors FROM {source} g
-                      WHERE g.snapshot_id = $1 AND g.anchor = $5 AND g.change <> 'delete'),
-                     {target_members}
-                     '{{}}'::text[])))"
-            ));
+            clauses.push(format!("(s.object_type = 'group' OR {member})"));
         }
         clauses.join(" AND ")
     }
