@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use sqlx::{PgConnection, PgPool};
-use syncguard_domain::{ActionKind, Breach, JobId, Verdict};
+use syncguard_domain::{Breach, JobId, Verdict};
 use syncguard_proto::v1;
 use syncguard_store::{Claim, StoreError};
 use uuid::Uuid;
@@ -65,39 +65,18 @@ fn counts_of(rows: Vec<(String, String, i64)>) -> Counts {
         .collect()
 }
 
-/// A cycle's staged actions of `kinds` by action and object type (pinned objects, which
-/// nothing will touch, do not count), from the counts the stager kept on the cycle.
-async fn cycle_counts(
-    conn: &mut PgConnection,
-    cycle_id: Uuid,
-    kinds: &[String],
-) -> Result<Counts, GateError> {
+/// A cycle's staged actions by action and object type, from the counts the stager kept on
+/// the cycle (pinned objects' actions, which nothing will touch, do not count): what the
+/// rules count and what a quarantine shows, read once.
+async fn cycle_counts(conn: &mut PgConnection, cycle_id: Uuid) -> Result<Counts, GateError> {
     let stored = syncguard_store::staged_counts(conn, cycle_id).await?;
     Ok(counts_of(
         stored
             .into_iter()
-            .filter(|count| count.status == "staged" && kinds.contains(&count.action))
+            .filter(|count| count.status == "staged")
             .map(|count| (count.action, count.object_type, count.count))
             .collect(),
     ))
-}
-
-/// The rules' verdict on a cycle's counts of the kinds they count, with rolling windows and
-/// populations read from the database.
-pub async fn breaches_of_cycle(
-    conn: &mut PgConnection,
-    job_id: JobId,
-    cycle_id: Uuid,
-    rules: &[Rule],
-) -> Result<Vec<Breach>, GateError> {
-    let mut counted: Vec<String> = rules
-        .iter()
-        .flat_map(|rule| rule.counted_actions.iter().cloned())
-        .collect();
-    counted.sort();
-    counted.dedup();
-    let cycle_counts = cycle_counts(conn, cycle_id, &counted).await?;
-    breaches_with(conn, job_id, rules, &cycle_counts).await
 }
 
 /// The rules' verdict on counts that are not stored as a cycle (a preview).
@@ -197,14 +176,10 @@ pub async fn decide_next(
     let StoredProtection { enabled, rules, .. } =
         protection::ensure_recorded(&mut transaction, job_id).await?;
     let rules: Vec<Rule> = rules.into_iter().map(|(_, rule)| rule).collect();
-    let breaches = breaches_of_cycle(&mut transaction, job_id, cycle_id, &rules).await?;
+    let counts = cycle_counts(&mut transaction, cycle_id).await?;
+    let breaches = breaches_with(&mut transaction, job_id, &rules, &counts).await?;
     let quarantine_id = if enabled && !breaches.is_empty() {
         // The quarantine shows every kind the cycle plans, not only those the rules count.
-        let every: Vec<String> = ActionKind::ALL
-            .iter()
-            .map(|kind| kind.as_str().to_owned())
-            .collect();
-        let counts = cycle_counts(&mut transaction, cycle_id, &every).await?;
         Some(quarantine(&mut transaction, job_id, cycle_id, &breaches, &counts).await?)
     } else {
         None
