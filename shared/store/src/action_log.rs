@@ -371,24 +371,34 @@ mod tests {
         .expect("chunks read")
     }
 
-    fn applied(staged: Transition<'static>) -> Transition<'static> {
-        Transition {
+    /// A cycle of 600 staged actions (every `deletes_every`th a delete) with its `staged`
+    /// transition logged, the `applied` transition its apply would log, and a connection.
+    async fn staged_then_applying(
+        pool: &PgPool,
+        deletes_every: i64,
+    ) -> (
+        Transition<'static>,
+        Transition<'static>,
+        sqlx::pool::PoolConnection<sqlx::Postgres>,
+    ) {
+        let staged = staged_cycle(pool, 600, deletes_every).await;
+        let mut conn = pool.acquire().await.expect("connection");
+        log_transition(&mut conn, &staged, STAGED_ROWS, 600, "")
+            .await
+            .expect("staged logged");
+        let applied = Transition {
             status: "applied",
             prefix: "",
             actor: "service:gate",
             with_objects: true,
             ..staged
-        }
+        };
+        (staged, applied, conn)
     }
 
     #[sqlx::test(migrations = false)]
     async fn an_applied_first_load_repeats_its_staged_chunks_with_the_created_ids(pool: PgPool) {
-        let staged = staged_cycle(&pool, 600, 0).await;
-        let mut conn = pool.acquire().await.expect("connection");
-        log_transition(&mut conn, &staged, STAGED_ROWS, 600, "")
-            .await
-            .expect("staged logged");
-        let applied = applied(staged);
+        let (staged, applied, mut conn) = staged_then_applying(&pool, 0).await;
         assert!(
             log_applied_creates(&mut conn, &applied, 600, "")
                 .await
@@ -433,12 +443,7 @@ mod tests {
 
     #[sqlx::test(migrations = false)]
     async fn a_cycle_with_more_than_creates_is_left_to_its_rows(pool: PgPool) {
-        let staged = staged_cycle(&pool, 600, 3).await;
-        let mut conn = pool.acquire().await.expect("connection");
-        log_transition(&mut conn, &staged, STAGED_ROWS, 600, "")
-            .await
-            .expect("staged logged");
-        let applied = applied(staged);
+        let (staged, applied, mut conn) = staged_then_applying(&pool, 3).await;
         for total in [600, 400] {
             assert!(
                 !log_applied_creates(&mut conn, &applied, total, "")
