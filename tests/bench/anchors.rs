@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::Connection as _;
 use syncguard_e2e::TestDatabase;
+use syncguard_ingest::copy_binary;
 use tokio::process::Command;
 
 /// How many times the snapshot is loaded with `psql \copy`; the anchor is the median. One
@@ -14,9 +15,28 @@ use tokio::process::Command;
 /// single load moved every ratio beside it by a quarter.
 pub const COPY_RUNS: usize = 3;
 
-/// Writes the snapshot rows as the CSV ingest's COPY sends, then times [`COPY_RUNS`] loads of
-/// them by `psql \copy` into a table shaped and indexed like `source_objects`, each into an
-/// empty table on a settled database (see [`settle`]). Returns the times in the order run.
+/// The `\copy` anchor's format. The issue's anchor is the CSV a psql user loads; the binary
+/// file holds exactly the bytes ingest streams, so its load is what ingest's own `COPY` costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyFormat {
+    /// `FORMAT csv`.
+    Csv,
+    /// `FORMAT binary`, as ingest sends it.
+    Binary,
+}
+
+impl CopyFormat {
+    fn name(self) -> &'static str {
+        match self {
+            CopyFormat::Csv => "csv",
+            CopyFormat::Binary => "binary",
+        }
+    }
+}
+
+/// Writes the snapshot rows in both formats, then times [`COPY_RUNS`] loads of each by
+/// `psql \copy` into a table shaped and indexed like `source_objects`, each into an empty
+/// table on a settled database (see [`settle`]). Returns each format's times in the order run.
 pub async fn time_psql_copy(
     database: &TestDatabase,
     dir: &Path,
@@ -26,40 +46,76 @@ pub async fn time_psql_copy(
             syncguard_domain::FieldError,
         >,
     >,
-) -> anyhow::Result<Vec<Duration>> {
-    let csv = dir.join("snapshot.csv");
-    let mut out = Vec::new();
-    let snapshot_id = uuid::Uuid::nil().to_string();
+) -> anyhow::Result<Vec<(CopyFormat, Vec<Duration>)>> {
+    let snapshot_id = uuid::Uuid::nil();
+    let snapshot_text = snapshot_id.to_string();
+    let (mut csv, mut binary) = (Vec::new(), copy_binary::HEADER.to_vec());
     for canonical in rows {
-        canonical?.write_csv_row(&snapshot_id, "present", &mut out);
+        let canonical = canonical?;
+        crate::snapshot_csv::write_row(&canonical, &snapshot_text, "present", &mut csv);
+        copy_binary::write_object(&canonical, &snapshot_id, "present", &mut binary);
     }
-    std::fs::write(&csv, &out)?;
-    let mut times = Vec::with_capacity(COPY_RUNS);
-    for _ in 0..COPY_RUNS {
-        psql(
-            database,
-            "DROP TABLE IF EXISTS bench_copy; \
-             CREATE TABLE bench_copy (snapshot_id uuid, anchor text, change text, object_type text, \
-             distinguished_name text, attributes jsonb, enabled boolean, member_anchors text[], \
-             deleted_in_source boolean, content_hash bytea, PRIMARY KEY (snapshot_id, anchor))",
-            "psql could not create the comparison table",
-        )
-        .await?;
-        settle(database).await?;
-        let started = Instant::now();
-        psql(
-            database,
-            &format!(
-                "\\copy bench_copy FROM '{}' WITH (FORMAT csv)",
-                csv.display()
+    binary.extend_from_slice(copy_binary::TRAILER);
+    let mut timed = Vec::new();
+    for (format, bytes) in [(CopyFormat::Csv, csv), (CopyFormat::Binary, binary)] {
+        let file = dir.join(format!("snapshot.{}", format.name()));
+        std::fs::write(&file, bytes)?;
+        let mut times = Vec::with_capacity(COPY_RUNS);
+        for _ in 0..COPY_RUNS {
+            psql(
+                database,
+                "DROP TABLE IF EXISTS bench_copy; \
+                 CREATE TABLE bench_copy (snapshot_id uuid, anchor text, change text, object_type text, \
+                 distinguished_name text, attributes jsonb, enabled boolean, member_anchors text[], \
+                 deleted_in_source boolean, content_hash bytea, PRIMARY KEY (snapshot_id, anchor))",
+                "psql could not create the comparison table",
+            )
+            .await?;
+            settle(database).await?;
+            let started = Instant::now();
+            psql(
+                database,
+                &format!(
+                    "\\copy bench_copy FROM '{}' WITH (FORMAT {})",
+                    file.display(),
+                    format.name()
+                ),
+                "psql \\copy failed",
+            )
+            .await?;
+            times.push(started.elapsed());
+        }
+        std::fs::remove_file(&file)?;
+        timed.push((format, times));
+    }
+    Ok(timed)
+}
+
+/// Prints each format's loads and returns the CSV median, the issue's anchor.
+pub fn print_copies(total: usize, timed: &[(CopyFormat, Vec<Duration>)]) -> Duration {
+    let mut anchor = Duration::ZERO;
+    for (format, times) in timed {
+        let listed = times
+            .iter()
+            .map(|time| format!("{:.2} s", time.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let middle = median(times);
+        match format {
+            CopyFormat::Csv => {
+                anchor = middle;
+                println!(
+                    "  psql \\copy of the {total}-object snapshot: {:.2} s (median of {listed})",
+                    middle.as_secs_f64()
+                );
+            }
+            CopyFormat::Binary => println!(
+                "  the same rows in COPY's binary format, as ingest sends them: {:.2} s (median of {listed})",
+                middle.as_secs_f64()
             ),
-            "psql \\copy failed",
-        )
-        .await?;
-        times.push(started.elapsed());
+        }
     }
-    std::fs::remove_file(&csv)?;
-    Ok(times)
+    anchor
 }
 
 /// The median of `times` (the middle one of an odd count).

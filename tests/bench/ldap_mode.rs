@@ -13,7 +13,7 @@ use syncguard_proto::v1::stager_service_client::StagerServiceClient;
 use syncguard_proto::v1::{self, AttributeValues, ObjectType};
 use tokio::process::Command;
 
-use crate::anchors::{median, time_psql_copy};
+use crate::anchors::{print_copies, time_psql_copy};
 use crate::services::{authed, cpu_seconds, peak_rss_mib, secrets_dir, start_services};
 
 fn entry(n: usize) -> String {
@@ -145,7 +145,8 @@ pub async fn run(total: usize) -> anyhow::Result<()> {
 
     let database = TestDatabase::create().await?;
     let objects: Vec<v1::SourceObject> = (0..total).map(source_object).collect();
-    let copy = median(
+    let copy = print_copies(
+        total,
         &time_psql_copy(
             &database,
             &dir,

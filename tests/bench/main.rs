@@ -17,6 +17,7 @@ mod export_mode;
 mod latency;
 mod ldap_mode;
 mod services;
+mod snapshot_csv;
 mod suite;
 
 #[tokio::main]

@@ -15,7 +15,7 @@ use syncguard_proto::v1::stager_service_client::StagerServiceClient;
 use syncguard_proto::v1::{self, CycleState};
 
 use crate::anchors::{
-    allow_in_sql, copy_for_allow_in_sql, median, pgbench_commit, settle, time_psql_copy,
+    allow_in_sql, copy_for_allow_in_sql, pgbench_commit, print_copies, settle, time_psql_copy,
     wait_for_idle,
 };
 use crate::cycles::{CycleFigures, print_cycle, push_and_measure};
@@ -439,23 +439,16 @@ pub async fn run(total: usize) -> anyhow::Result<()> {
         ms(commit_1),
         ms(commit_8)
     );
-    let copies = time_psql_copy(
-        &database,
-        &dir,
-        snapshot(total, Round::Changed)
-            .enumerate()
-            .map(|(index, object)| canonicalize(index as u64, object)),
-    )
-    .await?;
-    let copy = median(&copies);
-    println!(
-        "  psql \\copy of the {total}-object snapshot: {} (median of {})",
-        seconds(copy),
-        copies
-            .iter()
-            .map(|time| seconds(*time))
-            .collect::<Vec<_>>()
-            .join(", ")
+    let copy = print_copies(
+        total,
+        &time_psql_copy(
+            &database,
+            &dir,
+            snapshot(total, Round::Changed)
+                .enumerate()
+                .map(|(index, object)| canonicalize(index as u64, object)),
+        )
+        .await?,
     );
 
     // The big job: initial load and a steady cycle.

@@ -3,6 +3,7 @@
 //! A library with a thin `main.rs`: tests build the [`App`] in-process.
 
 mod api;
+pub mod copy_binary;
 mod cycle_start;
 mod error;
 pub mod export_file;

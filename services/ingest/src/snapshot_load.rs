@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::copy_binary;
 use crate::error::IngestError;
 use crate::source_object::canonicalize;
 
@@ -30,10 +31,6 @@ enum PendingRow {
     Object(crate::source_object::CanonicalObject),
     Removal(SourceAnchor),
 }
-
-const COPY_STATEMENT: &str = "COPY source_objects (snapshot_id, anchor, change, object_type, \
-    distinguished_name, attributes, enabled, member_anchors, deleted_in_source, content_hash) \
-    FROM STDIN WITH (FORMAT csv)";
 
 /// Where a snapshot came from.
 #[derive(Debug, Clone, Copy)]
@@ -71,7 +68,6 @@ pub struct SnapshotWriter {
     kind: SnapshotKind,
     snapshot_id: Uuid,
     cycle_id: Uuid,
-    snapshot_text: String,
     objects: u64,
     buffer: Vec<u8>,
     /// Rows not yet encoded for COPY: all of them while the push is small.
@@ -127,18 +123,25 @@ pub struct SnapshotSummary {
     pub objects: u64,
 }
 
-/// Streams chunks into one COPY and hands the transaction back when the chunks end.
+/// Streams chunks into one COPY, framed by the binary format's header and trailer, and hands
+/// the transaction back when the chunks end.
 async fn copy_chunks(
     mut transaction: Transaction<'static, Postgres>,
     mut chunks: mpsc::Receiver<Vec<u8>>,
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    let mut copy = transaction.copy_in_raw(COPY_STATEMENT).await?;
-    while let Some(chunk) = chunks.recv().await {
-        if let Err(error) = copy.send(chunk).await {
-            let _ = copy.abort("sending rows failed").await;
-            return Err(error);
-        }
+    let mut copy = transaction.copy_in_raw(copy_binary::COPY_STATEMENT).await?;
+    let mut sent = copy.send(copy_binary::HEADER).await;
+    while sent.is_ok() {
+        let Some(chunk) = chunks.recv().await else {
+            break;
+        };
+        sent = copy.send(chunk).await;
     }
+    if let Err(error) = sent {
+        let _ = copy.abort("sending rows failed").await;
+        return Err(error);
+    }
+    copy.send(copy_binary::TRAILER).await?;
     copy.finish().await?;
     Ok(transaction)
 }
@@ -190,7 +193,6 @@ impl SnapshotWriter {
             kind,
             snapshot_id,
             cycle_id,
-            snapshot_text: snapshot_id.to_string(),
             objects: 0,
             buffer: Vec::new(),
             pending: Vec::new(),
@@ -238,16 +240,15 @@ impl SnapshotWriter {
 
     fn encode(&mut self, row: &PendingRow) {
         match row {
-            PendingRow::Object(canonical) => canonical.write_csv_row(
-                &self.snapshot_text,
+            PendingRow::Object(canonical) => copy_binary::write_object(
+                canonical,
+                &self.snapshot_id,
                 self.kind.object_change(),
                 &mut self.buffer,
             ),
-            PendingRow::Removal(anchor) => crate::source_object::write_removal_csv_row(
-                &self.snapshot_text,
-                anchor,
-                &mut self.buffer,
-            ),
+            PendingRow::Removal(anchor) => {
+                copy_binary::write_removal(&self.snapshot_id, anchor, &mut self.buffer)
+            }
         }
     }
 
@@ -484,4 +485,145 @@ fn duplicate_anchor_or_store_error(error: sqlx::Error) -> IngestError {
         .into();
     }
     StoreError::from(error).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use sqlx::PgPool;
+    use syncguard_domain::{JobId, SourceAnchor};
+    use syncguard_proto::v1::{self, ObjectType};
+    use uuid::Uuid;
+
+    use super::{Origin, SMALL_PUSH_ROWS, SnapshotKind, SnapshotWriter};
+
+    /// Objects whose every text field needs care in one format or another: quotes,
+    /// backslashes, commas, braces, newlines, non-ASCII, empty values, a group's members.
+    fn awkward_objects() -> Vec<v1::SourceObject> {
+        let values = |values: &[&str]| v1::AttributeValues {
+            values: values.iter().map(|value| value.to_string()).collect(),
+        };
+        let mut attributes = HashMap::new();
+        attributes.insert("cn".to_owned(), values(&["O\"Brien, \\ Ann {x}"]));
+        attributes.insert("description".to_owned(), values(&["line\nbreak\ttab", ""]));
+        attributes.insert("displayName".to_owned(), values(&["Zoë 李 🙂"]));
+        vec![
+            v1::SourceObject {
+                anchor: "u-\"quoted\",\\back{slash}".into(),
+                object_type: ObjectType::User as i32,
+                distinguished_name: "cn=O\\\"Brien\\, Ann,ou=people,dc=example".into(),
+                attributes,
+                enabled: false,
+                deleted_in_source: true,
+                ..Default::default()
+            },
+            v1::SourceObject {
+                anchor: "g-ünïcode".into(),
+                object_type: ObjectType::Group as i32,
+                member_anchors: vec![
+                    "u-\"quoted\",\\back{slash}".into(),
+                    "m,2".into(),
+                    "NULL".into(),
+                ],
+                enabled: true,
+                ..Default::default()
+            },
+            v1::SourceObject {
+                anchor: "g-empty".into(),
+                object_type: ObjectType::Group as i32,
+                enabled: true,
+                ..Default::default()
+            },
+        ]
+    }
+
+    fn filler(n: usize) -> v1::SourceObject {
+        v1::SourceObject {
+            anchor: format!("filler-{n:05}"),
+            object_type: ObjectType::User as i32,
+            enabled: true,
+            ..Default::default()
+        }
+    }
+
+    /// A snapshot of `kind` with `objects` and `removals`, committed.
+    async fn land(
+        pool: &PgPool,
+        job: JobId,
+        kind: SnapshotKind,
+        objects: Vec<v1::SourceObject>,
+        removals: &[&str],
+    ) -> Uuid {
+        let mut writer = SnapshotWriter::begin(pool, job, kind, Origin::Push, None)
+            .await
+            .expect("snapshot opened");
+        for object in objects {
+            writer.add(object).await.expect("object accepted");
+        }
+        for anchor in removals {
+            let anchor = SourceAnchor::parse("anchor", anchor).expect("valid anchor");
+            writer.add_removal(&anchor).await.expect("removal accepted");
+        }
+        writer.commit(None).await.expect("committed").snapshot_id
+    }
+
+    /// The rows of `snapshot` not made up for the test's size, as text.
+    async fn rows(pool: &PgPool, snapshot: Uuid) -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT concat_ws(' | ', anchor, change, object_type, distinguished_name, attributes::text,
+                              enabled, member_anchors::text, cardinality(member_anchors), deleted_in_source,
+                              encode(content_hash, 'hex'))
+             FROM source_objects WHERE snapshot_id = $1 AND anchor NOT LIKE 'filler-%'
+             ORDER BY anchor COLLATE \"C\"",
+        )
+        .bind(snapshot)
+        .fetch_all(pool)
+        .await
+        .expect("rows read")
+    }
+
+    /// A push large enough to stream through `COPY` lands every value exactly as a small
+    /// push's `INSERT` does, removals of a delta included.
+    #[sqlx::test(migrations = false)]
+    async fn a_copied_push_lands_the_same_rows_as_an_inserted_one(pool: PgPool) {
+        syncguard_store::MIGRATOR
+            .run(&pool)
+            .await
+            .expect("migrated");
+        let job = JobId(Uuid::now_v7());
+        sqlx::query(
+            "INSERT INTO jobs (job_id, name, source_kind, created_by) VALUES ($1, 'copy', 'push', 'test')",
+        )
+        .bind(job.0)
+        .execute(&pool)
+        .await
+        .expect("job created");
+        let large = |objects: Vec<v1::SourceObject>| {
+            objects
+                .into_iter()
+                .chain((0..SMALL_PUSH_ROWS + 10).map(filler))
+                .collect::<Vec<_>>()
+        };
+        for kind in [SnapshotKind::Full, SnapshotKind::Delta] {
+            let removals: &[&str] = match kind {
+                SnapshotKind::Full => &[],
+                SnapshotKind::Delta => &["gone,\"1\"", "gone-2"],
+            };
+            let small = land(&pool, job, kind, awkward_objects(), removals).await;
+            let copied = land(&pool, job, kind, large(awkward_objects()), removals).await;
+            let (small, copied) = (rows(&pool, small).await, rows(&pool, copied).await);
+            assert_eq!(small.len(), 3 + removals.len(), "{small:#?}");
+            assert_eq!(copied, small, "{kind:?}");
+        }
+        let (deleted_type, members): (Option<String>, Vec<String>) = sqlx::query_as(
+            "SELECT (SELECT object_type FROM source_objects WHERE anchor = 'gone-2' LIMIT 1),
+                    (SELECT member_anchors FROM source_objects WHERE anchor = 'g-ünïcode' LIMIT 1)",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("read back");
+        assert_eq!(deleted_type, None, "a removal's type is unknown");
+        assert_eq!(members, ["NULL", "m,2", "u-\"quoted\",\\back{slash}"]);
+    }
 }

@@ -187,87 +187,6 @@ fn hash(object: &CanonicalObject) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-impl CanonicalObject {
-    /// Appends the object as one CSV row of
-    /// `(snapshot_id, anchor, change, object_type, distinguished_name, attributes,
-    ///   enabled, member_anchors, deleted_in_source, content_hash)`.
-    pub fn write_csv_row(&self, snapshot_id: &str, change: &str, out: &mut Vec<u8>) {
-        out.extend_from_slice(snapshot_id.as_bytes());
-        out.push(b',');
-        csv_field(&self.anchor, out);
-        out.push(b',');
-        out.extend_from_slice(change.as_bytes());
-        out.push(b',');
-        out.extend_from_slice(self.object_type.as_bytes());
-        out.push(b',');
-        csv_field(&self.distinguished_name, out);
-        out.push(b',');
-        let attributes = serde_json::to_vec(&self.attributes).unwrap_or_else(|_| b"{}".to_vec());
-        csv_bytes(&attributes, out);
-        out.push(b',');
-        out.push(if self.enabled { b't' } else { b'f' });
-        out.push(b',');
-        csv_field(&pg_text_array(&self.member_anchors), out);
-        out.push(b',');
-        out.push(if self.deleted_in_source { b't' } else { b'f' });
-        out.push(b',');
-        out.extend_from_slice(b"\\x");
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for byte in self.content_hash {
-            out.push(HEX[usize::from(byte >> 4)]);
-            out.push(HEX[usize::from(byte & 0x0f)]);
-        }
-        out.push(b'\n');
-    }
-}
-
-/// Appends the removal of `anchor` (a delta row) in the CSV layout of
-/// [`CanonicalObject::write_csv_row`]: the anchor only, its type unknown (NULL).
-pub fn write_removal_csv_row(snapshot_id: &str, anchor: &SourceAnchor, out: &mut Vec<u8>) {
-    out.extend_from_slice(snapshot_id.as_bytes());
-    out.push(b',');
-    csv_field(anchor.as_str(), out);
-    out.extend_from_slice(b",delete,,\"\",\"{}\",t,\"{}\",f,\\x\n");
-}
-
-/// A CSV field, always quoted so empty strings stay empty strings (not NULL).
-fn csv_field(value: &str, out: &mut Vec<u8>) {
-    csv_bytes(value.as_bytes(), out);
-}
-
-fn csv_bytes(value: &[u8], out: &mut Vec<u8>) {
-    out.reserve(value.len() + 2);
-    out.push(b'"');
-    let mut rest = value;
-    while let Some(quote) = rest.iter().position(|&byte| byte == b'"') {
-        out.extend_from_slice(&rest[..=quote]);
-        out.push(b'"');
-        rest = &rest[quote + 1..];
-    }
-    out.extend_from_slice(rest);
-    out.push(b'"');
-}
-
-/// A Postgres text[] literal: `{"a","b\"c"}`.
-fn pg_text_array(values: &[String]) -> String {
-    let mut literal = String::from("{");
-    for (index, value) in values.iter().enumerate() {
-        if index > 0 {
-            literal.push(',');
-        }
-        literal.push('"');
-        for c in value.chars() {
-            if c == '"' || c == '\\' {
-                literal.push('\\');
-            }
-            literal.push(c);
-        }
-        literal.push('"');
-    }
-    literal.push('}');
-    literal
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,21 +247,5 @@ mod tests {
         );
         let error = canonicalize(9, user("")).unwrap_err();
         assert_eq!(error.field, "objects[9].anchor");
-    }
-
-    #[test]
-    fn csv_rows_escape_quotes_and_arrays() {
-        let mut group = v1::SourceObject {
-            anchor: "G\"1".into(),
-            object_type: ObjectType::Group as i32,
-            member_anchors: vec!["a\"b".into(), "c\\d".into()],
-            ..Default::default()
-        };
-        group.distinguished_name = "cn=a,b".into();
-        let canonical = canonicalize(0, group).unwrap();
-        let mut out = Vec::new();
-        canonical.write_csv_row("s", "present", &mut out);
-        let row = String::from_utf8(out).unwrap();
-        assert!(row.starts_with("s,\"G\"\"1\",present,group,\"cn=a,b\",\"{}\",f,\"{\"\"a\\\"\"b\"\",\"\"c\\\\d\"\"}\",f,\\x"), "{row}");
     }
 }
