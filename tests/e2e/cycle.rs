@@ -423,27 +423,39 @@ async fn cycle_count(suite: &Suite, job_id: &str) -> anyhow::Result<usize> {
 }
 
 /// Waits until the suite's database has no open transaction left (a cancelled push has
-/// rolled back), observed in pg_stat_activity.
+/// rolled back), observed in pg_stat_activity. If one stays open, the failure names each
+/// open session: its service (the pools set their role as application name), state, age
+/// and statement.
 async fn no_open_transactions(suite: &Suite) -> anyhow::Result<()> {
+    const OPEN: &str = "FROM pg_stat_activity WHERE datname = current_database() \
+         AND pid <> pg_backend_pid() AND xact_start IS NOT NULL";
     let pool = sqlx::PgPool::connect_with(suite.database().options()).await?;
-    wait_for(
+    let waited = wait_for(
         "the cancelled push to roll back",
         Duration::from_secs(20),
         || {
             let pool = pool.clone();
             async move {
-                let (open,): (i64,) = sqlx::query_as(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND pid <> pg_backend_pid() AND xact_start IS NOT NULL",
-                )
-                .fetch_one(&pool)
-                .await
-                .ok()?;
+                let (open,): (i64,) =
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) {OPEN}")))
+                        .fetch_one(&pool)
+                        .await
+                        .ok()?;
                 (open == 0).then_some(())
             }
         },
     )
-    .await?;
+    .await;
+    if let Err(error) = waited {
+        let sessions: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT concat_ws(' | ', application_name, state, wait_event_type || ':' || wait_event,
+                              'open ' || round(extract(epoch FROM now() - xact_start)::numeric, 1) || ' s',
+                              left(query, 200)) {OPEN}"
+        )))
+        .fetch_all(&pool)
+        .await?;
+        anyhow::bail!("{error}; open sessions:\n{}", sessions.join("\n"));
+    }
     pool.close().await;
     Ok(())
 }
