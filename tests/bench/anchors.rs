@@ -53,7 +53,7 @@ pub async fn time_psql_copy(
     for canonical in rows {
         let canonical = canonical?;
         crate::snapshot_csv::write_row(&canonical, &snapshot_text, "present", &mut csv);
-        copy_binary::write_object(&canonical, &snapshot_id, "present", &mut binary);
+        copy_binary::write_object(&canonical, &snapshot_id, "present", &mut binary)?;
     }
     binary.extend_from_slice(copy_binary::TRAILER);
     let mut timed = Vec::new();

@@ -34,8 +34,16 @@ const TEXT_OID: i32 = 25;
 /// The version byte that starts a `jsonb` value in binary form.
 const JSONB_VERSION: u8 = 1;
 
-/// Appends `object` as a row of snapshot `snapshot_id`, marked `change`.
-pub fn write_object(object: &CanonicalObject, snapshot_id: &Uuid, change: &str, out: &mut Vec<u8>) {
+/// Appends `object` as a row of snapshot `snapshot_id`, marked `change`. A map of strings
+/// always serializes; should its JSON fail anyway, nothing of the row is left in `out` and the
+/// error is returned, so the push fails instead of landing the object without attributes.
+pub fn write_object(
+    object: &CanonicalObject,
+    snapshot_id: &Uuid,
+    change: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), serde_json::Error> {
+    let row_start = out.len();
     out.extend_from_slice(&FIELDS.to_be_bytes());
     field(snapshot_id.as_bytes(), out);
     field(object.anchor.as_bytes(), out);
@@ -46,11 +54,9 @@ pub fn write_object(object: &CanonicalObject, snapshot_id: &Uuid, change: &str, 
     let length_at = out.len();
     out.extend_from_slice(&[0; 4]);
     out.push(JSONB_VERSION);
-    if serde_json::to_writer(&mut *out, &object.attributes).is_err() {
-        // A map of strings always serializes; should it not, the object carries no attributes
-        // rather than half of them.
-        out.truncate(length_at + 5);
-        out.extend_from_slice(b"{}");
+    if let Err(error) = serde_json::to_writer(&mut *out, &object.attributes) {
+        out.truncate(row_start);
+        return Err(error);
     }
     let length = length_i32(out.len() - length_at - 4);
     out[length_at..length_at + 4].copy_from_slice(&length.to_be_bytes());
@@ -58,6 +64,7 @@ pub fn write_object(object: &CanonicalObject, snapshot_id: &Uuid, change: &str, 
     text_array(&object.member_anchors, out);
     field(&[u8::from(object.deleted_in_source)], out);
     field(&object.content_hash, out);
+    Ok(())
 }
 
 /// Appends the removal of `anchor` (a delta row): the anchor only, its type unknown (NULL),

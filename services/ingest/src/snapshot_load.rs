@@ -5,7 +5,7 @@
 
 use sqlx::postgres::PgDatabaseError;
 use sqlx::{PgPool, Postgres, Transaction};
-use syncguard_domain::{FieldError, JobId, SourceAnchor};
+use syncguard_domain::{FieldError, JobId, SourceAnchor, shortened};
 use syncguard_proto::v1;
 use syncguard_store::StoreError;
 use tokio::sync::mpsc;
@@ -229,25 +229,36 @@ impl SnapshotWriter {
             self.buffer.reserve(COPY_BATCH_BYTES + 64 * 1024);
         }
         for pending in std::mem::take(&mut self.pending) {
-            self.encode(&pending);
+            self.encode(&pending)?;
         }
-        self.encode(&row);
+        self.encode(&row)?;
         if self.buffer.len() >= COPY_BATCH_BYTES {
             self.send_chunk().await?;
         }
         Ok(())
     }
 
-    fn encode(&mut self, row: &PendingRow) {
+    fn encode(&mut self, row: &PendingRow) -> Result<(), IngestError> {
         match row {
             PendingRow::Object(canonical) => copy_binary::write_object(
                 canonical,
                 &self.snapshot_id,
                 self.kind.object_change(),
                 &mut self.buffer,
-            ),
+            )
+            .map_err(|error| {
+                FieldError::new(
+                    "objects",
+                    format!(
+                        "the attributes of anchor {:?} cannot be stored: {error}",
+                        shortened(&canonical.anchor, 40)
+                    ),
+                )
+                .into()
+            }),
             PendingRow::Removal(anchor) => {
-                copy_binary::write_removal(&self.snapshot_id, anchor, &mut self.buffer)
+                copy_binary::write_removal(&self.snapshot_id, anchor, &mut self.buffer);
+                Ok(())
             }
         }
     }
